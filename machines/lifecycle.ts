@@ -1,0 +1,143 @@
+/**
+ * The seed lifecycle as data: its states, its edges, and the defaults of its validators.
+ * Everything here is plain data so the machine, the property-test model, the state table and
+ * the wire protocol all read one source. (The property tests deliberately do NOT import the
+ * edge table: they write their own, so a typo here cannot hide.)
+ */
+
+export const SEED_STATES = [
+  "DORMANT",
+  "GERMINATED",
+  "TRAINING",
+  "GRAFTING",
+  "STABILIZATION",
+  "EVALUATING",
+  "FINE_TUNING",
+  "FOSSILIZED",
+  "CULLED",
+  "CANCELLED",
+  "ROLLED_BACK",
+] as const;
+
+export type SeedState = (typeof SEED_STATES)[number];
+
+/** Row code of a state in the dense state table: its index in SEED_STATES. */
+export const stateCode = (state: SeedState): number => SEED_STATE_INDEX[state];
+export const stateOf = (code: number): SeedState => {
+  const state = SEED_STATES[code];
+  if (state === undefined) throw new RangeError(`no lifecycle state has code ${code}`);
+  return state;
+};
+const SEED_STATE_INDEX = Object.fromEntries(SEED_STATES.map((s, i) => [s, i])) as Record<SeedState, number>;
+
+export const TERMINAL_STATES: ReadonlySet<SeedState> = new Set(["FOSSILIZED", "CULLED", "CANCELLED", "ROLLED_BACK"]);
+export const isTerminal = (state: SeedState): boolean => TERMINAL_STATES.has(state);
+
+/** States in which a seed holds live blueprint work: emergency stop rolls these back. */
+export const ACTIVE_STATES: ReadonlySet<SeedState> = new Set(["GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING"]);
+/** States a stopped layer refuses to enter: anything that grows. */
+export const GROWTH_STATES: ReadonlySet<SeedState> = new Set([
+  "GERMINATED",
+  "TRAINING",
+  "GRAFTING",
+  "STABILIZATION",
+  "EVALUATING",
+  "FINE_TUNING",
+  "FOSSILIZED",
+]);
+
+/** The 16 edges of the lifecycle graph. `force` never adds to these. */
+export const EDGES: Readonly<Record<SeedState, readonly SeedState[]>> = {
+  DORMANT: ["GERMINATED"],
+  GERMINATED: ["TRAINING", "CANCELLED"],
+  TRAINING: ["GRAFTING", "CULLED", "CANCELLED"],
+  GRAFTING: ["STABILIZATION", "ROLLED_BACK"],
+  STABILIZATION: ["EVALUATING", "ROLLED_BACK"],
+  EVALUATING: ["FINE_TUNING", "CULLED", "ROLLED_BACK"],
+  FINE_TUNING: ["FOSSILIZED", "CULLED", "ROLLED_BACK"],
+  FOSSILIZED: [],
+  CULLED: [],
+  CANCELLED: [],
+  ROLLED_BACK: [],
+};
+
+export const parseSeedState = (name: string): SeedState | undefined => {
+  const upper = name.toUpperCase();
+  return (SEED_STATES as readonly string[]).includes(upper) ? (upper as SeedState) : undefined;
+};
+
+export const GRAFTING_STRATEGIES = ["linear", "drift_controlled", "momentum", "adaptive", "stability"] as const;
+export type GraftingStrategy = (typeof GRAFTING_STRATEGIES)[number];
+
+/** Validator thresholds. Defaults below; a layer may override any of them. */
+export interface GuardConfig {
+  /** Epochs a seed must spend in a state before leaving it (not needed to enter ROLLED_BACK). */
+  readonly minEpochs: Readonly<Record<SeedState, number>>;
+  /** TRAINING -> GRAFTING needs reconstruction_loss <= this. */
+  readonly maxReconstructionLoss: number;
+  /** EVALUATING -> FINE_TUNING needs performance_delta > this and stability_score >= minStability. */
+  readonly minPerformanceDelta: number;
+  readonly minStability: number;
+  /** EVALUATING -> CULLED needs performance_delta < cullBelowDelta, error_rate > cullErrorRate, or errors > cullErrorCount. */
+  readonly cullBelowDelta: number;
+  readonly cullErrorRate: number;
+  readonly cullErrorCount: number;
+  /** FINE_TUNING -> FOSSILIZED needs total_improvement >= minImprovement and final_stability >= minFinalStability. */
+  readonly minImprovement: number;
+  readonly minFinalStability: number;
+}
+
+export const DEFAULT_GUARDS: GuardConfig = {
+  minEpochs: {
+    DORMANT: 0,
+    GERMINATED: 0,
+    TRAINING: 100,
+    GRAFTING: 50,
+    STABILIZATION: 20,
+    EVALUATING: 30,
+    FINE_TUNING: 50,
+    FOSSILIZED: 0,
+    CULLED: 0,
+    CANCELLED: 0,
+    ROLLED_BACK: 0,
+  },
+  maxReconstructionLoss: 0.01,
+  minPerformanceDelta: 0,
+  minStability: 0.8,
+  cullBelowDelta: -0.05,
+  cullErrorRate: 0.1,
+  cullErrorCount: 5,
+  minImprovement: 0.01,
+  minFinalStability: 0.95,
+};
+
+export type GuardOverrides = Partial<Omit<GuardConfig, "minEpochs">> & {
+  readonly minEpochs?: Partial<Record<SeedState, number>>;
+};
+
+export const guardConfig = (overrides: GuardOverrides = {}): GuardConfig => ({
+  ...DEFAULT_GUARDS,
+  ...overrides,
+  minEpochs: { ...DEFAULT_GUARDS.minEpochs, ...overrides.minEpochs },
+});
+
+/**
+ * Codes a command can end with. The wire contract (PROTOCOL.md "Command results") lists them;
+ * the machines produce the first four kinds, the runtime and bus the rest.
+ */
+export const RESULT_CODES = [
+  "ok",
+  "invalid_transition",
+  "guard_failed",
+  "terminal_state",
+  "unknown_layer",
+  "unknown_seed",
+  "invalid_message",
+  "too_large",
+  "bad_signature",
+  "rate_limited",
+  "timeout",
+  "emergency_stopped",
+  "internal",
+] as const;
+export type ResultCode = (typeof RESULT_CODES)[number];

@@ -1,0 +1,128 @@
+import { Context, Data, type Effect, type Scope } from "effect";
+
+/**
+ * The message plane's one interface. Two implementations pass one conformance suite
+ * (test/conformance/): MemoryBus, the embedded default, and RedisBus over Redis Streams.
+ *
+ * The bus moves stream entries (a map of fields, `data` holding the encoded message as bytes);
+ * it knows nothing of message schemas. Key names come from src/protocol/streams.ts.
+ * Every method is an Effect whose failure is a BusError, so callers choose the retry policy.
+ */
+
+/** `data` is bytes; every other field (type, enc, sig, dead-letter fields...) is a string. */
+export interface EntryFields {
+  readonly data: Uint8Array;
+  readonly type: string;
+  readonly [field: string]: Uint8Array | string;
+}
+
+export interface Entry {
+  readonly stream: string;
+  /** Stream entry id, `ms-seq`. */
+  readonly id: string;
+  readonly fields: EntryFields;
+  /** How many times this entry has been delivered to a consumer of the group (1 on first read). 0 outside groups. */
+  readonly deliveries: number;
+}
+
+export interface PendingEntry {
+  readonly id: string;
+  readonly consumer: string;
+  readonly idleMs: number;
+  readonly deliveries: number;
+}
+
+export interface ReaderOptions {
+  readonly stream: string;
+  readonly group: string;
+  readonly consumer: string;
+  /** Most entries per read. Default 128. */
+  readonly count?: number;
+  /** How long a read waits for new entries before returning []. Default 1000 ms. */
+  readonly blockMs?: number;
+}
+
+/**
+ * A consumer-group member on one stream. On its first reads it returns what this consumer
+ * already holds pending (left by a crash before ack), then new entries.
+ * RedisBus gives each reader its own connection, because a blocking XREADGROUP holds one.
+ */
+export interface Reader {
+  readonly read: Effect.Effect<readonly Entry[], BusError>;
+}
+
+/** One operation of an atomic commit: all apply, or none (MULTI/EXEC on Redis). */
+export type CommitOp =
+  | { readonly op: "xadd"; readonly stream: string; readonly fields: EntryFields; readonly maxLen?: number }
+  | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, Uint8Array | string>> }
+  | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] };
+
+export interface DeadLetter {
+  /** The dead-letter stream to append to (P.dlq.layer.{L} or P.dlq.all). */
+  readonly dlq: string;
+  readonly entry: Entry;
+  readonly group: string;
+  readonly code: string;
+  readonly error: string;
+}
+
+export interface Bus {
+  /** Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000). Returns its id. */
+  readonly publish: (stream: string, fields: EntryFields, maxLen?: number) => Effect.Effect<string, BusError>;
+  /** Appends many entries in one round trip (pipelined on Redis). Returns their ids in order. */
+  readonly publishMany: (
+    entries: ReadonlyArray<{ readonly stream: string; readonly fields: EntryFields }>,
+    maxLen?: number,
+  ) => Effect.Effect<readonly string[], BusError>;
+  /** Creates the consumer group if missing (MKSTREAM). `startId` "0" = whole stream, "$" = only new entries. */
+  readonly ensureGroup: (stream: string, group: string, startId?: "0" | "$") => Effect.Effect<void, BusError>;
+  /** A group reader living as long as the Scope. */
+  readonly reader: (options: ReaderOptions) => Effect.Effect<Reader, BusError, Scope.Scope>;
+  readonly ack: (stream: string, group: string, ids: readonly string[]) => Effect.Effect<number, BusError>;
+  /** Entries pending in the group, oldest first. */
+  readonly pending: (stream: string, group: string, count?: number) => Effect.Effect<readonly PendingEntry[], BusError>;
+  /** Transfers entries idle for at least `minIdleMs` to `consumer` (XAUTOCLAIM); each counts one more delivery. */
+  readonly claimIdle: (
+    stream: string,
+    group: string,
+    consumer: string,
+    minIdleMs: number,
+    count?: number,
+  ) => Effect.Effect<readonly Entry[], BusError>;
+  /** Appends the entry with its reason to a dead-letter stream and acks it, atomically. */
+  readonly deadLetter: (letter: DeadLetter) => Effect.Effect<string, BusError>;
+  /** Applies every op or none. */
+  readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<void, BusError>;
+  /** Entries with start <= id <= end ("-" and "+" are the ends), at most `count`. */
+  readonly range: (stream: string, start?: string, end?: string, count?: number) => Effect.Effect<readonly Entry[], BusError>;
+  /** Plain XREAD: entries after `afterId`, waiting up to `blockMs` (0 = do not wait). For followers outside groups. */
+  readonly readAfter: (stream: string, afterId: string, count?: number, blockMs?: number) => Effect.Effect<readonly Entry[], BusError>;
+  readonly hgetall: (key: string) => Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError>;
+  readonly length: (stream: string) => Effect.Effect<number, BusError>;
+  readonly trim: (stream: string, maxLen: number) => Effect.Effect<number, BusError>;
+  /** Removes keys (streams, hashes). For tests, benchmarks and `esper` admin commands. */
+  readonly del: (keys: readonly string[]) => Effect.Effect<void, BusError>;
+}
+
+/** The bus as an Effect service, so a program names what it needs and a Layer provides it. */
+export class BusService extends Context.Service<BusService, Bus>()("esper/Bus") {}
+
+export type BusErrorReason =
+  /** The server could not be reached or the connection dropped; retry later. */
+  | "unavailable"
+  /** The outbox is at its bound while Redis is unreachable; the caller must slow down or fail. */
+  | "outbox_full"
+  /** The server answered with an error (wrong type, bad id...). Retrying will not help. */
+  | "command_failed"
+  /** The bus was shut down. */
+  | "closed";
+
+export class BusError extends Data.TaggedError("BusError")<{
+  readonly reason: BusErrorReason;
+  readonly message: string;
+  readonly cause?: unknown;
+}> {}
+
+export const DEFAULT_MAXLEN = 100_000;
+export const DEFAULT_READ_COUNT = 128;
+export const DEFAULT_BLOCK_MS = 1_000;

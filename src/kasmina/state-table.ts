@@ -1,0 +1,125 @@
+import { stateCode, stateOf, GRAFTING_STRATEGIES, type GraftingStrategy, type SeedState } from "../../machines/lifecycle.ts";
+
+/**
+ * The dense per-layer seed table: one row per seed, one typed array per column.
+ *
+ * The control plane writes it (the layer actor, on every transition, or a replica applying
+ * StateTransitionEvents); the data plane reads whole columns as tensors on each forward pass.
+ * Keeping it columnar is what lets the forward pass stay vectorized: no per-seed objects.
+ *
+ * `version` increases on every write, so a reader can cache the tensors it built from the
+ * table and rebuild them only when the table changed.
+ */
+export interface SeedRow {
+  readonly state: SeedState;
+  /** Index into the blueprint registry, or -1 for none. */
+  readonly blueprint: number;
+  readonly epochsInState: number;
+  readonly alpha: number;
+  readonly strategy: GraftingStrategy;
+  readonly errorCount: number;
+}
+
+export class StateTable {
+  readonly state: Uint8Array;
+  readonly blueprint: Int32Array;
+  readonly epochsInState: Uint32Array;
+  readonly alpha: Float32Array;
+  readonly strategy: Uint8Array;
+  readonly errorCount: Uint32Array;
+  private _version = 0;
+  private readonly listeners = new Set<(seedId: number) => void>();
+
+  constructor(readonly numSeeds: number) {
+    if (!Number.isInteger(numSeeds) || numSeeds < 1) throw new RangeError(`numSeeds must be a positive integer, got ${numSeeds}`);
+    this.state = new Uint8Array(numSeeds); // 0 = DORMANT
+    this.blueprint = new Int32Array(numSeeds).fill(-1);
+    this.epochsInState = new Uint32Array(numSeeds);
+    this.alpha = new Float32Array(numSeeds);
+    this.strategy = new Uint8Array(numSeeds); // 0 = linear
+    this.errorCount = new Uint32Array(numSeeds);
+  }
+
+  get version(): number {
+    return this._version;
+  }
+
+  row(seedId: number): SeedRow {
+    this.check(seedId);
+    return {
+      state: stateOf(this.state[seedId]!),
+      blueprint: this.blueprint[seedId]!,
+      epochsInState: this.epochsInState[seedId]!,
+      alpha: this.alpha[seedId]!,
+      strategy: GRAFTING_STRATEGIES[this.strategy[seedId]!]!,
+      errorCount: this.errorCount[seedId]!,
+    };
+  }
+
+  /** Writes the given columns of one row. */
+  write(seedId: number, row: Partial<SeedRow>): void {
+    this.check(seedId);
+    if (row.state !== undefined) this.state[seedId] = stateCode(row.state);
+    if (row.blueprint !== undefined) this.blueprint[seedId] = row.blueprint;
+    if (row.epochsInState !== undefined) this.epochsInState[seedId] = row.epochsInState;
+    if (row.alpha !== undefined) this.alpha[seedId] = row.alpha;
+    if (row.strategy !== undefined) this.strategy[seedId] = GRAFTING_STRATEGIES.indexOf(row.strategy);
+    if (row.errorCount !== undefined) this.errorCount[seedId] = row.errorCount;
+    this._version++;
+    for (const listener of this.listeners) listener(seedId);
+  }
+
+  /** Adds `epochs` to every seed's epochs-in-state counter: one call per layer per tick. */
+  tick(epochs = 1): void {
+    for (let i = 0; i < this.numSeeds; i++) this.epochsInState[i] = this.epochsInState[i]! + epochs;
+    this._version++;
+  }
+
+  /** Called with the seed id after every row write. */
+  onWrite(listener: (seedId: number) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** A deep copy, for checkpoints and for comparing before/after in tests. */
+  snapshot(): StateTableSnapshot {
+    return {
+      numSeeds: this.numSeeds,
+      state: Array.from(this.state),
+      blueprint: Array.from(this.blueprint),
+      epochsInState: Array.from(this.epochsInState),
+      alpha: Array.from(this.alpha),
+      strategy: Array.from(this.strategy),
+      errorCount: Array.from(this.errorCount),
+    };
+  }
+
+  restore(snapshot: StateTableSnapshot): void {
+    if (snapshot.numSeeds !== this.numSeeds) {
+      throw new RangeError(`snapshot has ${snapshot.numSeeds} seeds, this table has ${this.numSeeds}`);
+    }
+    this.state.set(snapshot.state);
+    this.blueprint.set(snapshot.blueprint);
+    this.epochsInState.set(snapshot.epochsInState);
+    this.alpha.set(snapshot.alpha);
+    this.strategy.set(snapshot.strategy);
+    this.errorCount.set(snapshot.errorCount);
+    this._version++;
+  }
+
+  private check(seedId: number): void {
+    if (!Number.isInteger(seedId) || seedId < 0 || seedId >= this.numSeeds) {
+      throw new RangeError(`seed ${seedId} is outside 0..${this.numSeeds - 1}`);
+    }
+  }
+}
+
+export interface StateTableSnapshot {
+  readonly numSeeds: number;
+  readonly state: number[];
+  readonly blueprint: number[];
+  readonly epochsInState: number[];
+  readonly alpha: number[];
+  readonly strategy: number[];
+  readonly errorCount: number[];
+}
