@@ -1,0 +1,104 @@
+/**
+ * The machines as JSON machine configs (the shape `createMachine` takes, targets as sibling
+ * state names), which Stately Studio imports and XState can run again. Built from each machine's
+ * own definition, so it cannot drift from the code.
+ */
+import type { AnyStateMachine } from "xstate";
+import { controllerMachine } from "../../machines/controller.ts";
+import { layerMachine } from "../../machines/layer.ts";
+import { seedMachine } from "../../machines/seed.ts";
+
+type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
+
+interface NodeDefinition {
+  readonly id: string;
+  readonly key: string;
+  readonly type: string;
+  readonly initial?: { readonly target: ReadonlyArray<{ readonly key: string } | string> };
+  readonly states: Readonly<Record<string, NodeDefinition>>;
+  readonly on: Readonly<Record<string, ReadonlyArray<TransitionDefinition>>>;
+  readonly entry: readonly unknown[];
+  readonly exit: readonly unknown[];
+  readonly invoke: ReadonlyArray<{ readonly src: unknown; readonly id: string }>;
+  readonly tags: readonly string[];
+  readonly description?: string;
+}
+
+interface TransitionDefinition {
+  readonly target?: readonly string[];
+  readonly guard?: unknown;
+  readonly actions: readonly unknown[];
+  readonly reenter?: boolean;
+}
+
+/** Drops functions (inline guards/actions) and keeps named ones with their params. */
+const named = (item: unknown): Json | undefined => {
+  if (typeof item === "string") return item;
+  if (item && typeof item === "object" && "type" in item && typeof (item as { type: unknown }).type === "string") {
+    const { type, params } = item as { type: string; params?: unknown };
+    return params && typeof params === "object" ? { type, params: JSON.parse(JSON.stringify(params)) as Json } : type;
+  }
+  return typeof item === "function" ? "inline" : undefined;
+};
+
+const lastSegment = (target: string): string => target.slice(target.lastIndexOf(".") + 1);
+
+/** Targets are written relative to the node holding the transition: a sibling by name, a child of the root as `.child`. */
+const transitionConfig = (t: TransitionDefinition, fromRoot: boolean): Json => {
+  const out: Record<string, Json> = {};
+  const relative = (target: string) => (fromRoot ? `.${lastSegment(target)}` : lastSegment(target));
+  if (t.target && t.target.length > 0) out.target = t.target.length === 1 ? relative(t.target[0]!) : t.target.map(relative);
+  if (t.guard !== undefined) out.guard = named(t.guard) ?? "inline";
+  const actions = t.actions.map(named).filter((a): a is Json => a !== undefined);
+  if (actions.length > 0) out.actions = actions;
+  if (t.reenter) out.reenter = true;
+  return out;
+};
+
+const nodeConfig = (node: NodeDefinition, root: boolean): Record<string, Json> => {
+  const out: Record<string, Json> = {};
+  if (root) out.id = node.id;
+  if (node.description) out.description = node.description;
+  const initial = node.initial?.target[0];
+  if (initial !== undefined) out.initial = typeof initial === "string" ? lastSegment(initial) : initial.key;
+  if (node.tags.length > 0) out.tags = [...node.tags];
+  if (node.type === "final") out.type = "final";
+  const entry = node.entry.map(named).filter((a): a is Json => a !== undefined);
+  if (entry.length > 0) out.entry = entry;
+  const invokeIds = new Set(node.invoke.map((i) => i.id));
+  if (node.invoke.length > 0) {
+    out.invoke = node.invoke.map((i) => {
+      const done = node.on[`xstate.done.actor.${i.id}`];
+      const error = node.on[`xstate.error.actor.${i.id}`];
+      return {
+        src: typeof i.src === "string" ? i.src : i.id,
+        ...(done ? { onDone: done.map((t) => transitionConfig(t, false)) } : {}),
+        ...(error ? { onError: error.map((t) => transitionConfig(t, false)) } : {}),
+      };
+    });
+  }
+  const on: Record<string, Json> = {};
+  for (const [event, transitions] of Object.entries(node.on)) {
+    // An invoke's completion transitions belong to its `invoke` entry above.
+    const invokeId = event.replace(/^xstate\.(done|error)\.actor\./, "");
+    if (invokeId !== event && invokeIds.has(invokeId)) continue;
+    on[event] = transitions.map((t) => transitionConfig(t, root));
+  }
+  if (Object.keys(on).length > 0) out.on = on;
+  const states = Object.entries(node.states);
+  if (states.length > 0) out.states = Object.fromEntries(states.map(([k, v]) => [k, nodeConfig(v, false)]));
+  return out;
+};
+
+export const machineConfig = (machine: AnyStateMachine): Record<string, Json> =>
+  // Through JSON first: the definition holds StateNode objects, whose JSON form is their id.
+  nodeConfig(JSON.parse(JSON.stringify(machine.toJSON())) as NodeDefinition, true);
+
+export const MACHINES = { seed: seedMachine, layer: layerMachine, controller: controllerMachine } as const;
+
+/** Every machine's config, keyed by the file name it is written to. */
+export const machineConfigs = (): Record<keyof typeof MACHINES, Record<string, Json>> => ({
+  seed: machineConfig(seedMachine),
+  layer: machineConfig(layerMachine),
+  controller: machineConfig(controllerMachine),
+});

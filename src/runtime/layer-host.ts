@@ -1,0 +1,344 @@
+/**
+ * Hosts one layer actor: turns protocol commands into layer orders, gathers what the layer and
+ * its seeds emit while handling one command into exactly one CommandResult, mirrors every
+ * transition into the layer's state table, keeps each seed's last persisted snapshot, and
+ * restarts a seed that crashed from that snapshot.
+ *
+ * Everything here is synchronous: XState delivers a command to the layer and the layer's sends
+ * to its seeds inside one `send`, so by the time `apply` returns, the answer is complete.
+ */
+import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
+import { guardConfig, parseSeedState, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
+import { layerMachine, type LayerEmitted, type LayerEvent, type LayerResult, type SeedOrder } from "../../machines/layer.ts";
+import { persistSeed, resumeSeed, seedMachine, type PersistedSeed, type SeedMachine, type SeedOutcome } from "../../machines/seed.ts";
+import type { Metrics } from "../../machines/seed-rules.ts";
+import { StateTable } from "../kasmina/state-table.ts";
+import { commandResult, stateTransitionEvent, type CommandMessage, type HostedCommand } from "./messages.ts";
+import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+
+export interface LayerHostOptions {
+  readonly layerId: string;
+  readonly numSeeds: number;
+  readonly guards?: GuardOverrides;
+  /** The table the data plane reads; one is made when not given. */
+  readonly table?: StateTable;
+  /** Seed logic to spawn (tests provide a faulty one to exercise supervision). Default: seedMachine. */
+  readonly seedLogic?: SeedMachine;
+  /** Where StateTransitionEvents go as they happen. */
+  readonly onTransition?: (event: StateTransitionEvent) => void;
+  /** A seed crashed and was restarted from its last snapshot. */
+  readonly onSeedRestart?: (seedId: number, error: unknown, restoredState: SeedState) => void;
+  readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
+  /** Identifies this host in messages' `source`. */
+  readonly source?: string;
+  readonly clock?: () => number;
+  /** Maps a blueprint id to the integer the state table stores (the data plane's registry). Default: -1 for none, else first-seen order. */
+  readonly blueprintIndex?: (blueprintId: string | null) => number;
+}
+
+export interface Applied {
+  readonly result: CommandResult;
+  readonly transitions: readonly StateTransitionEvent[];
+}
+
+export class LayerHost {
+  readonly layerId: string;
+  readonly numSeeds: number;
+  readonly table: StateTable;
+  private readonly actor: Actor<typeof layerMachine>;
+  private readonly persisted: PersistedSeed[];
+  private readonly source: string;
+  private readonly clock: () => number;
+  /** What the layer and its seeds emitted during the current `apply`. */
+  private layerEmitted: LayerEmitted[] = [];
+  private outcomes: SeedOutcome[] = [];
+  private readonly seedLogic: SeedMachine;
+  private stopped = false;
+  private restarts = 0;
+  private readonly blueprintIndex: (blueprintId: string | null) => number;
+
+  constructor(private readonly options: LayerHostOptions) {
+    this.layerId = options.layerId;
+    this.numSeeds = options.numSeeds;
+    this.table = options.table ?? new StateTable(options.numSeeds);
+    if (this.table.numSeeds !== options.numSeeds) {
+      throw new RangeError(`state table has ${this.table.numSeeds} seeds, layer ${options.layerId} has ${options.numSeeds}`);
+    }
+    this.source = options.source ?? `esper.layer.${options.layerId}`;
+    this.clock = options.clock ?? Date.now;
+    this.seedLogic = options.seedLogic ?? seedMachine;
+    this.blueprintIndex = options.blueprintIndex ?? internBlueprints();
+    this.actor = createActor(layerMachine.provide({ actors: { seed: this.seedLogic } }), {
+      input: { layerId: options.layerId, numSeeds: options.numSeeds, guards: guardConfig(options.guards) },
+      ...(options.inspect ? { inspect: options.inspect } : {}),
+    });
+    this.actor.on("*", (emitted) => this.onLayerEmitted(emitted as LayerEmitted));
+    this.actor.start();
+    const seeds = this.actor.getSnapshot().context.seeds;
+    this.persisted = seeds.map((seed) => persistSeed(seed.getSnapshot()));
+    seeds.forEach((seed) => this.watchSeed(seed));
+  }
+
+  /** Whether a whole-layer emergency stop is in force. */
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  /** The seed's persisted snapshot: what the state store keeps and a restart resumes from. */
+  seed(seedId: number): PersistedSeed {
+    const p = this.persisted[seedId];
+    if (!p) throw new RangeError(`layer ${this.layerId} has no seed ${seedId}`);
+    return p;
+  }
+
+  seeds(): readonly PersistedSeed[] {
+    return this.persisted;
+  }
+
+  /** Applies one command and returns its one result plus the transitions it caused. */
+  apply(command: HostedCommand, startedAt = this.clock()): Applied {
+    this.layerEmitted = [];
+    this.outcomes = [];
+    const event = this.toLayerEvent(command);
+    this.actor.send(event);
+    const applied = this.answer(command, startedAt);
+    this.layerEmitted = [];
+    this.outcomes = [];
+    return applied;
+  }
+
+  /** Elapsed epochs for every seed: one message per layer per tick. */
+  tick(epochs = 1): void {
+    this.actor.send({ type: "tick", epochs });
+    this.table.tick(epochs);
+    for (const p of this.persisted) (p.context as { epochsInState: number }).epochsInState += epochs;
+  }
+
+  /** Metrics for some seeds (reconstruction_loss, performance_delta...), one message per window. */
+  reportMetrics(bySeed: Readonly<Record<number, Metrics>>): void {
+    this.actor.send({ type: "metrics", bySeed });
+    for (const id of Object.keys(bySeed)) this.refresh(Number(id));
+  }
+
+  /** Restores persisted seeds (from the state store) into a fresh host, e.g. when a worker restarts. */
+  restore(seeds: ReadonlyMap<number, PersistedSeed>): void {
+    for (const [seedId, persisted] of seeds) {
+      this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, persisted) });
+      this.watchSeed(this.actor.getSnapshot().context.seeds[seedId]!);
+      this.refresh(seedId);
+    }
+  }
+
+  stop(): void {
+    this.actor.stop();
+  }
+
+  private toLayerEvent(command: HostedCommand): LayerEvent {
+    const at = this.clock();
+    switch (command.message_type) {
+      case "LifecycleTransitionCommand":
+      case "BlueprintUpdateCommand":
+        return { type: "command", order: toOrder(command, at) };
+      case "BatchCommand":
+        return {
+          type: "batch",
+          commandId: command.message_id,
+          orders: command.commands.map((c) => toOrder(c, at)),
+          atomic: command.atomic,
+          stopOnError: command.stop_on_error,
+        };
+      case "EmergencyStopCommand":
+        return { type: "emergency_stop", commandId: command.message_id, seedId: command.seed_id, reason: command.reason, at };
+      case "ResumeCommand":
+        return { type: "resume", commandId: command.message_id };
+    }
+  }
+
+  private onLayerEmitted(emitted: LayerEmitted): void {
+    switch (emitted.type) {
+      case "stopped":
+        this.stopped = true;
+        break;
+      case "resumed":
+        this.stopped = false;
+        break;
+      case "seed.crashed":
+        this.restartSeed(emitted.seedId, emitted.error);
+        return;
+    }
+    this.layerEmitted.push(emitted);
+  }
+
+  private watchSeed(seed: { on: (type: "outcome", handler: (o: SeedOutcome) => void) => unknown }): void {
+    seed.on("outcome", (outcome) => {
+      this.outcomes.push(outcome);
+      if (outcome.ok) this.refresh(outcome.seedId);
+    });
+  }
+
+  /** Re-reads one seed's snapshot into the persisted list and the state table. */
+  private refresh(seedId: number): void {
+    const ref = this.actor.getSnapshot().context.seeds[seedId];
+    if (!ref) return;
+    const snapshot = ref.getSnapshot();
+    if (snapshot.status !== "active") return;
+    const persisted = persistSeed(snapshot);
+    this.persisted[seedId] = persisted;
+    const c = persisted.context;
+    this.table.write(seedId, {
+      state: persisted.state,
+      blueprint: this.blueprintIndex(c.blueprintId),
+      epochsInState: c.epochsInState,
+      alpha: c.alpha,
+      strategy: c.strategy,
+      errorCount: c.errorCount,
+    });
+  }
+
+  /**
+   * XState has no supervision: a seed that throws is dead. Restart it from its last persisted
+   * snapshot (the state before the failing event), so the failing command is the only casualty.
+   */
+  private restartSeed(seedId: number, error: unknown): void {
+    const last = this.persisted[seedId]!;
+    this.restarts++;
+    this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, last) });
+    this.watchSeed(this.actor.getSnapshot().context.seeds[seedId]!);
+    this.layerEmitted.push({
+      type: "result",
+      commandId: "",
+      seedId,
+      ok: false,
+      code: "internal",
+      error: `seed ${seedId} crashed and was restarted from its last snapshot (${last.state}): ${errorText(error)}`,
+      details: { crashed: true },
+    });
+    this.options.onSeedRestart?.(seedId, error, last.state);
+  }
+
+  private answer(command: HostedCommand, startedAt: number): Applied {
+    const transitions = this.outcomes.filter((o) => o.ok).map((o) => this.transitionEvent(o, command));
+    for (const t of transitions) this.options.onTransition?.(t);
+    const elapsed = Math.max(0, this.clock() - startedAt);
+    const crash = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.details.crashed === true);
+    const base = { source: this.source, layerId: this.layerId, command, elapsedMs: elapsed };
+
+    if (command.message_type === "BatchCommand") {
+      return { result: this.batchResult(command, base, crash), transitions };
+    }
+    const refused = this.layerEmitted.find((e): e is LayerResult => e.type === "result");
+    if (refused) {
+      return { result: commandResult({ ...base, seedId: refused.seedId, code: refused.code, error: refused.error, details: refused.details }), transitions };
+    }
+    if (command.message_type === "EmergencyStopCommand" || command.message_type === "ResumeCommand") {
+      const moved = this.outcomes.filter((o) => o.ok).map((o) => ({ seed_id: o.seedId, from: o.from, to: o.to }));
+      return {
+        result: commandResult({ ...base, seedId: command.message_type === "EmergencyStopCommand" ? command.seed_id : null, code: "ok", error: null, details: { stopped: this.stopped, seeds: moved } }),
+        transitions,
+      };
+    }
+    if (command.message_type === "BlueprintUpdateCommand") {
+      return { result: commandResult({ ...base, seedId: command.seed_id, code: "ok", error: null, details: { blueprint_id: command.blueprint_id } }), transitions };
+    }
+    return { result: this.lifecycleResult(command.seed_id, this.outcomes, base), transitions };
+  }
+
+  private lifecycleResult(seedId: number | null, outcomes: readonly SeedOutcome[], base: ResultBase): CommandResult {
+    const failed = outcomes.find((o) => !o.ok);
+    if (seedId !== null) {
+      const o = outcomes[0];
+      if (!o) return commandResult({ ...base, seedId, code: "internal", error: "the seed gave no answer", details: {} });
+      if (o.ok) return commandResult({ ...base, seedId, code: "ok", error: null, details: { from_state: o.from, to_state: o.to } });
+      return commandResult({ ...base, seedId, code: o.code, error: o.error, details: { from_state: o.from, to_state: o.to, ...(o.guard ? { guard: o.guard, values: o.values } : {}) } });
+    }
+    // Every seed of the layer: one result, with each seed's answer in details.
+    const results = outcomes.map((o) => (o.ok ? { seed_id: o.seedId, code: "ok", from_state: o.from } : { seed_id: o.seedId, code: o.code, error: o.error }));
+    const moved = outcomes.filter((o) => o.ok).length;
+    return commandResult({
+      ...base,
+      seedId: null,
+      code: failed ? (failed as Extract<SeedOutcome, { ok: false }>).code : "ok",
+      error: failed ? `${outcomes.length - moved} of ${outcomes.length} seeds refused; first: seed ${failed.seedId}: ${(failed as Extract<SeedOutcome, { ok: false }>).error}` : null,
+      details: { moved, results },
+    });
+  }
+
+  private batchResult(command: Extract<HostedCommand, { message_type: "BatchCommand" }>, base: ResultBase, crash: LayerResult | undefined): CommandResult {
+    const whole = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.commandId === command.message_id);
+    if (whole) return commandResult({ ...base, seedId: null, code: whole.code, error: whole.error, details: whole.details });
+    const results = command.commands.map((c, index) => {
+      const refused = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.commandId === c.message_id);
+      if (refused) return { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error };
+      if (c.message_type === "BlueprintUpdateCommand") return { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
+      const mine = this.outcomes.filter((o) => o.commandId === c.message_id);
+      const bad = mine.find((o) => !o.ok) as Extract<SeedOutcome, { ok: false }> | undefined;
+      return bad
+        ? { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: bad.code, error: bad.error }
+        : { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
+    });
+    const firstBad = results.find((r) => !r.success);
+    return commandResult({
+      ...base,
+      seedId: null,
+      code: crash ? "internal" : firstBad ? (firstBad.code as CommandResult["code"]) : "ok",
+      error: firstBad ? `command ${firstBad.index} failed: ${firstBad.error}` : null,
+      details: { results },
+    });
+  }
+
+  private transitionEvent(o: SeedOutcome, command: HostedCommand): StateTransitionEvent {
+    return stateTransitionEvent({
+      source: this.source,
+      correlationId: command.message_id,
+      layerId: this.layerId,
+      seedId: o.seedId,
+      from: o.from,
+      to: o.to,
+      reason: o.reason,
+      metrics: o.metrics,
+      durationMs: 0,
+      triggeredBy: command.message_type === "EmergencyStopCommand" ? "system" : triggeredBy(command),
+    });
+  }
+}
+
+type ResultBase = { readonly source: string; readonly layerId: string; readonly command: HostedCommand; readonly elapsedMs: number };
+
+const triggeredBy = (command: CommandMessage | HostedCommand): "user" | "system" | "policy" => {
+  const meta = (command as { metadata?: Record<string, unknown> | null }).metadata;
+  const said = meta?.triggered_by;
+  if (said === "user" || said === "system" || said === "policy") return said;
+  return command.source.startsWith("tamiyo") ? "policy" : "user";
+};
+
+/** Numbers a command carries for the validators: `parameters.metrics`, or numeric parameters. */
+const metricsOf = (parameters: Readonly<Record<string, unknown>>): Metrics => {
+  const nested = parameters.metrics;
+  const source = nested && typeof nested === "object" ? (nested as Record<string, unknown>) : parameters;
+  const metrics: Record<string, number> = {};
+  for (const [k, v] of Object.entries(source)) if (typeof v === "number" && Number.isFinite(v)) metrics[k] = v;
+  return metrics;
+};
+
+const toOrder = (c: Extract<HostedCommand, { message_type: "LifecycleTransitionCommand" | "BlueprintUpdateCommand" }>, at: number): SeedOrder =>
+  c.message_type === "LifecycleTransitionCommand"
+    ? { kind: "lifecycle", commandId: c.message_id, seedId: c.seed_id, target: parseSeedState(c.target_state) ?? (c.target_state as SeedState), force: c.force, metrics: metricsOf(c.parameters), reason: c.reason, at }
+    : { kind: "blueprint", commandId: c.message_id, seedId: c.seed_id, blueprintId: c.blueprint_id, strategy: c.grafting_strategy };
+
+/** First-seen numbering of blueprint ids, for hosts without a data-plane registry. */
+const internBlueprints = () => {
+  const ids = new Map<string, number>();
+  return (blueprintId: string | null): number => {
+    if (blueprintId === null) return -1;
+    let index = ids.get(blueprintId);
+    if (index === undefined) ids.set(blueprintId, (index = ids.size));
+    return index;
+  };
+};
+
+const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+

@@ -1,0 +1,85 @@
+/**
+ * The protocol messages the runtime builds, and the commands it hosts. Building them here keeps
+ * envelope fields (id, timestamp, version, source) consistent across every producer.
+ */
+import { randomUUID } from "node:crypto";
+import type { Metrics } from "../../machines/seed-rules.ts";
+import type { ResultCode, SeedState } from "../../machines/lifecycle.ts";
+import type {
+  BatchCommand,
+  BlueprintUpdateCommand,
+  CommandResult,
+  EmergencyStopCommand,
+  LifecycleTransitionCommand,
+  StateTransitionEvent,
+} from "../protocol/messages.ts";
+
+export type CommandMessage = LifecycleTransitionCommand | BlueprintUpdateCommand | BatchCommand | EmergencyStopCommand;
+
+/**
+ * Lifts a layer's emergency stop. Not a PROTOCOL.md message (the reference has no resume), so it
+ * travels only in process and through `esper` admin tooling.
+ */
+export interface ResumeCommand {
+  readonly message_type: "ResumeCommand";
+  readonly message_id: string;
+  readonly source: string;
+  readonly layer_id: string;
+  readonly timeout_ms?: number;
+}
+
+export type HostedCommand = CommandMessage | ResumeCommand;
+
+export const envelope = <T extends string>(messageType: T, source: string, correlationId?: string) => ({
+  message_type: messageType,
+  message_id: randomUUID(),
+  timestamp: Date.now() / 1000,
+  source,
+  version: "1.0" as const,
+  ...(correlationId !== undefined ? { correlation_id: correlationId } : {}),
+});
+
+export const commandResult = (r: {
+  readonly source: string;
+  readonly layerId: string;
+  readonly command: { readonly message_id: string };
+  readonly seedId: number | null;
+  readonly code: ResultCode;
+  readonly error: string | null;
+  readonly details: Readonly<Record<string, unknown>>;
+  readonly elapsedMs: number;
+}): CommandResult => ({
+  ...envelope("CommandResult", r.source),
+  correlation_id: r.command.message_id,
+  layer_id: r.layerId,
+  seed_id: r.seedId,
+  success: r.code === "ok",
+  error: r.code === "ok" ? null : r.error,
+  code: r.code,
+  details: r.details,
+  execution_time_ms: r.elapsedMs,
+});
+
+export const stateTransitionEvent = (t: {
+  readonly source: string;
+  readonly correlationId: string;
+  readonly layerId: string;
+  readonly seedId: number;
+  readonly from: SeedState;
+  readonly to: SeedState;
+  readonly reason: string;
+  readonly metrics: Metrics;
+  readonly durationMs: number;
+  readonly triggeredBy: "user" | "system" | "policy";
+}): StateTransitionEvent => ({
+  ...envelope("StateTransitionEvent", t.source, t.correlationId),
+  layer_id: t.layerId,
+  seed_id: t.seedId,
+  from_state: t.from,
+  to_state: t.to,
+  reason: t.reason,
+  metrics_snapshot: t.metrics,
+  transition_duration_ms: t.durationMs,
+  triggered_by: t.triggeredBy,
+  success: true,
+});

@@ -1,0 +1,236 @@
+/**
+ * The whole control plane in one process: one LayerHost (layer actor + its seed actors) and one
+ * Mailbox per layer, spawned from a config, with a typed handle to send commands and observe
+ * what happens. Its lifetime is an Effect Scope: closing the scope stops every actor and the
+ * inspector, in reverse order of acquisition.
+ */
+import { randomUUID } from "node:crypto";
+import { Cause, Data, Effect, Exit, Scope } from "effect";
+import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
+import type { Metrics } from "../../machines/seed-rules.ts";
+import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import { StateTable } from "../kasmina/state-table.ts";
+import { inspectionFrom } from "./inspection.ts";
+import { LayerHost } from "./layer-host.ts";
+import { Mailbox } from "./mailbox.ts";
+import { commandResult, envelope, type HostedCommand } from "./messages.ts";
+
+export const LAYER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+
+export interface LayerSpec {
+  readonly id: string;
+  readonly seeds: number;
+  /** Validator thresholds for this layer's seeds (defaults in machines/lifecycle.ts). */
+  readonly guards?: GuardOverrides;
+  /** The table the data plane reads; made when not given. */
+  readonly table?: StateTable;
+  /** Blueprint id -> the integer the state table stores (the data plane's registry). */
+  readonly blueprintIndex?: (blueprintId: string | null) => number;
+}
+
+export interface SystemConfig {
+  readonly layers: readonly LayerSpec[];
+  /** `source` of the messages this system writes. Default "esper". */
+  readonly source?: string;
+  /** Inspection target (see inspection.ts); default: ESPER_INSPECT. */
+  readonly inspect?: string;
+  readonly clock?: () => number;
+}
+
+export type SystemEvent =
+  | { readonly type: "transition"; readonly event: StateTransitionEvent }
+  | { readonly type: "result"; readonly result: CommandResult }
+  | { readonly type: "seed_restarted"; readonly layerId: string; readonly seedId: number; readonly state: SeedState; readonly error: unknown };
+
+export class SystemConfigError extends Data.TaggedError("SystemConfigError")<{
+  readonly reason: "invalid_layer_id" | "duplicate_layer" | "invalid_seed_count" | "no_layers";
+  readonly message: string;
+}> {}
+
+export interface TransitionOptions {
+  readonly force?: boolean;
+  readonly reason?: string;
+  /** Metrics for the validators, e.g. `{ reconstruction_loss: 0.004 }`. */
+  readonly metrics?: Metrics;
+  readonly timeoutMs?: number;
+}
+
+export interface EsperSystem {
+  readonly layerIds: readonly string[];
+  /** The host of one layer (its state table, seeds' snapshots); throws for an unknown id. */
+  readonly layer: (layerId: string) => LayerHost;
+  /** Sends any command and resolves with its one CommandResult (never rejects). */
+  readonly send: (command: HostedCommand) => Promise<CommandResult>;
+  /** Moves one seed, or every seed of the layer when `seedId` is null. */
+  readonly transition: (layerId: string, seedId: number | null, target: SeedState, options?: TransitionOptions) => Promise<CommandResult>;
+  /** Stops one layer, or every layer when `layerId` is null; applied before anything queued. */
+  readonly emergencyStop: (layerId: string | null, reason: string) => Promise<readonly CommandResult[]>;
+  readonly resume: (layerId: string) => Promise<CommandResult>;
+  /** Elapsed epochs for every seed of a layer: one message per layer per tick. */
+  readonly tick: (layerId: string, epochs?: number) => void;
+  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>) => void;
+  /** Every transition, result and seed restart, as it happens. Returns an unsubscribe. */
+  readonly subscribe: (listener: (event: SystemEvent) => void) => () => void;
+}
+
+const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> =>
+  Effect.suspend(() => {
+    if (config.layers.length === 0) {
+      return Effect.fail(new SystemConfigError({ reason: "no_layers", message: "a system needs at least one layer, e.g. { layers: [{ id: 'dense1', seeds: 16 }] }" }));
+    }
+    const seen = new Set<string>();
+    for (const layer of config.layers) {
+      if (!LAYER_ID_PATTERN.test(layer.id)) {
+        return Effect.fail(new SystemConfigError({ reason: "invalid_layer_id", message: `layer id ${JSON.stringify(layer.id)} must match ${LAYER_ID_PATTERN} (letters, digits, _ and -, at most 64)` }));
+      }
+      if (seen.has(layer.id)) {
+        return Effect.fail(new SystemConfigError({ reason: "duplicate_layer", message: `layer id ${layer.id} appears twice; layer ids must be unique` }));
+      }
+      seen.add(layer.id);
+      if (!Number.isInteger(layer.seeds) || layer.seeds < 1) {
+        return Effect.fail(new SystemConfigError({ reason: "invalid_seed_count", message: `layer ${layer.id}: seeds must be a positive integer, got ${layer.seeds}` }));
+      }
+    }
+    return Effect.void;
+  });
+
+/** Spawns the system in the current Scope. */
+export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, SystemConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    yield* validate(config);
+    const source = config.source ?? "esper";
+    const clock = config.clock ?? Date.now;
+    const listeners = new Set<(event: SystemEvent) => void>();
+    const publish = (event: SystemEvent) => {
+      for (const listener of listeners) {
+        try {
+          listener(event);
+        } catch {
+          // A listener's failure is its own: it must not break the actors or other listeners.
+        }
+      }
+    };
+
+    const inspection = yield* Effect.acquireRelease(
+      Effect.sync(() => inspectionFrom(config.inspect ?? process.env.ESPER_INSPECT)),
+      (i) => Effect.promise(() => i?.stop() ?? Promise.resolve()),
+    );
+
+    const hosts = new Map<string, LayerHost>();
+    const mailboxes = new Map<string, Mailbox>();
+    for (const spec of config.layers) {
+      const host = yield* Effect.acquireRelease(
+        Effect.sync(
+          () =>
+            new LayerHost({
+              layerId: spec.id,
+              numSeeds: spec.seeds,
+              source,
+              clock,
+              ...(spec.guards ? { guards: spec.guards } : {}),
+              ...(spec.table ? { table: spec.table } : {}),
+              ...(spec.blueprintIndex ? { blueprintIndex: spec.blueprintIndex } : {}),
+              ...(inspection ? { inspect: inspection.observer } : {}),
+              onTransition: (event) => publish({ type: "transition", event }),
+              onSeedRestart: (seedId, error, state) => publish({ type: "seed_restarted", layerId: spec.id, seedId, state, error }),
+            }),
+        ),
+        (h) => Effect.sync(() => h.stop()),
+      );
+      hosts.set(spec.id, host);
+      mailboxes.set(spec.id, new Mailbox(host, clock));
+    }
+
+    const hostOf = (layerId: string): LayerHost => {
+      const host = hosts.get(layerId);
+      if (!host) throw new RangeError(`no layer ${layerId}; this system has ${[...hosts.keys()].join(", ")}`);
+      return host;
+    };
+
+    const unknownLayer = (command: HostedCommand, layerId: string): CommandResult =>
+      commandResult({
+        source,
+        layerId: LAYER_ID_PATTERN.test(layerId) ? layerId : "unknown",
+        command,
+        seedId: null,
+        code: "unknown_layer",
+        error: `no layer ${layerId} in this system (layers: ${[...hosts.keys()].join(", ")})`,
+        details: {},
+        elapsedMs: 0,
+      });
+
+    const sendToLayer = async (command: HostedCommand, layerId: string): Promise<CommandResult> => {
+      const mailbox = mailboxes.get(layerId);
+      const result = mailbox ? (await mailbox.post(command)).result : unknownLayer(command, layerId);
+      publish({ type: "result", result });
+      return result;
+    };
+
+    const layerIdOf = (command: HostedCommand): string | null =>
+      command.message_type === "BatchCommand" ? (command.commands[0]?.layer_id ?? null) : command.layer_id;
+
+    const send = async (command: HostedCommand): Promise<CommandResult> => {
+      const layerId = layerIdOf(command);
+      if (layerId !== null) return sendToLayer(command, layerId);
+      // An emergency stop without a layer reaches every layer; its answer gathers theirs.
+      const results = await Promise.all([...hosts.keys()].map((id) => sendToLayer({ ...command, layer_id: id } as HostedCommand, id)));
+      const failed = results.find((r) => !r.success);
+      return { ...results[0]!, success: !failed, code: failed?.code ?? "ok", error: failed?.error ?? null, details: { layers: results.map((r) => ({ layer_id: r.layer_id, code: r.code, details: r.details })) } };
+    };
+
+    const system: EsperSystem = {
+      layerIds: [...hosts.keys()],
+      layer: hostOf,
+      send,
+      transition: (layerId, seedId, target, options = {}) =>
+        send({
+          ...envelope("LifecycleTransitionCommand", source),
+          layer_id: layerId,
+          seed_id: seedId,
+          target_state: target,
+          parameters: options.metrics ? { metrics: options.metrics } : {},
+          priority: "normal",
+          timeout_ms: options.timeoutMs ?? 5_000,
+          force: options.force ?? false,
+          reason: options.reason ?? "",
+        }),
+      emergencyStop: async (layerId, reason) => {
+        const ids = layerId === null ? [...hosts.keys()] : [layerId];
+        return Promise.all(
+          ids.map((id) =>
+            sendToLayer(
+              { ...envelope("EmergencyStopCommand", source), layer_id: id, seed_id: null, reason, priority: "critical", timeout_ms: 1_000 },
+              id,
+            ),
+          ),
+        );
+      },
+      resume: (layerId) => sendToLayer({ message_type: "ResumeCommand", message_id: randomUUID(), source, layer_id: layerId }, layerId),
+      tick: (layerId, epochs = 1) => hostOf(layerId).tick(epochs),
+      reportMetrics: (layerId, bySeed) => hostOf(layerId).reportMetrics(bySeed),
+      subscribe: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
+    };
+    yield* Effect.addFinalizer(() => Effect.sync(() => listeners.clear()));
+    return system;
+  });
+
+/** A running system outside Effect code: `await using`-friendly, or call `close()`. */
+export interface RunningSystem extends EsperSystem {
+  readonly close: () => Promise<void>;
+  readonly [Symbol.asyncDispose]: () => Promise<void>;
+}
+
+/** Starts a system for Promise-based callers; rejects with SystemConfigError on a bad config. */
+export const startSystem = async (config: SystemConfig): Promise<RunningSystem> => {
+  const scope = Scope.makeUnsafe();
+  const exit = await Effect.runPromiseExit(Scope.provide(makeSystem(config), scope));
+  if (Exit.isFailure(exit)) {
+    await Effect.runPromise(Scope.close(scope, exit));
+    throw Cause.squash(exit.cause);
+  }
+  const close = () => Effect.runPromise(Scope.close(scope, Exit.void));
+  return { ...exit.value, close, [Symbol.asyncDispose]: close };
+};
