@@ -263,6 +263,12 @@ export const layerMachine = setup({
       enqueue.emit({ type: "dispatched", commandId: event.commandId, seeds: moved });
       for (const [seedId, request] of requests) enqueue.sendTo(context.seeds[seedId]!, request as never);
     }),
+    /** The data plane saw an error in one seed: the seed counts it (the cull validator reads the count). */
+    errorToSeed: enqueueActions(({ context, event, enqueue }) => {
+      if (event.type !== "seed.error") return;
+      const seed = context.seeds[event.seedId];
+      if (seed) enqueue.sendTo(seed, { type: "error" });
+    }),
     tickSeeds: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "tick") return;
       const tick = { type: "tick", epochs: event.epochs } as const;
@@ -312,6 +318,7 @@ export const layerMachine = setup({
     batch: { actions: "runBatch" },
     tick: { actions: "tickSeeds" },
     metrics: { actions: "metricsToSeeds" },
+    "seed.error": { actions: "errorToSeed" },
     "xstate.error.actor.*": { actions: "reportCrash" },
     "seed.restart": { actions: "respawn" },
   },

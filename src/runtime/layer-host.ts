@@ -56,6 +56,8 @@ export class LayerHost {
   private stopped = false;
   private restarts = 0;
   private readonly blueprintIndex: (blueprintId: string | null) => number;
+  /** Seed actors whose outcomes this host listens to (a restarted seed is a new actor). */
+  private readonly watched = new WeakSet<object>();
 
   constructor(private readonly options: LayerHostOptions) {
     this.layerId = options.layerId;
@@ -76,7 +78,7 @@ export class LayerHost {
     this.actor.start();
     const seeds = this.actor.getSnapshot().context.seeds;
     this.persisted = seeds.map((seed) => persistSeed(seed.getSnapshot()));
-    seeds.forEach((seed) => this.watchSeed(seed));
+    this.watchSeeds();
   }
 
   /** Whether a whole-layer emergency stop is in force. */
@@ -99,12 +101,21 @@ export class LayerHost {
     return this.persisted;
   }
 
+  /** The seed actor's own snapshot right now (the persisted copy should always equal it). */
+  liveSeed(seedId: number): PersistedSeed {
+    const ref = this.actor.getSnapshot().context.seeds[seedId];
+    if (!ref) throw new RangeError(`layer ${this.layerId} has no seed ${seedId}`);
+    return persistSeed(ref.getSnapshot());
+  }
+
   /** Applies one command and returns its one result plus the transitions it caused. */
   apply(command: HostedCommand, startedAt = this.clock()): Applied {
     this.layerEmitted = [];
     this.outcomes = [];
     const event = this.toLayerEvent(command);
     this.actor.send(event);
+    this.watchSeeds();
+    this.refreshBlueprints(command);
     const applied = this.answer(command, startedAt);
     this.layerEmitted = [];
     this.outcomes = [];
@@ -114,6 +125,7 @@ export class LayerHost {
   /** Elapsed epochs for every seed: one message per layer per tick. */
   tick(epochs = 1): void {
     this.actor.send({ type: "tick", epochs });
+    this.watchSeeds();
     this.table.tick(epochs);
     for (const p of this.persisted) (p.context as { epochsInState: number }).epochsInState += epochs;
   }
@@ -121,14 +133,22 @@ export class LayerHost {
   /** Metrics for some seeds (reconstruction_loss, performance_delta...), one message per window. */
   reportMetrics(bySeed: Readonly<Record<number, Metrics>>): void {
     this.actor.send({ type: "metrics", bySeed });
+    this.watchSeeds();
     for (const id of Object.keys(bySeed)) this.refresh(Number(id));
+  }
+
+  /** An error the data plane saw in one seed: counted in its context and its state-table row (the cull validator reads it). */
+  reportError(seedId: number): void {
+    this.actor.send({ type: "seed.error", seedId });
+    this.watchSeeds();
+    this.refresh(seedId);
   }
 
   /** Restores persisted seeds (from the state store) into a fresh host, e.g. when a worker restarts. */
   restore(seeds: ReadonlyMap<number, PersistedSeed>): void {
     for (const [seedId, persisted] of seeds) {
       this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, persisted) });
-      this.watchSeed(this.actor.getSnapshot().context.seeds[seedId]!);
+      this.watchSeeds();
       this.refresh(seedId);
     }
   }
@@ -173,7 +193,19 @@ export class LayerHost {
     this.layerEmitted.push(emitted);
   }
 
+  /**
+   * Listens to every seed actor not yet listened to. Called after every send to the layer: a
+   * seed restarted while the layer handled that send is only spawned once the layer has
+   * finished it (the restart is queued behind the event being processed), so its new actor
+   * can be found only then.
+   */
+  private watchSeeds(): void {
+    for (const seed of this.actor.getSnapshot().context.seeds) this.watchSeed(seed);
+  }
+
   private watchSeed(seed: { on: (type: "outcome", handler: (o: SeedOutcome) => void) => unknown }): void {
+    if (this.watched.has(seed)) return;
+    this.watched.add(seed);
     seed.on("outcome", (outcome) => {
       this.outcomes.push(outcome);
       if (outcome.ok) this.refresh(outcome.seedId);
@@ -199,6 +231,18 @@ export class LayerHost {
     });
   }
 
+  /** A blueprint update changes a seed without a transition (no outcome follows it), so it is mirrored here. */
+  private refreshBlueprints(command: HostedCommand): void {
+    const orders = command.message_type === "BlueprintUpdateCommand" ? [command] : command.message_type === "BatchCommand" ? command.commands : [];
+    const seeds = this.actor.getSnapshot().context.seeds;
+    for (const order of orders) {
+      if (order.message_type !== "BlueprintUpdateCommand") continue;
+      const live = seeds[order.seed_id]?.getSnapshot();
+      const kept = this.persisted[order.seed_id]?.context;
+      if (live && kept && (live.context.blueprintId !== kept.blueprintId || live.context.strategy !== kept.strategy)) this.refresh(order.seed_id);
+    }
+  }
+
   /**
    * XState has no supervision: a seed that throws is dead. Restart it from its last persisted
    * snapshot (the state before the failing event), so the failing command is the only casualty.
@@ -206,8 +250,8 @@ export class LayerHost {
   private restartSeed(seedId: number, error: unknown): void {
     const last = this.persisted[seedId]!;
     this.restarts++;
+    // Queued behind the event that made the seed crash; the new actor is watched once it is spawned (watchSeeds).
     this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, last) });
-    this.watchSeed(this.actor.getSnapshot().context.seeds[seedId]!);
     this.layerEmitted.push({
       type: "result",
       commandId: "",
@@ -272,7 +316,10 @@ export class LayerHost {
     if (whole) return commandResult({ ...base, seedId: null, code: whole.code, error: whole.error, details: whole.details });
     const results = command.commands.map((c, index) => {
       const refused = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.commandId === c.message_id);
-      if (refused) return { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error };
+      if (refused) {
+        const skipped = refused.details.skipped === true ? { skipped: true } : {};
+        return { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error, ...skipped };
+      }
       if (c.message_type === "BlueprintUpdateCommand") return { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
       const mine = this.outcomes.filter((o) => o.commandId === c.message_id);
       const bad = mine.find((o) => !o.ok) as Extract<SeedOutcome, { ok: false }> | undefined;
