@@ -32,6 +32,7 @@ export interface PendingEntry {
   readonly deliveries: number;
 }
 
+/** A reader creates its group at `0` (the whole stream) when it is missing, as at-least-once delivery wants. */
 export interface ReaderOptions {
   readonly stream: string;
   readonly group: string;
@@ -51,11 +52,17 @@ export interface Reader {
   readonly read: Effect.Effect<readonly Entry[], BusError>;
 }
 
-/** One operation of an atomic commit: all apply, or none (MULTI/EXEC on Redis). */
+/**
+ * One operation of an atomic commit: all apply, or none. On Redis a commit is one script that
+ * checks every key's type before writing anything, because MULTI/EXEC does not roll back a
+ * command that fails at run time (an XADD to a key holding a hash would leave the rest applied).
+ * `xdel` removes entries (dead-letter replay removes the letter in the same commit).
+ */
 export type CommitOp =
   | { readonly op: "xadd"; readonly stream: string; readonly fields: EntryFields; readonly maxLen?: number }
   | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, Uint8Array | string>> }
-  | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] };
+  | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] }
+  | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] };
 
 export interface DeadLetter {
   /** The dead-letter stream to append to (P.dlq.layer.{L} or P.dlq.all). */
@@ -67,7 +74,12 @@ export interface DeadLetter {
 }
 
 export interface Bus {
-  /** Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000). Returns its id. */
+  /**
+   * Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000). Returns its id.
+   * A bus with an outbox (RedisBus while Redis is unreachable) makes commands and events wait
+   * there and returns their id once written; an entry of a droppable (telemetry) stream is
+   * accepted without waiting and its id is returned as `""`.
+   */
   readonly publish: (stream: string, fields: EntryFields, maxLen?: number) => Effect.Effect<string, BusError>;
   /** Appends many entries in one round trip (pipelined on Redis). Returns their ids in order. */
   readonly publishMany: (
@@ -79,9 +91,12 @@ export interface Bus {
   /** A group reader living as long as the Scope. */
   readonly reader: (options: ReaderOptions) => Effect.Effect<Reader, BusError, Scope.Scope>;
   readonly ack: (stream: string, group: string, ids: readonly string[]) => Effect.Effect<number, BusError>;
-  /** Entries pending in the group, oldest first. */
+  /** Entries pending in the group, oldest first, at most `count` (default 1000). */
   readonly pending: (stream: string, group: string, count?: number) => Effect.Effect<readonly PendingEntry[], BusError>;
-  /** Transfers entries idle for at least `minIdleMs` to `consumer` (XAUTOCLAIM); each counts one more delivery. */
+  /**
+   * Transfers entries idle for at least `minIdleMs` to `consumer` (XAUTOCLAIM); each counts one
+   * more delivery. Pending entries whose data was trimmed or deleted leave the pending list.
+   */
   readonly claimIdle: (
     stream: string,
     group: string,
@@ -91,14 +106,22 @@ export interface Bus {
   ) => Effect.Effect<readonly Entry[], BusError>;
   /** Appends the entry with its reason to a dead-letter stream and acks it, atomically. */
   readonly deadLetter: (letter: DeadLetter) => Effect.Effect<string, BusError>;
-  /** Applies every op or none. */
-  readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<void, BusError>;
-  /** Entries with start <= id <= end ("-" and "+" are the ends), at most `count`. */
+  /** Applies every op or none. Returns the ids of the `xadd` ops, in order. */
+  readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<readonly string[], BusError>;
+  /** Entries with start <= id <= end ("-" and "+" are the ends, "(" before an id excludes it), at most `count`. */
   readonly range: (stream: string, start?: string, end?: string, count?: number) => Effect.Effect<readonly Entry[], BusError>;
   /** Plain XREAD: entries after `afterId`, waiting up to `blockMs` (0 = do not wait). For followers outside groups. */
   readonly readAfter: (stream: string, afterId: string, count?: number, blockMs?: number) => Effect.Effect<readonly Entry[], BusError>;
+  /**
+   * Id of the newest entry, `0-0` when the stream is empty or missing: a follower that starts
+   * with `readAfter` from it sees only what comes next.
+   */
+  readonly lastId: (stream: string) => Effect.Effect<string, BusError>;
   readonly hgetall: (key: string) => Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError>;
+  /** Values of some fields of a hash, in the order asked; null for a field (or hash) that is missing. */
+  readonly hmget: (key: string, fields: readonly string[]) => Effect.Effect<readonly (Uint8Array | null)[], BusError>;
   readonly length: (stream: string) => Effect.Effect<number, BusError>;
+  /** Trims to exactly `maxLen` entries (XTRIM MAXLEN, no `~`); returns how many it removed. */
   readonly trim: (stream: string, maxLen: number) => Effect.Effect<number, BusError>;
   /** Removes keys (streams, hashes). For tests, benchmarks and `esper` admin commands. */
   readonly del: (keys: readonly string[]) => Effect.Effect<void, BusError>;
@@ -126,3 +149,4 @@ export class BusError extends Data.TaggedError("BusError")<{
 export const DEFAULT_MAXLEN = 100_000;
 export const DEFAULT_READ_COUNT = 128;
 export const DEFAULT_BLOCK_MS = 1_000;
+export const DEFAULT_PENDING_COUNT = 1_000;

@@ -1,0 +1,28 @@
+import { BusError, type CommitOp } from "./bus.ts";
+import { isStreamId } from "./stream-id.ts";
+
+/**
+ * Checks what a commit can get wrong before touching any key (malformed ids, a bad MAXLEN), so
+ * both buses refuse it whole, with the same error, instead of failing halfway through.
+ */
+export const commitShapeError = (ops: readonly CommitOp[]): BusError | undefined => {
+  for (const op of ops) {
+    if (op.op === "ack" || op.op === "xdel") {
+      for (const id of op.ids) {
+        if (!isStreamId(id)) {
+          return new BusError({ reason: "command_failed", message: `ERR Invalid stream ID specified as stream command argument: ${id}` });
+        }
+      }
+    }
+    if (op.op === "xadd" && op.maxLen !== undefined && !(Number.isInteger(op.maxLen) && op.maxLen >= 0)) {
+      return new BusError({ reason: "command_failed", message: `ERR MAXLEN must be a non-negative integer: ${op.maxLen}` });
+    }
+  }
+  return undefined;
+};
+
+/** Ops that would change nothing (an ack of no ids, an hset of no values) are dropped, as Redis rejects them as malformed. */
+export const effectiveOps = (ops: readonly CommitOp[]): readonly CommitOp[] =>
+  ops.filter((op) =>
+    op.op === "hset" ? Object.keys(op.values).length > 0 : op.op === "ack" || op.op === "xdel" ? op.ids.length > 0 : true,
+  );

@@ -1,0 +1,267 @@
+import { Effect, Latch, Layer, type Scope } from "effect";
+import {
+  BusError,
+  BusService,
+  DEFAULT_PENDING_COUNT,
+  DEFAULT_READ_COUNT,
+  type Bus,
+  type CommitOp,
+  type Entry,
+  type EntryFields,
+  type PendingEntry,
+} from "./bus.ts";
+import { commitShapeError, effectiveOps } from "./commit.ts";
+import { deadLetterOps } from "./dead-letters.ts";
+import { Outbox, type Settled } from "./outbox.ts";
+import { runCommit } from "./redis-commit.ts";
+import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
+import { makeGuard, toBusError } from "./redis-guard.ts";
+import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
+import { makeRedisReader } from "./redis-reader.ts";
+import { firstStreamEntries, toEntries, xaddArgs, type PendingRow, type RawEntry } from "./redis-replies.ts";
+
+export interface RedisBusStats {
+  readonly connected: boolean;
+  /** Commands and events waiting for Redis (including a batch being written). */
+  readonly outbox: number;
+  /** Telemetry entries waiting for Redis. */
+  readonly outboxDroppable: number;
+  /** Telemetry entries pushed out of the outbox by newer ones since the bus started. */
+  readonly telemetryDropped: number;
+  /** Times the main connection came back after dropping. */
+  readonly reconnects: number;
+  readonly breaker: "Closed" | "Open" | "HalfOpen";
+}
+
+/** The bus over Redis Streams. `stats` shows how it is coping with Redis. */
+export interface RedisBus extends Bus {
+  readonly stats: Effect.Effect<RedisBusStats>;
+}
+
+interface Item {
+  readonly stream: string;
+  readonly fields: EntryFields;
+  readonly maxLen: number;
+  readonly index?: number;
+}
+
+const CLOSED = new BusError({ reason: "closed", message: "the bus closed before Redis came back; the entry was not written" });
+
+/**
+ * Opens the bus in the Scope: the main connection (commands, pipelines, commits), a pool of
+ * connections for blocking XREADs, the reconnect supervisor and the outbox flusher. Each reader
+ * opens its own connection in its own Scope. Closing the Scope stops the fibers, makes a last
+ * attempt to write what the outbox holds, fails the publishers still waiting, then closes the
+ * connections, in that order. Fails with `unavailable` when Redis cannot be reached at start.
+ */
+export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBus, BusError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const options = resolveOptions(input);
+    const guard = yield* makeGuard(options);
+    const main = yield* Effect.acquireRelease(openConnection(options, "main"), closeConnection);
+    const connected = Latch.makeUnsafe(main.status === "ready");
+    main.on("ready", () => connected.openUnsafe());
+    main.on("close", () => connected.closeUnsafe());
+    const pool = yield* makeBlockingPool(options);
+    const outbox = new Outbox(options.outboxLimit, options.droppableLimit);
+    let reconnects = 0;
+
+    /** Per item: its id, a BusError Redis answered with, or undefined when Redis was not reached. */
+    const writeBatch = (items: readonly Item[]): Effect.Effect<Settled[]> =>
+      guard
+        .run(`XADD pipeline of ${items.length}`, () => {
+          const pipeline = main.pipeline();
+          for (const item of items) pipeline.xadd(item.stream, ...xaddArgs(item.fields, item.maxLen));
+          return pipeline.exec();
+        })
+        .pipe(
+          Effect.map((replies) =>
+            items.map((item, i): Settled => {
+              const [error, id] = replies?.[i] ?? [new Error("no reply"), null];
+              if (error === null || error === undefined) return String(id);
+              const failure = toBusError(error, `XADD ${item.stream}`);
+              return failure.reason === "unavailable" ? undefined : failure;
+            }),
+          ),
+          Effect.catch((e) => Effect.succeed(items.map((): Settled => (e.reason === "unavailable" ? undefined : e)))),
+        );
+
+    const enqueue = (items: readonly Item[], ids: string[]): Effect.Effect<readonly string[], BusError> =>
+      Effect.callback<readonly string[], BusError>((resume) => {
+        const offers = items.map((item) => ({ ...item, droppable: options.isDroppable(item.stream) }));
+        const ticket = outbox.offer(offers, ids, (outcome) =>
+          resume(outcome instanceof BusError ? Effect.fail(outcome) : Effect.succeed(outcome)),
+        );
+        if (ticket instanceof BusError) resume(Effect.fail(ticket));
+        else if (ticket === undefined) resume(Effect.succeed(ids));
+      });
+
+    /** Writes straight to Redis only when nothing waits before it, so order holds per stream. */
+    const direct = () => outbox.isEmpty && main.status === "ready";
+
+    const flushStep: Effect.Effect<void, BusError> = Effect.uninterruptible(
+      Effect.gen(function* () {
+        const batch = outbox.take(options.flushBatch);
+        if (batch.length === 0) return;
+        const outcomes = yield* writeBatch(batch);
+        outbox.settle(batch, outcomes);
+        if (outcomes.includes(undefined)) {
+          return yield* new BusError({ reason: "unavailable", message: "outbox flush did not reach Redis" });
+        }
+      }),
+    );
+    const awaitWork = Effect.callback<void>((resume) => Effect.sync(outbox.onWork(() => resume(Effect.void))));
+    const flushLoop = Effect.forever(
+      awaitWork.pipe(
+        Effect.andThen(Effect.andThen(connected.await, flushStep).pipe(Effect.retry({ schedule: options.reconnect }))),
+        Effect.ignore,
+      ),
+    );
+    const supervise = Effect.forever(
+      awaitStatus(main, ["end"]).pipe(
+        Effect.andThen(reconnect(main, options, "main")),
+        Effect.tap(() =>
+          Effect.sync(() => {
+            reconnects++;
+          }),
+        ),
+        Effect.ignore,
+      ),
+    );
+
+    // Runs after the fibers below are stopped (finalizers run in reverse), before the connections close.
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        while (!outbox.isEmpty && main.status === "ready") {
+          const flushed = yield* Effect.exit(flushStep);
+          if (flushed._tag === "Failure") break;
+        }
+        const lost = outbox.close(CLOSED);
+        if (lost > 0) yield* Effect.logWarning(`RedisBus closed with ${lost} commands and events not written`);
+      }),
+    );
+    yield* Effect.forkScoped(supervise);
+    yield* Effect.forkScoped(flushLoop);
+
+    const publishMany: Bus["publishMany"] = (entries, maxLen = options.maxLen) =>
+      Effect.suspend(() => {
+        const items = entries.map((e) => ({ stream: e.stream, fields: e.fields, maxLen }));
+        if (items.length === 0) return Effect.succeed([]);
+        if (!direct()) return enqueue(items, items.map(() => ""));
+        return Effect.flatMap(writeBatch(items), (outcomes) => {
+          const refused = outcomes.find((o): o is BusError => o instanceof BusError);
+          if (refused !== undefined) return Effect.fail(refused);
+          const ids = outcomes.map((o) => (typeof o === "string" ? o : ""));
+          const unwritten = items.flatMap((item, index) => (outcomes[index] === undefined ? [{ ...item, index }] : []));
+          return unwritten.length === 0 ? Effect.succeed(ids) : enqueue(unwritten, ids);
+        });
+      });
+
+    const ensureGroup: Bus["ensureGroup"] = (stream, group, startId = "$") =>
+      guard
+        .run(`XGROUP CREATE ${stream} ${group}`, () => main.xgroup("CREATE", stream, group, startId, "MKSTREAM"), { retry: true })
+        .pipe(
+          Effect.asVoid,
+          Effect.catchIf(
+            (e) => e.message.includes("BUSYGROUP"),
+            () => Effect.void,
+          ),
+        );
+
+    const commit = (ops: readonly CommitOp[]): Effect.Effect<readonly string[], BusError> =>
+      Effect.suspend(() => {
+        const invalid = commitShapeError(ops);
+        if (invalid !== undefined) return Effect.fail(invalid);
+        const effective = effectiveOps(ops);
+        return guard.run(`commit of ${effective.length} ops`, () => runCommit(main, effective, options.maxLen));
+      });
+
+    return {
+      publish: (stream, fields, maxLen = options.maxLen) =>
+        Effect.suspend(() => {
+          if (!direct()) return Effect.map(enqueue([{ stream, fields, maxLen }], [""]), (ids) => ids[0]!);
+          return guard.run(`XADD ${stream}`, () => main.xadd(stream, ...xaddArgs(fields, maxLen))).pipe(
+            Effect.map(String),
+            Effect.catchIf(
+              (e) => e.reason === "unavailable",
+              () => Effect.map(enqueue([{ stream, fields, maxLen }], [""]), (ids) => ids[0]!),
+            ),
+          );
+        }),
+      publishMany,
+      ensureGroup,
+      reader: (reader) => makeRedisReader({ options, guard, ensureGroup }, reader),
+      ack: (stream, group, ids) =>
+        ids.length === 0 ? Effect.succeed(0) : guard.run(`XACK ${stream}`, () => main.xack(stream, group, ...ids)),
+      pending: (stream, group, count = DEFAULT_PENDING_COUNT) =>
+        guard
+          .run(`XPENDING ${stream} ${group}`, () => main.xpending(stream, group, "-", "+", count), { retry: true })
+          .pipe(Effect.map((rows) => (rows as PendingRow[]).map(toPending))),
+      claimIdle: (stream, group, consumer, minIdleMs, count = DEFAULT_READ_COUNT) =>
+        Effect.gen(function* () {
+          // XPENDING gives the delivery counts XCLAIM does not return; XCLAIM re-checks the idle
+          // time itself, so an entry taken or read again in between is not claimed twice.
+          const idle = (yield* guard.run(`XPENDING IDLE ${stream}`, () =>
+            main.xpending(stream, group, "IDLE", minIdleMs, "-", "+", count),
+          )) as PendingRow[];
+          if (idle.length === 0) return [] as Entry[];
+          const claimed = (yield* guard.run(`XCLAIM ${stream}`, () =>
+            main.callBuffer("XCLAIM", [stream, group, consumer, minIdleMs, ...idle.map(([id]) => id)]),
+          )) as RawEntry[];
+          const before = new Map(idle.map(([id, , , n]) => [id, Number(n)]));
+          return toEntries(stream, claimed, 0).map((e) => ({ ...e, deliveries: (before.get(e.id) ?? 0) + 1 }));
+        }),
+      deadLetter: (letter) => Effect.map(commit(deadLetterOps(letter, Date.now())), (ids) => ids[0]!),
+      commit,
+      range: (stream, start = "-", end = "+", count) =>
+        guard
+          .run(
+            `XRANGE ${stream}`,
+            () => (count === undefined ? main.xrangeBuffer(stream, start, end) : main.xrangeBuffer(stream, start, end, "COUNT", count)),
+            { retry: true },
+          )
+          .pipe(Effect.map((raw) => toEntries(stream, raw as RawEntry[], 0))),
+      readAfter: (stream, afterId, count = DEFAULT_READ_COUNT, blockMs = 0) =>
+        (blockMs > 0
+          ? pool.use((conn) =>
+              guard.run(`XREAD BLOCK ${stream}`, () => conn.xreadBuffer("COUNT", count, "BLOCK", blockMs, "STREAMS", stream, afterId), {
+                timeoutMs: blockMs + options.callTimeoutMs,
+              }),
+            )
+          : guard.run(`XREAD ${stream}`, () => main.xreadBuffer("COUNT", count, "STREAMS", stream, afterId), { retry: true })
+        ).pipe(Effect.map((reply) => toEntries(stream, firstStreamEntries(reply), 0))),
+      lastId: (stream) =>
+        guard
+          .run(`XREVRANGE ${stream}`, () => main.xrevrangeBuffer(stream, "+", "-", "COUNT", 1), { retry: true })
+          .pipe(Effect.map((raw) => (raw.length === 0 ? "0-0" : raw[0]![0].toString("latin1")))),
+      hgetall: (key) => guard.run(`HGETALL ${key}`, () => main.hgetallBuffer(key), { retry: true }),
+      hmget: (key, fields) =>
+        fields.length === 0
+          ? Effect.succeed([])
+          : guard.run(`HMGET ${key}`, () => main.hmgetBuffer(key, ...fields), { retry: true }),
+      length: (stream) => guard.run(`XLEN ${stream}`, () => main.xlen(stream), { retry: true }),
+      trim: (stream, maxLen) => guard.run(`XTRIM ${stream}`, () => main.xtrim(stream, "MAXLEN", maxLen)),
+      del: (keys) => (keys.length === 0 ? Effect.void : Effect.asVoid(guard.run(`DEL`, () => main.del(...keys)))),
+      stats: Effect.map(guard.breakerState, (breaker) => ({
+        connected: main.status === "ready",
+        outbox: outbox.durableSize,
+        outboxDroppable: outbox.droppableSize,
+        telemetryDropped: outbox.dropped,
+        reconnects,
+        breaker,
+      })),
+    } satisfies RedisBus;
+  });
+
+const toPending = ([id, consumer, idleMs, deliveries]: PendingRow): PendingEntry => ({
+  id,
+  consumer,
+  idleMs: Number(idleMs),
+  deliveries: Number(deliveries),
+});
+
+export const RedisBus = {
+  make: makeRedisBus,
+  /** The bus as a service, its connections living as long as the Layer. */
+  layer: (options: RedisBusOptions = {}): Layer.Layer<BusService, BusError> => Layer.effect(BusService, makeRedisBus(options)),
+};

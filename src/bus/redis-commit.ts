@@ -1,0 +1,90 @@
+import { createHash } from "node:crypto";
+import type { Redis } from "ioredis";
+import type { CommitOp } from "./bus.ts";
+import { fieldArgs, xaddArgs } from "./redis-replies.ts";
+
+/**
+ * An atomic commit on Redis. MULTI/EXEC runs every queued command even when one fails at run
+ * time (an XADD to a key holding a hash), leaving the others applied, so a commit is one Lua
+ * script instead: it checks the type of every key it will write first, and writes only when all
+ * fit. Redis runs a script atomically, and refuses a script's first write, never a later one,
+ * under maxmemory, so nothing can fail between the first write and the last.
+ *
+ * KEYS[k] is op k's key; ARGV is, per op, its kind, its argument count, then its arguments.
+ * Returns the ids of the XADDs, in order.
+ */
+const SCRIPT = `
+local wants = { xadd = 'stream', hset = 'hash', xack = 'stream', xdel = 'stream' }
+local types = {}
+local ops = {}
+local at = 1
+for k = 1, #KEYS do
+  local kind, argc = ARGV[at], tonumber(ARGV[at + 1])
+  local key = KEYS[k]
+  local t = types[key]
+  if t == nil then t = redis.call('TYPE', key)['ok'] end
+  if t ~= 'none' and t ~= wants[kind] then
+    return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value (' .. kind .. ' ' .. key .. ')')
+  end
+  if t == 'none' and (kind == 'xadd' or kind == 'hset') then t = wants[kind] end
+  types[key] = t
+  ops[k] = { kind, at + 2, argc }
+  at = at + 2 + argc
+end
+local ids = {}
+for k = 1, #KEYS do
+  local kind, from, argc = ops[k][1], ops[k][2], ops[k][3]
+  local args = {}
+  for j = 1, argc do args[j] = ARGV[from + j - 1] end
+  if kind == 'xadd' then
+    ids[#ids + 1] = redis.call('XADD', KEYS[k], unpack(args))
+  elseif kind == 'hset' then
+    redis.call('HSET', KEYS[k], unpack(args))
+  elseif kind == 'xack' then
+    redis.call('XACK', KEYS[k], unpack(args))
+  else
+    redis.call('XDEL', KEYS[k], unpack(args))
+  end
+end
+return ids
+`;
+
+const SHA = createHash("sha1").update(SCRIPT).digest("hex");
+
+const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string[]; argv: (Buffer | string)[] } => {
+  const keys: string[] = [];
+  const argv: (Buffer | string)[] = [];
+  const push = (key: string, kind: string, args: readonly (Buffer | string)[]) => {
+    keys.push(key);
+    argv.push(kind, String(args.length), ...args);
+  };
+  for (const op of ops) {
+    switch (op.op) {
+      case "xadd":
+        push(op.stream, "xadd", xaddArgs(op.fields, op.maxLen ?? defaultMaxLen));
+        break;
+      case "hset":
+        push(op.key, "hset", fieldArgs(op.values));
+        break;
+      case "ack":
+        push(op.stream, "xack", [op.group, ...op.ids]);
+        break;
+      case "xdel":
+        push(op.stream, "xdel", [...op.ids]);
+        break;
+    }
+  }
+  return { keys, argv };
+};
+
+/** Runs the commit script by its hash, loading it on the first NOSCRIPT (after a restart, or on a new server). */
+export const runCommit = async (redis: Redis, ops: readonly CommitOp[], defaultMaxLen: number): Promise<string[]> => {
+  if (ops.length === 0) return [];
+  const { keys, argv } = encode(ops, defaultMaxLen);
+  try {
+    return (await redis.evalsha(SHA, keys.length, ...keys, ...argv)) as string[];
+  } catch (error) {
+    if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
+    return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
+  }
+};

@@ -1,0 +1,58 @@
+import type { Entry, EntryFields } from "./bus.ts";
+
+/**
+ * Conversions between bus entries and what ioredis sends and receives with its Buffer command
+ * variants: `data` stays the Buffer Redis gave (a Uint8Array, no copy), other fields become strings.
+ */
+
+export type RawEntry = [id: Buffer, fields: Buffer[] | null];
+
+const asBuffer = (value: Uint8Array | string): Buffer | string =>
+  typeof value === "string" || Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+
+/** Field-value pairs for XADD/HSET; a plain Uint8Array is wrapped (not copied), as ioredis only sends Buffers as bytes. */
+export const fieldArgs = (fields: Readonly<Record<string, Uint8Array | string>>): (Buffer | string)[] => {
+  const args: (Buffer | string)[] = [];
+  for (const name in fields) args.push(name, asBuffer(fields[name]!));
+  return args;
+};
+
+export const xaddArgs = (fields: EntryFields, maxLen: number): (Buffer | string)[] => [
+  "MAXLEN",
+  "~",
+  String(maxLen),
+  "*",
+  ...fieldArgs(fields),
+];
+
+export const toFields = (raw: readonly Buffer[]): EntryFields => {
+  const fields: Record<string, Uint8Array | string> = {};
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!.toString("utf8");
+    fields[name] = name === "data" ? raw[i + 1]! : raw[i + 1]!.toString("utf8");
+  }
+  return fields as unknown as EntryFields;
+};
+
+/** Entries whose fields are nil (trimmed or deleted while pending) are left out; see `goneIds`. */
+export const toEntries = (stream: string, raw: readonly RawEntry[] | null | undefined, deliveries: number): Entry[] => {
+  const out: Entry[] = [];
+  if (raw === null || raw === undefined) return out;
+  for (const [id, fields] of raw) {
+    if (fields !== null) out.push({ stream, id: id.toString("latin1"), fields: toFields(fields), deliveries });
+  }
+  return out;
+};
+
+export const goneIds = (raw: readonly RawEntry[]): string[] =>
+  raw.filter(([, fields]) => fields === null).map(([id]) => id.toString("latin1"));
+
+/** XREAD/XREADGROUP reply for one stream: `[[key, entries]]` or null. */
+export const firstStreamEntries = (reply: unknown): RawEntry[] => {
+  if (!Array.isArray(reply) || reply.length === 0) return [];
+  const [, entries] = reply[0] as [Buffer, RawEntry[]];
+  return entries ?? [];
+};
+
+/** Extended XPENDING reply rows. */
+export type PendingRow = [id: string, consumer: string, idleMs: number, deliveries: number];

@@ -1,0 +1,328 @@
+import { Schema, SchemaGetter } from "effect";
+import {
+  AlertType,
+  AnyMap,
+  BlueprintOperation,
+  CheckpointOperation,
+  commonFields,
+  CoordinationOperation,
+  Count,
+  defaulted,
+  emptyList,
+  emptyMap,
+  GraftingStrategy,
+  LayerId,
+  MessageId,
+  NonNegative,
+  NumberMap,
+  Priority,
+  ResultCodeSchema,
+  SeedId,
+  SeedStateName,
+  ServiceStatus,
+  Severity,
+  TriggeredBy,
+} from "./fields.ts";
+
+/**
+ * The 16 messages of PROTOCOL.md as Effect Schemas. Keys are snake_case exactly as on the wire;
+ * a decoded message is the wire map with defaults filled in and nulls of optional fields removed,
+ * so it can be encoded again as it is.
+ *
+ * Where PROTOCOL.md names no default: a field documented as "or null" decodes absent to null,
+ * a map decodes absent to {}, a list to [], a free-text reason to ""; everything else is required.
+ */
+
+// TS types a spread of a generic as an intersection, which would merge an overridden common field
+// (CommandResult's required correlation_id) with the optional one; Omit says what the spread does.
+type TaggedFields<T extends string, F> = { readonly message_type: Schema.Literal<T> } & Omit<typeof commonFields, keyof F> & F;
+const tagged = <const T extends string, const F extends Schema.Struct.Fields>(type: T, fields: F) =>
+  Schema.Struct({ message_type: Schema.Literal(type), ...commonFields, ...fields } as TaggedFields<T, F>);
+
+const nullableSeedId = defaulted(Schema.NullOr(SeedId), () => null);
+const nullableString = defaulted(Schema.NullOr(Schema.String), () => null);
+const reason = defaulted(Schema.String, () => "");
+const timeoutMs = (ms: number) => defaulted(NonNegative, () => ms);
+const priority = (p: Priority) => defaulted(Priority, () => p);
+
+// ---- control -------------------------------------------------------------------------------
+
+export const LifecycleTransitionCommand = tagged("LifecycleTransitionCommand", {
+  layer_id: LayerId,
+  seed_id: nullableSeedId,
+  target_state: SeedStateName,
+  parameters: defaulted(AnyMap, emptyMap),
+  priority: priority("normal"),
+  timeout_ms: timeoutMs(5_000),
+  force: defaulted(Schema.Boolean, () => false),
+  reason,
+});
+export type LifecycleTransitionCommand = typeof LifecycleTransitionCommand.Type;
+
+export const BlueprintUpdateCommand = tagged("BlueprintUpdateCommand", {
+  layer_id: LayerId,
+  seed_id: SeedId,
+  blueprint_id: Schema.String,
+  grafting_strategy: GraftingStrategy,
+  configuration: defaulted(AnyMap, emptyMap),
+  rollback_on_failure: defaulted(Schema.Boolean, () => true),
+  validation_metrics: defaulted(AnyMap, emptyMap),
+  priority: priority("normal"),
+  timeout_ms: timeoutMs(10_000),
+});
+export type BlueprintUpdateCommand = typeof BlueprintUpdateCommand.Type;
+
+export const BatchableCommand = Schema.Union([LifecycleTransitionCommand, BlueprintUpdateCommand]);
+export type BatchableCommand = typeof BatchableCommand.Type;
+
+/** One batch is one layer's: it runs atomically inside that layer's actor, which spans nothing else. */
+const batchStaysInOneLayer = Schema.makeFilter<{ readonly commands: ReadonlyArray<BatchableCommand> }>(
+  ({ commands }) => commands.every((c) => c.layer_id === commands[0]!.layer_id),
+  { expected: "a batch whose commands all share one layer_id" },
+);
+
+export const BatchCommand = tagged("BatchCommand", {
+  commands: Schema.Array(BatchableCommand).check(Schema.isMinLength(1)),
+  atomic: defaulted(Schema.Boolean, () => true),
+  stop_on_error: defaulted(Schema.Boolean, () => true),
+  priority: priority("normal"),
+  timeout_ms: timeoutMs(30_000),
+}).check(batchStaysInOneLayer);
+export type BatchCommand = typeof BatchCommand.Type;
+
+export const EmergencyStopCommand = tagged("EmergencyStopCommand", {
+  layer_id: defaulted(Schema.NullOr(LayerId), () => null),
+  seed_id: nullableSeedId,
+  // Defaulted, not required: refusing a stop because it gives no reason would be the worse failure.
+  reason,
+  priority: priority("critical"),
+  timeout_ms: timeoutMs(1_000),
+});
+export type EmergencyStopCommand = typeof EmergencyStopCommand.Type;
+
+/**
+ * esper's extension to PROTOCOL.md: lifts a layer's emergency stop, so it accepts growth again.
+ * The reference protocol can stop a layer but never restart it; only layer owners read control
+ * streams, so a reader that does not know this type is never asked to.
+ */
+export const ResumeCommand = tagged("ResumeCommand", {
+  layer_id: LayerId,
+  reason,
+  priority: priority("high"),
+  timeout_ms: timeoutMs(1_000),
+});
+export type ResumeCommand = typeof ResumeCommand.Type;
+
+// ---- events --------------------------------------------------------------------------------
+
+const commandResultFields = {
+  correlation_id: MessageId,
+  layer_id: LayerId,
+  seed_id: nullableSeedId,
+  success: Schema.Boolean,
+  error: nullableString,
+  details: defaulted(AnyMap, emptyMap),
+  execution_time_ms: NonNegative,
+};
+
+/**
+ * `code` absent (a reference-implementation result predates codes) is derived from `success`:
+ * "ok" or "internal". Decoded, `code` is always present.
+ */
+export const CommandResult = tagged("CommandResult", {
+  ...commandResultFields,
+  code: defaulted(Schema.NullOr(ResultCodeSchema), () => null),
+}).pipe(
+  Schema.decodeTo(Schema.toType(tagged("CommandResult", { ...commandResultFields, code: ResultCodeSchema })), {
+    decode: SchemaGetter.transform((r) => ({ ...r, code: r.code ?? (r.success ? ("ok" as const) : ("internal" as const)) })),
+    encode: SchemaGetter.passthroughSupertype(),
+  }),
+);
+export type CommandResult = typeof CommandResult.Type;
+
+export const StateTransitionEvent = tagged("StateTransitionEvent", {
+  layer_id: LayerId,
+  seed_id: SeedId,
+  from_state: SeedStateName,
+  to_state: SeedStateName,
+  reason,
+  metrics_snapshot: defaulted(AnyMap, emptyMap),
+  transition_duration_ms: NonNegative,
+  triggered_by: TriggeredBy,
+  success: Schema.Boolean,
+});
+export type StateTransitionEvent = typeof StateTransitionEvent.Type;
+
+export const BlueprintEvent = tagged("BlueprintEvent", {
+  layer_id: LayerId,
+  seed_id: SeedId,
+  blueprint_id: Schema.String,
+  operation: BlueprintOperation,
+  previous_blueprint_id: nullableString,
+  metrics_delta: defaulted(NumberMap, emptyMap),
+  success: Schema.Boolean,
+  details: defaulted(AnyMap, emptyMap),
+});
+export type BlueprintEvent = typeof BlueprintEvent.Type;
+
+export const CheckpointEvent = tagged("CheckpointEvent", {
+  layer_id: LayerId,
+  seed_id: SeedId,
+  checkpoint_id: Schema.String,
+  operation: CheckpointOperation,
+  checkpoint_size_bytes: Count,
+  success: Schema.Boolean,
+  error: nullableString,
+});
+export type CheckpointEvent = typeof CheckpointEvent.Type;
+
+export const PerformanceAlert = tagged("PerformanceAlert", {
+  layer_id: LayerId,
+  seed_id: nullableSeedId,
+  alert_type: AlertType,
+  severity: Severity,
+  metric_name: Schema.String,
+  metric_value: Schema.Number,
+  threshold: Schema.Number,
+  details: defaulted(AnyMap, emptyMap),
+  recommended_action: nullableString,
+});
+export type PerformanceAlert = typeof PerformanceAlert.Type;
+
+// ---- telemetry -----------------------------------------------------------------------------
+
+/** health_metrics is keyed by seed id in decimal (JSON object keys are strings). */
+export const SEED_KEY_PATTERN = /^(0|[1-9][0-9]*)$/;
+// A check on the map rather than a key schema: Effect drops keys that fail a key schema as excess,
+// and a malformed seed id should be refused, not silently lost.
+const HealthMetrics = Schema.Record(Schema.String, NumberMap).check(
+  Schema.makeFilter((m: Readonly<Record<string, unknown>>) => Object.keys(m).every((k) => SEED_KEY_PATTERN.test(k)), {
+    expected: "a map keyed by seed ids in decimal",
+  }),
+);
+
+export const LayerHealthReport = tagged("LayerHealthReport", {
+  layer_id: LayerId,
+  total_seeds: Count,
+  active_seeds: Count,
+  health_metrics: defaulted(HealthMetrics, emptyMap),
+  performance_summary: defaulted(AnyMap, emptyMap),
+  telemetry_window: Schema.Tuple([Schema.Finite, Schema.Finite]),
+  anomalies: defaulted(Schema.Array(Schema.Unknown), emptyList),
+});
+export type LayerHealthReport = typeof LayerHealthReport.Type;
+
+export const SeedMetricsSnapshot = tagged("SeedMetricsSnapshot", {
+  layer_id: LayerId,
+  seed_id: SeedId,
+  lifecycle_state: SeedStateName,
+  blueprint_id: nullableString,
+  metrics: defaulted(NumberMap, emptyMap),
+  error_count: defaulted(Count, () => 0),
+  warning_count: defaulted(Count, () => 0),
+  checkpoint_id: nullableString,
+  compute_stats: defaulted(NumberMap, emptyMap),
+  grafting_info: defaulted(AnyMap, emptyMap),
+});
+export type SeedMetricsSnapshot = typeof SeedMetricsSnapshot.Type;
+
+export const TelemetryRecord = Schema.Union([LayerHealthReport, SeedMetricsSnapshot]);
+export type TelemetryRecord = typeof TelemetryRecord.Type;
+
+export const TelemetryBatch = tagged("TelemetryBatch", {
+  messages: Schema.Array(TelemetryRecord),
+  compression: nullableString,
+  batch_size: Count,
+});
+export type TelemetryBatch = typeof TelemetryBatch.Type;
+
+// ---- coordination --------------------------------------------------------------------------
+
+export const ServiceAnnouncement = tagged("ServiceAnnouncement", {
+  service_type: Schema.String,
+  service_id: Schema.String,
+  capabilities: defaulted(Schema.Array(Schema.String), emptyList),
+  endpoints: defaulted(AnyMap, emptyMap),
+  health_check_endpoint: nullableString,
+});
+export type ServiceAnnouncement = typeof ServiceAnnouncement.Type;
+
+export const Heartbeat = tagged("Heartbeat", {
+  service_id: Schema.String,
+  uptime_seconds: NonNegative,
+  metrics: defaulted(NumberMap, emptyMap),
+  status: ServiceStatus,
+  load: Schema.Finite,
+});
+export type Heartbeat = typeof Heartbeat.Type;
+
+export const CoordinationRequest = tagged("CoordinationRequest", {
+  operation: CoordinationOperation,
+  resource_id: Schema.String,
+  requester_id: Schema.String,
+  timeout_ms: NonNegative,
+  parameters: defaulted(AnyMap, emptyMap),
+});
+export type CoordinationRequest = typeof CoordinationRequest.Type;
+
+export const CoordinationResponse = tagged("CoordinationResponse", {
+  request_id: Schema.String,
+  granted: Schema.Boolean,
+  holder_id: nullableString,
+  wait_time_ms: NonNegative,
+  details: defaulted(AnyMap, emptyMap),
+});
+export type CoordinationResponse = typeof CoordinationResponse.Type;
+
+// ---- unions --------------------------------------------------------------------------------
+
+/** Every message schema by its `message_type`, the one dispatch table readers use. */
+export const MESSAGE_SCHEMAS = {
+  LifecycleTransitionCommand,
+  BlueprintUpdateCommand,
+  BatchCommand,
+  EmergencyStopCommand,
+  ResumeCommand,
+  CommandResult,
+  StateTransitionEvent,
+  BlueprintEvent,
+  CheckpointEvent,
+  PerformanceAlert,
+  LayerHealthReport,
+  SeedMetricsSnapshot,
+  TelemetryBatch,
+  ServiceAnnouncement,
+  Heartbeat,
+  CoordinationRequest,
+  CoordinationResponse,
+} as const;
+
+export type MessageType = keyof typeof MESSAGE_SCHEMAS;
+export const MESSAGE_TYPES = Object.keys(MESSAGE_SCHEMAS) as readonly MessageType[];
+export const isMessageType = (u: unknown): u is MessageType =>
+  typeof u === "string" && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, u);
+
+export type MessageOf<T extends MessageType> = (typeof MESSAGE_SCHEMAS)[T]["Type"];
+
+export const Message = Schema.Union(Object.values(MESSAGE_SCHEMAS));
+export type Message = MessageOf<MessageType>;
+
+/** The control-stream commands: PROTOCOL.md's four, and esper's ResumeCommand. */
+export type Command = LifecycleTransitionCommand | BlueprintUpdateCommand | BatchCommand | EmergencyStopCommand | ResumeCommand;
+/** What a layer publishes on its event stream. */
+export type Event = CommandResult | StateTransitionEvent | BlueprintEvent | CheckpointEvent | PerformanceAlert;
+export type Telemetry = LayerHealthReport | SeedMetricsSnapshot | TelemetryBatch;
+export type Coordination = ServiceAnnouncement | Heartbeat | CoordinationRequest | CoordinationResponse;
+
+export const COMMAND_TYPES: ReadonlySet<MessageType> = new Set([
+  "LifecycleTransitionCommand",
+  "BlueprintUpdateCommand",
+  "BatchCommand",
+  "EmergencyStopCommand",
+  "ResumeCommand",
+]);
+export const isCommand = (m: Message): m is Command => COMMAND_TYPES.has(m.message_type);
+
+/** The layer a command addresses; null for an emergency stop of every layer. */
+export const commandLayer = (c: Command): string | null =>
+  c.message_type === "BatchCommand" ? c.commands[0]!.layer_id : c.layer_id;

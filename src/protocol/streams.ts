@@ -1,0 +1,115 @@
+import { LAYER_ID_PATTERN } from "./fields.ts";
+
+/**
+ * Redis key names (PROTOCOL.md "Names"), built here and nowhere else. Every key of one layer
+ * carries the hash tag `{L}`, so one layer lives in one Redis Cluster slot and its MULTI/EXEC
+ * (snapshot + event + result + ack) stays on one node.
+ */
+
+export const DEFAULT_NAMESPACE = "morphogenetic";
+export const NAMESPACE_PATTERN = /^[a-z0-9_-]{1,32}$/;
+
+export const isNamespace = (u: unknown): u is string => typeof u === "string" && NAMESPACE_PATTERN.test(u);
+export const isLayerId = (u: unknown): u is string => typeof u === "string" && LAYER_ID_PATTERN.test(u);
+
+/** `ESPER_NAMESPACE` when set (and not empty), else the default. Throws on an invalid one: a startup error. */
+export const namespaceFromEnv = (env: Readonly<Record<string, string | undefined>> = process.env): string => {
+  const ns = env.ESPER_NAMESPACE;
+  if (ns === undefined || ns === "") return DEFAULT_NAMESPACE;
+  if (!isNamespace(ns)) throw new RangeError(`ESPER_NAMESPACE=${JSON.stringify(ns)} is invalid: use 1 to 32 of [a-z0-9_-]`);
+  return ns;
+};
+
+/** Consumer groups: layer owners read control (and a trainer's telemetry) as kasmina; controllers read as tamiyo. */
+export const GROUPS = { kasmina: "kasmina", tamiyo: "tamiyo" } as const;
+export type Group = (typeof GROUPS)[keyof typeof GROUPS];
+
+/** The per-layer key kinds of PROTOCOL.md, plus `results` (the command dedupe table). */
+export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results"] as const;
+export type LayerKeyKind = (typeof LAYER_KEY_KINDS)[number];
+
+export interface Streams {
+  readonly namespace: string;
+  /** Stream: commands for layer L. */
+  readonly control: (layer: string) => string;
+  /** Stream: commands for every layer (emergency stop without layer_id). */
+  readonly controlAll: string;
+  /** Stream: events and command results of layer L. */
+  readonly events: (layer: string) => string;
+  /** Stream: telemetry of layer L. */
+  readonly telemetry: (layer: string) => string;
+  /** Stream: dead letters of layer L's streams. */
+  readonly dlq: (layer: string) => string;
+  /** Stream: dead letters of `P.control.all` and `P.coordination`. */
+  readonly dlqAll: string;
+  /** Stream: announcements, heartbeats, coordination requests and responses. */
+  readonly coordination: string;
+  /** Hash: persisted seed snapshots of layer L, field = seed id in decimal. */
+  readonly state: (layer: string) => string;
+  /** Hash: results of commands already applied to layer L, by message_id (redelivery dedupe). */
+  readonly results: (layer: string) => string;
+  /**
+   * Any further key of layer L (claim-check payloads, leases): `P.{kind}.layer.{L}`, in the
+   * layer's slot. `kind` is a lower-case word.
+   */
+  readonly layerKey: (kind: string, layer: string) => string;
+  /** The dead-letter stream for an entry of `stream`: its layer's, or `P.dlq.all`. */
+  readonly dlqFor: (stream: string) => string;
+}
+
+const KIND_PATTERN = /^[a-z][a-z0-9_]*$/;
+
+export const streams = (namespace: string = namespaceFromEnv()): Streams => {
+  if (!isNamespace(namespace)) throw new RangeError(`namespace ${JSON.stringify(namespace)} is invalid: use 1 to 32 of [a-z0-9_-]`);
+  const layerKey = (kind: string, layer: string): string => {
+    if (!isLayerId(layer)) throw new RangeError(`layer id ${JSON.stringify(layer)} is invalid: use 1 to 64 of [A-Za-z0-9_-]`);
+    if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
+    return `${namespace}.${kind}.layer.{${layer}}`;
+  };
+  const dlqAll = `${namespace}.dlq.all`;
+  return {
+    namespace,
+    control: (l) => layerKey("control", l),
+    controlAll: `${namespace}.control.all`,
+    events: (l) => layerKey("event", l),
+    telemetry: (l) => layerKey("telemetry", l),
+    dlq: (l) => layerKey("dlq", l),
+    dlqAll,
+    coordination: `${namespace}.coordination`,
+    state: (l) => layerKey("state", l),
+    results: (l) => layerKey("results", l),
+    layerKey,
+    dlqFor: (stream) => {
+      const layer = layerOf(stream);
+      return layer === undefined ? dlqAll : layerKey("dlq", layer);
+    },
+  };
+};
+
+export interface ParsedKey {
+  readonly namespace: string;
+  /** `control`, `event`, `telemetry`, ... for layer keys; `control`, `dlq` or `coordination` otherwise. */
+  readonly kind: string;
+  /** Absent for the keys shared by all layers. */
+  readonly layer?: string;
+}
+
+const LAYER_KEY = /^([a-z0-9_-]{1,32})\.([a-z][a-z0-9_]*)\.layer\.\{([A-Za-z0-9_-]{1,64})\}$/;
+const SHARED_KEY = /^([a-z0-9_-]{1,32})\.(?:(control|dlq)\.all|(coordination))$/;
+
+/** Reads a key built by `streams()` back into its parts; undefined for any other string. */
+export const parseKey = (key: string): ParsedKey | undefined => {
+  const layer = LAYER_KEY.exec(key);
+  if (layer !== null) return { namespace: layer[1]!, kind: layer[2]!, layer: layer[3]! };
+  const shared = SHARED_KEY.exec(key);
+  if (shared !== null) return { namespace: shared[1]!, kind: shared[2] ?? shared[3]! };
+  return undefined;
+};
+
+/** The layer id of a per-layer key, e.g. `P.control.layer.{L}` -> `L`. */
+export const layerOf = (key: string): string | undefined => parseKey(key)?.layer;
+
+export const isTelemetryStream = (key: string): boolean => parseKey(key)?.kind === "telemetry";
+
+/** `P.control.layer.{L}` or `P.control.all`: where a deployment with a key requires signatures. */
+export const isControlStream = (key: string): boolean => parseKey(key)?.kind === "control";

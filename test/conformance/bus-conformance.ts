@@ -1,0 +1,439 @@
+import { Effect, Exit, Schedule, Scope } from "effect";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { Bus, BusError, Entry, EntryFields, Reader, ReaderOptions } from "../../src/bus/bus.ts";
+import { listDeadLetters, replayDeadLetter } from "../../src/bus/dead-letters.ts";
+import { maxDeliveriesError, runJanitor, sweep } from "../../src/bus/janitor.ts";
+
+/** What the suite needs from a bus under test. */
+export interface BusHarness {
+  readonly bus: Bus;
+  /** Lets `ms` of idle time pass for pending entries: a real sleep on Redis, a clock move on MemoryBus. */
+  readonly letIdle: (ms: number) => Promise<void>;
+  /** The idle time tests claim after (small on Redis, where it is real time). */
+  readonly idleMs: number;
+  /** A key of this test alone, under its namespace. */
+  readonly key: (name: string) => string;
+  readonly close: () => Promise<void>;
+}
+
+const run = <A>(effect: Effect.Effect<A, BusError, Scope.Scope>): Promise<A> => Effect.runPromise(Effect.scoped(effect));
+
+const failure = async (effect: Effect.Effect<unknown, BusError, Scope.Scope>): Promise<BusError> => {
+  const exit = await Effect.runPromise(Effect.exit(Effect.scoped(effect)));
+  if (Exit.isSuccess(exit)) throw new Error("expected a BusError, got success");
+  const error = exit.cause.reasons.find((r) => r._tag === "Fail");
+  if (error === undefined || error._tag !== "Fail") throw new Error(`expected a BusError, got ${String(exit.cause)}`);
+  return error.error;
+};
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const bytes = (...values: number[]) => new Uint8Array(values);
+const entry = (n: number, extra: Record<string, string> = {}): EntryFields => ({
+  data: bytes(0, 255, n, 10, 13),
+  type: "LifecycleTransitionCommand",
+  seq: String(n),
+  ...extra,
+});
+const seqs = (entries: readonly Entry[]) => entries.map((e) => e.fields.seq);
+const dataOf = (fields: EntryFields) => Array.from(fields.data);
+
+/** A reader living in its own Scope, so a test can "restart" a consumer by closing it. */
+const openReader = async (bus: Bus, options: ReaderOptions): Promise<{ reader: Reader; close: () => Promise<void> }> => {
+  const scope = await Effect.runPromise(Scope.make());
+  const reader = await Effect.runPromise(Scope.provide(scope)(bus.reader(options)));
+  return { reader, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) };
+};
+
+export const busConformance = (name: string, makeHarness: () => Promise<BusHarness>): void => {
+  describe(`${name} conforms to the Bus contract`, () => {
+    let h: BusHarness;
+    let bus: Bus;
+    let opened: BusHarness | undefined;
+    beforeEach(async () => {
+      h = opened = await makeHarness();
+      bus = h.bus;
+    });
+    afterEach(async () => {
+      await opened?.close();
+      opened = undefined;
+    });
+
+    it("delivers published entries to a group member in stream order, bytes intact", async () => {
+      const s = h.key("control.layer.{L0}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      const ids = [];
+      for (let n = 1; n <= 3; n++) ids.push(await run(bus.publish(s, entry(n, { enc: "msgpack" }))));
+      const got = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w1", blockMs: 0 }), (r) => r.read));
+      expect(got.map((e) => e.id)).toEqual(ids);
+      expect(seqs(got)).toEqual(["1", "2", "3"]);
+      expect(got.every((e) => e.deliveries === 1 && e.stream === s)).toBe(true);
+      expect(got[0]!.fields.data).toBeInstanceOf(Uint8Array);
+      expect(dataOf(got[0]!.fields)).toEqual([0, 255, 1, 10, 13]);
+      expect(got[0]!.fields.type).toBe("LifecycleTransitionCommand");
+      expect(got[0]!.fields.enc).toBe("msgpack");
+      const pending = await run(bus.pending(s, "kasmina"));
+      expect(pending.map((p) => [p.id, p.consumer, p.deliveries])).toEqual(ids.map((id) => [id, "w1", 1]));
+    });
+
+    it("ack removes entries from the pending list and counts only what was pending", async () => {
+      const s = h.key("control.layer.{L1}");
+      await run(bus.ensureGroup(s, "g", "0"));
+      await run(bus.publishMany([1, 2, 3].map((n) => ({ stream: s, fields: entry(n) }))));
+      const got = await run(Effect.flatMap(bus.reader({ stream: s, group: "g", consumer: "c", blockMs: 0 }), (r) => r.read));
+      expect(await run(bus.ack(s, "g", [got[0]!.id, got[1]!.id]))).toBe(2);
+      expect(await run(bus.ack(s, "g", [got[0]!.id]))).toBe(0);
+      expect(await run(bus.ack(s, "no-such-group", [got[2]!.id]))).toBe(0);
+      expect((await run(bus.pending(s, "g"))).map((p) => p.id)).toEqual([got[2]!.id]);
+    });
+
+    it("members of one group share the entries, and every group sees every entry", async () => {
+      const s = h.key("event.layer.{L2}");
+      await run(bus.ensureGroup(s, "tamiyo", "0"));
+      await run(bus.publishMany([1, 2, 3, 4].map((n) => ({ stream: s, fields: entry(n) }))));
+      const a = await run(Effect.flatMap(bus.reader({ stream: s, group: "tamiyo", consumer: "a", count: 2, blockMs: 0 }), (r) => r.read));
+      const b = await run(Effect.flatMap(bus.reader({ stream: s, group: "tamiyo", consumer: "b", blockMs: 0 }), (r) => r.read));
+      expect(seqs(a)).toEqual(["1", "2"]);
+      expect(seqs(b)).toEqual(["3", "4"]);
+      const other = await run(Effect.flatMap(bus.reader({ stream: s, group: "replica", consumer: "x", blockMs: 0 }), (r) => r.read));
+      expect(seqs(other)).toEqual(["1", "2", "3", "4"]);
+    });
+
+    it("a group created at $ starts after what the stream already holds, and ensureGroup never resets it", async () => {
+      const s = h.key("control.layer.{L3}");
+      await run(bus.publish(s, entry(1)));
+      await run(bus.ensureGroup(s, "g", "$"));
+      await run(bus.publish(s, entry(2)));
+      await run(bus.ensureGroup(s, "g", "0"));
+      const got = await run(Effect.flatMap(bus.reader({ stream: s, group: "g", consumer: "c", blockMs: 0 }), (r) => r.read));
+      expect(seqs(got)).toEqual(["2"]);
+    });
+
+    it("a consumer that restarts reads back what it held pending, then new entries", async () => {
+      const s = h.key("control.layer.{L4}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publishMany([1, 2, 3].map((n) => ({ stream: s, fields: entry(n) }))));
+      const first = await openReader(bus, { stream: s, group: "kasmina", consumer: "w1", blockMs: 0 });
+      const held = await Effect.runPromise(first.reader.read);
+      await run(bus.ack(s, "kasmina", [held[0]!.id]));
+      await first.close(); // crashed before acking 2 and 3
+      await run(bus.publish(s, entry(4)));
+
+      const other = await openReader(bus, { stream: s, group: "kasmina", consumer: "w2", count: 1, blockMs: 0 });
+      expect(seqs(await Effect.runPromise(other.reader.read))).toEqual(["4"]);
+      await run(bus.publish(s, entry(5)));
+
+      const again = await openReader(bus, { stream: s, group: "kasmina", consumer: "w1", blockMs: 0 });
+      const drained = await Effect.runPromise(again.reader.read);
+      expect(seqs(drained)).toEqual(["2", "3"]);
+      expect(drained.map((e) => e.deliveries)).toEqual([2, 2]);
+      expect(dataOf(drained[0]!.fields)).toEqual([0, 255, 2, 10, 13]);
+      expect(seqs(await Effect.runPromise(again.reader.read))).toEqual(["5"]);
+      expect(await Effect.runPromise(again.reader.read)).toEqual([]);
+      await again.close();
+      await other.close();
+    });
+
+    it("another consumer claims what a dead consumer left, once it has been idle long enough", async () => {
+      const s = h.key("control.layer.{L5}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publishMany([1, 2].map((n) => ({ stream: s, fields: entry(n) }))));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "dead", blockMs: 0 }), (r) => r.read));
+      expect(await run(bus.claimIdle(s, "kasmina", "live", h.idleMs))).toEqual([]);
+      await h.letIdle(h.idleMs + 20);
+      const claimed = await run(bus.claimIdle(s, "kasmina", "live", h.idleMs));
+      expect(seqs(claimed)).toEqual(["1", "2"]);
+      expect(claimed.map((e) => e.deliveries)).toEqual([2, 2]);
+      expect(dataOf(claimed[1]!.fields)).toEqual([0, 255, 2, 10, 13]);
+      const pending = await run(bus.pending(s, "kasmina"));
+      expect(pending.map((p) => [p.consumer, p.deliveries])).toEqual([["live", 2], ["live", 2]]);
+      expect(pending.every((p) => p.idleMs < h.idleMs)).toBe(true);
+      expect(await run(bus.claimIdle(s, "kasmina", "other", h.idleMs))).toEqual([]);
+    });
+
+    it("pending entries trimmed away leave the pending list when claimed or read back", async () => {
+      const s = h.key("control.layer.{L5b}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publishMany([1, 2, 3, 4].map((n) => ({ stream: s, fields: entry(n) }))));
+      const dead = await openReader(bus, { stream: s, group: "kasmina", consumer: "dead", count: 2, blockMs: 0 });
+      const restarting = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", count: 2, blockMs: 0 });
+      expect(seqs(await Effect.runPromise(dead.reader.read))).toEqual(["1", "2"]);
+      expect(seqs(await Effect.runPromise(restarting.reader.read))).toEqual(["3", "4"]);
+      await restarting.close();
+      expect(await run(bus.trim(s, 0))).toBe(4);
+      await run(bus.publish(s, entry(5)));
+
+      const again = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0 });
+      const [fifth] = await Effect.runPromise(again.reader.read);
+      expect(fifth!.fields.seq).toBe("5");
+      expect((await run(bus.pending(s, "kasmina"))).map((p) => p.consumer)).toEqual(["dead", "dead", "w"]);
+      await h.letIdle(h.idleMs + 20);
+      expect(seqs(await run(bus.claimIdle(s, "kasmina", "live", h.idleMs)))).toEqual(["5"]);
+      expect((await run(bus.pending(s, "kasmina"))).map((p) => [p.id, p.consumer])).toEqual([[fifth!.id, "live"]]);
+      await again.close();
+      await dead.close();
+    });
+
+    it("the janitor hands idle entries back, then dead-letters one past its max deliveries", async () => {
+      const s = h.key("control.layer.{L6}");
+      const dlq = h.key("dlq.layer.{L6}");
+      const options = { stream: s, group: "kasmina", consumer: "janitor", dlq, idleMs: h.idleMs, maxDeliveries: 2 };
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(7)));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w1", blockMs: 0 }), (r) => r.read));
+
+      await h.letIdle(h.idleMs + 20);
+      const second = await run(sweep(bus, options));
+      expect(second.claimed.map((e) => e.deliveries)).toEqual([2]);
+      expect(second.deadLettered).toEqual([]);
+
+      await h.letIdle(h.idleMs + 20);
+      const before = Date.now();
+      const third = await run(sweep(bus, options));
+      expect(third.claimed).toEqual([]);
+      expect(third.deadLettered.map((e) => [e.fields.seq, e.deliveries])).toEqual([["7", 3]]);
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+
+      const [letter] = await run(bus.range(dlq));
+      expect(letter!.fields).toMatchObject({ type: "LifecycleTransitionCommand", seq: "7", stream: s, id: third.deadLettered[0]!.id });
+      expect(letter!.fields).toMatchObject({ code: "internal", error: maxDeliveriesError(2), deliveries: "3" });
+      expect(dataOf(letter!.fields)).toEqual([0, 255, 7, 10, 13]);
+      expect(Number(letter!.fields.failed_at)).toBeGreaterThanOrEqual(before - 60_000);
+    });
+
+    it("deadLetter appends the entry with its reason and acks it", async () => {
+      const s = h.key("control.layer.{L7}");
+      const dlq = h.key("dlq.layer.{L7}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(1)));
+      const [got] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      const before = Date.now();
+      const id = await run(bus.deadLetter({ dlq, entry: got!, group: "kasmina", code: "invalid_message", error: "bad schema" }));
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+      const [letter] = await run(bus.range(dlq));
+      expect(letter!.id).toBe(id);
+      expect(Object.keys(letter!.fields).sort()).toEqual(
+        ["code", "data", "deliveries", "error", "failed_at", "id", "seq", "stream", "type"].sort(),
+      );
+      expect(letter!.fields).toMatchObject({ stream: s, id: got!.id, code: "invalid_message", error: "bad schema", deliveries: "1" });
+      const failedAt = Number(letter!.fields.failed_at);
+      expect(Number.isInteger(failedAt) && Math.abs(failedAt - before) < 24 * 3600_000).toBe(true);
+    });
+
+    it("lists dead letters by original stream, and replay appends the original fields and removes the letter", async () => {
+      const s1 = h.key("control.layer.{L8}");
+      const s2 = h.key("event.layer.{L8}");
+      const dlq = h.key("dlq.layer.{L8}");
+      for (const s of [s1, s2]) {
+        await run(bus.ensureGroup(s, "g", "0"));
+        await run(bus.publish(s, entry(s === s1 ? 1 : 2)));
+        const [got] = await run(Effect.flatMap(bus.reader({ stream: s, group: "g", consumer: "c", blockMs: 0 }), (r) => r.read));
+        await run(bus.deadLetter({ dlq, entry: got!, group: "g", code: "internal", error: "boom" }));
+      }
+      expect((await run(listDeadLetters(bus, dlq))).map((l) => l.stream)).toEqual([s1, s2]);
+      const [letter, ...rest] = await run(listDeadLetters(bus, dlq, { stream: s1 }));
+      expect(rest).toEqual([]);
+      expect(letter!).toMatchObject({ stream: s1, code: "internal", error: "boom", deliveries: 1 });
+      expect(Object.keys(letter!.fields).sort()).toEqual(["data", "seq", "type"]);
+
+      const replayed = await run(replayDeadLetter(bus, dlq, letter!.dlqId));
+      const again = await run(Effect.flatMap(bus.reader({ stream: s1, group: "g", consumer: "c", blockMs: 0 }), (r) => r.read));
+      expect(again.map((e) => e.id)).toEqual([replayed]);
+      expect(Object.keys(again[0]!.fields).sort()).toEqual(["data", "seq", "type"]);
+      expect(dataOf(again[0]!.fields)).toEqual([0, 255, 1, 10, 13]);
+      expect((await run(listDeadLetters(bus, dlq))).map((l) => l.stream)).toEqual([s2]);
+      expect((await failure(replayDeadLetter(bus, dlq, letter!.dlqId))).reason).toBe("command_failed");
+    });
+
+    it("publishMany appends in order across streams and returns the ids in order", async () => {
+      const a = h.key("telemetry.layer.{L9}");
+      const b = h.key("event.layer.{L9}");
+      const ids = await run(
+        bus.publishMany([
+          { stream: a, fields: entry(1) },
+          { stream: b, fields: entry(2) },
+          { stream: a, fields: entry(3) },
+          { stream: a, fields: entry(4) },
+        ]),
+      );
+      const inA = await run(bus.range(a));
+      expect(inA.map((e) => e.id)).toEqual([ids[0], ids[2], ids[3]]);
+      expect(seqs(inA)).toEqual(["1", "3", "4"]);
+      expect((await run(bus.range(b))).map((e) => e.id)).toEqual([ids[1]]);
+      expect(inA.every((e) => e.deliveries === 0)).toBe(true);
+    });
+
+    it("range reads inclusive or exclusive bounds and honours count", async () => {
+      const s = h.key("event.layer.{L10}");
+      const ids = await run(bus.publishMany([1, 2, 3, 4, 5].map((n) => ({ stream: s, fields: entry(n) }))));
+      expect(seqs(await run(bus.range(s, ids[1], ids[3])))).toEqual(["2", "3", "4"]);
+      expect(seqs(await run(bus.range(s, `(${ids[1]}`, "+")))).toEqual(["3", "4", "5"]);
+      expect(seqs(await run(bus.range(s, "-", "+", 2)))).toEqual(["1", "2"]);
+      expect(await run(bus.range(h.key("missing"), "-", "+"))).toEqual([]);
+      expect(await run(bus.length(s))).toBe(5);
+      expect((await failure(bus.range(s, "not-an-id", "+"))).reason).toBe("command_failed");
+    });
+
+    it("readAfter returns what follows an id, and waits for the next entry when asked to", async () => {
+      const s = h.key("event.layer.{L11}");
+      const ids = await run(bus.publishMany([1, 2, 3, 4].map((n) => ({ stream: s, fields: entry(n) }))));
+      expect(seqs(await run(bus.readAfter(s, ids[1]!)))).toEqual(["3", "4"]);
+      expect(seqs(await run(bus.readAfter(s, "0", 2)))).toEqual(["1", "2"]);
+      expect(await run(bus.readAfter(s, ids[3]!, 10, 0))).toEqual([]);
+      const started = performance.now();
+      const waiting = run(bus.readAfter(s, ids[3]!, 10, 5_000));
+      await sleep(50);
+      const id5 = await run(bus.publish(s, entry(5)));
+      const woke = await waiting;
+      expect(woke.map((e) => e.id)).toEqual([id5]);
+      expect(performance.now() - started).toBeLessThan(2_500);
+    });
+
+    it("a blocked group read wakes when an entry is published, and returns nothing after its block time", async () => {
+      const s = h.key("control.layer.{L12}");
+      await run(bus.ensureGroup(s, "kasmina", "$"));
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 5_000 });
+      const started = performance.now();
+      const waiting = Effect.runPromise(r.reader.read);
+      await sleep(50);
+      await run(bus.publish(s, entry(1)));
+      expect(seqs(await waiting)).toEqual(["1"]);
+      expect(performance.now() - started).toBeLessThan(2_500);
+      await r.close();
+
+      const quiet = await openReader(bus, { stream: s, group: "kasmina", consumer: "q", blockMs: 100 });
+      const t0 = performance.now();
+      expect(await Effect.runPromise(quiet.reader.read)).toEqual([]);
+      expect(performance.now() - t0).toBeGreaterThanOrEqual(90);
+      await quiet.close();
+    });
+
+    it("publish trims with MAXLEN ~ keeping the newest entries, and trim cuts exactly", async () => {
+      const s = h.key("telemetry.layer.{L13}");
+      const ids: string[] = [];
+      for (let batch = 0; batch < 6; batch++) {
+        ids.push(...(await run(bus.publishMany(Array.from({ length: 50 }, (_, i) => ({ stream: s, fields: entry(batch * 50 + i) })), 50))));
+      }
+      const kept = await run(bus.length(s));
+      expect(kept).toBeGreaterThanOrEqual(50);
+      expect(kept).toBeLessThan(300);
+      const all = await run(bus.range(s));
+      expect(all.map((e) => e.id)).toEqual(ids.slice(ids.length - kept));
+
+      expect(await run(bus.trim(s, 10))).toBe(kept - 10);
+      expect((await run(bus.range(s))).map((e) => e.id)).toEqual(ids.slice(-10));
+    });
+
+    it("commit applies every op together and returns the appended ids", async () => {
+      const s = h.key("control.layer.{L14}");
+      const events = h.key("event.layer.{L14}");
+      const state = h.key("state.layer.{L14}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(1)));
+      const [cmd] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      const ids = await run(
+        bus.commit([
+          { op: "hset", key: state, values: { "3": bytes(9, 0, 9), note: "text" } },
+          { op: "xadd", stream: events, fields: entry(10) },
+          { op: "xadd", stream: events, fields: entry(11) },
+          { op: "ack", stream: s, group: "kasmina", ids: [cmd!.id] },
+        ]),
+      );
+      expect((await run(bus.range(events))).map((e) => e.id)).toEqual(ids);
+      const hash = await run(bus.hgetall(state));
+      expect(Array.from(hash["3"]!)).toEqual([9, 0, 9]);
+      expect(Buffer.from(hash.note!).toString()).toBe("text");
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+    });
+
+    it("a commit with an op that fails leaves nothing applied", async () => {
+      const s = h.key("control.layer.{L15}");
+      const events = h.key("event.layer.{L15}");
+      const state = h.key("state.layer.{L15}");
+      const hash = h.key("hash.{L15}");
+      await run(bus.commit([{ op: "hset", key: hash, values: { a: "1" } }]));
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(1)));
+      const [cmd] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      const applied = [
+        { op: "xadd", stream: events, fields: entry(2) },
+        { op: "hset", key: state, values: { "0": "snapshot" } },
+        { op: "ack", stream: s, group: "kasmina", ids: [cmd!.id] },
+      ] as const;
+
+      const wrongType = await failure(bus.commit([...applied, { op: "xadd", stream: hash, fields: entry(3) }]));
+      expect(wrongType.reason).toBe("command_failed");
+      expect(wrongType.message).toContain("WRONGTYPE");
+      const badId = await failure(bus.commit([...applied, { op: "ack", stream: s, group: "kasmina", ids: ["nope"] }]));
+      expect(badId.reason).toBe("command_failed");
+
+      expect(await run(bus.length(events))).toBe(0);
+      expect(await run(bus.hgetall(state))).toEqual({});
+      expect((await run(bus.pending(s, "kasmina"))).map((p) => p.id)).toEqual([cmd!.id]);
+      expect(Object.keys(await run(bus.hgetall(hash)))).toEqual(["a"]);
+    });
+
+    it("hmget returns the asked fields of a hash in order, null where missing", async () => {
+      const state = h.key("state.layer.{L18}");
+      await run(bus.commit([{ op: "hset", key: state, values: { "0": bytes(0, 1), "2": "two" } }]));
+      const got = await run(bus.hmget(state, ["2", "1", "0"]));
+      expect(got.map((v) => (v === null ? null : Array.from(v)))).toEqual([[116, 119, 111], null, [0, 1]]);
+      expect(await run(bus.hmget(h.key("no-hash"), ["a"]))).toEqual([null]);
+      expect(await run(bus.hmget(state, []))).toEqual([]);
+    });
+
+    it("lastId names the newest entry, so a follower starting there sees only what comes next", async () => {
+      const s = h.key("event.layer.{L19}");
+      expect(await run(bus.lastId(s))).toBe("0-0");
+      const ids = await run(bus.publishMany([1, 2].map((n) => ({ stream: s, fields: entry(n) }))));
+      const last = await run(bus.lastId(s));
+      expect(last).toBe(ids[1]);
+      const id3 = await run(bus.publish(s, entry(3)));
+      expect((await run(bus.readAfter(s, last))).map((e) => e.id)).toEqual([id3]);
+    });
+
+    it("refuses stream commands on a key holding a hash, and del removes keys", async () => {
+      const hash = h.key("hash.{L16}");
+      const s = h.key("event.layer.{L16}");
+      await run(bus.commit([{ op: "hset", key: hash, values: { a: "1" } }]));
+      expect((await failure(bus.publish(hash, entry(1)))).reason).toBe("command_failed");
+      expect((await failure(bus.length(hash))).reason).toBe("command_failed");
+      await run(bus.publish(s, entry(1)));
+      await run(bus.del([hash, s]));
+      expect(await run(bus.length(s))).toBe(0);
+      expect(await run(bus.hgetall(hash))).toEqual({});
+    });
+
+    it("the janitor runs on its schedule in a Scope, handing claimed entries to its handler", async () => {
+      const s = h.key("control.layer.{L17}");
+      const dlq = h.key("dlq.layer.{L17}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publishMany([1, 2].map((n) => ({ stream: s, fields: entry(n) }))));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "dead", blockMs: 0 }), (r) => r.read));
+      const handled: Entry[] = [];
+      const scope = await Effect.runPromise(Scope.make());
+      await Effect.runPromise(
+        Scope.provide(scope)(
+          runJanitor(bus, {
+            stream: s,
+            group: "kasmina",
+            consumer: "live",
+            dlq,
+            idleMs: h.idleMs,
+            every: Schedule.spaced("10 millis"),
+            handle: (entries) =>
+              Effect.flatMap(bus.ack(s, "kasmina", entries.map((e) => e.id)), () =>
+                Effect.sync(() => {
+                  handled.push(...entries);
+                }),
+              ),
+          }),
+        ),
+      );
+      await h.letIdle(h.idleMs + 20);
+      for (let waited = 0; handled.length < 2 && waited < 3_000; waited += 10) await sleep(10);
+      await Effect.runPromise(Scope.close(scope, Exit.void));
+      expect(seqs(handled)).toEqual(["1", "2"]);
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+    });
+  });
+};
