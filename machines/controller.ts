@@ -36,6 +36,11 @@ export interface ControllerContext {
   readonly telemetryLimit: number;
   /** Telemetry dropped because the buffer was full (counted, never silent). */
   readonly droppedTelemetry: number;
+  /**
+   * How many of the oldest buffered reports the running policy was given: only those are cleared
+   * when it answers, so reports that arrive while it decides wait for the next decision.
+   */
+  readonly decidingOn: number;
   readonly pending: readonly Decision[];
   readonly now: number;
   readonly timedOut: number;
@@ -65,7 +70,12 @@ export interface ControllerInput {
 const pushTelemetry = (context: ControllerContext, report: unknown) => {
   const overflow = context.telemetry.length >= context.telemetryLimit;
   const telemetry = overflow ? [...context.telemetry.slice(1), report] : [...context.telemetry, report];
-  return { telemetry, droppedTelemetry: context.droppedTelemetry + (overflow ? 1 : 0) };
+  return {
+    telemetry,
+    droppedTelemetry: context.droppedTelemetry + (overflow ? 1 : 0),
+    // An overflow drops the oldest report, which is one the policy was given (if any).
+    decidingOn: overflow ? Math.max(0, context.decidingOn - 1) : context.decidingOn,
+  };
 };
 
 export const controllerMachine = setup({
@@ -109,6 +119,7 @@ export const controllerMachine = setup({
     telemetry: [],
     telemetryLimit: input.telemetryLimit ?? 1_000,
     droppedTelemetry: 0,
+    decidingOn: 0,
     pending: [],
     now: input.now ?? 0,
     timedOut: 0,
@@ -129,12 +140,17 @@ export const controllerMachine = setup({
       },
     },
     deciding: {
+      entry: assign({ decidingOn: ({ context }) => context.telemetry.length }),
       invoke: {
         src: "policy",
         input: ({ context }) => ({ telemetry: context.telemetry, outstanding: Object.values(context.outstanding) }),
         onDone: [
-          { guard: "hasDecisions", target: "commanding", actions: assign({ pending: ({ event }) => event.output, telemetry: [] }) },
-          { target: "observing", actions: assign({ telemetry: [] }) },
+          {
+            guard: "hasDecisions",
+            target: "commanding",
+            actions: assign({ pending: ({ event }) => event.output, telemetry: ({ context }) => context.telemetry.slice(context.decidingOn) }),
+          },
+          { target: "observing", actions: assign({ telemetry: ({ context }) => context.telemetry.slice(context.decidingOn) }) },
         ],
         // A failing policy must not take Tamiyo down: keep observing, keep the telemetry.
         onError: { target: "observing" },

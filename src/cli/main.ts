@@ -1,20 +1,39 @@
 /**
  * The `esper` command. Each subcommand lives in its own file; this one only dispatches.
  */
+import { UsageError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
+import { runDlq } from "./dlq.ts";
+import { runEvents } from "./events.ts";
 import { runMachines } from "./machines.ts";
+import { runSend, SEND_USAGE } from "./send.ts";
+import { runWorker, WORKER_USAGE } from "./worker.ts";
 
 const USAGE = `esper: runs and steers morphogenetic networks
 
 usage:
   esper demo                         run the lifecycle demo in process on the embedded bus
   esper machines --out DIR           write seed.json, layer.json, controller.json (Stately Studio imports them)
+  ${WORKER_USAGE}
+                                     host layers on Redis; prints 'ready', runs until SIGTERM
+  ${SEND_USAGE}
+                                     send one lifecycle command, print its CommandResult
+  esper events --redis URL --layer ID [--telemetry]
+                                     tail a layer's events (or telemetry) as JSON lines
+  esper dlq list|replay --redis URL [--layer ID] [--id ENTRY]
+                                     list dead letters, or replay one onto its stream
+
+Redis defaults to REDIS_URL, else redis://127.0.0.1:6379; --namespace defaults to ESPER_NAMESPACE, else morphogenetic.
 
 Environment: ESPER_INSPECT=ws://host:port | file:PATH  (Stately inspection, opt-in)`;
 
 export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   demo: runDemo,
   machines: runMachines,
+  worker: runWorker,
+  send: runSend,
+  events: runEvents,
+  dlq: runDlq,
 };
 
 const main = async (): Promise<void> => {
@@ -32,7 +51,7 @@ const main = async (): Promise<void> => {
     process.exitCode = await command(args);
   } catch (error) {
     console.error(`esper ${name}: ${error instanceof Error ? error.message : String(error)}`);
-    process.exitCode = 1;
+    process.exitCode = error instanceof UsageError ? 2 : 1;
   }
 };
 

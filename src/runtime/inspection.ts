@@ -21,16 +21,28 @@ export class InspectionConfigError extends Data.TaggedError("InspectionConfigErr
 /** Where inspection events go: a JSON line each, in order. */
 class JsonLinesAdapter {
   private readonly out;
+  private closed = false;
   constructor(path: string) {
     this.out = createWriteStream(path, { flags: "a" });
   }
   send(event: StatelyInspectionEvent): void {
+    // An event that arrives after close (an actor used after its system closed) is dropped:
+    // writing to the ended stream would throw from a timer and take the process down.
+    if (this.closed) return;
     this.out.write(`${JSON.stringify(event)}\n`);
   }
   close(): Promise<void> {
+    this.closed = true;
     return new Promise((resolve, reject) => this.out.end((error?: Error | null) => (error ? reject(error) : resolve())));
   }
 }
+
+/**
+ * The inspector hands each event to its adapter on a later macrotask (setTimeout 0), so the
+ * events of the last steps before a stop are still queued when it is called; waiting one
+ * macrotask lets them through first (same-delay timers run in the order they were set).
+ */
+const flushInspector = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0));
 
 /** Reads `spec` (default: ESPER_INSPECT); null when inspection is off. */
 export const inspectionFrom = (spec: string | undefined = process.env.ESPER_INSPECT): Inspection | null => {
@@ -40,7 +52,10 @@ export const inspectionFrom = (spec: string | undefined = process.env.ESPER_INSP
     return {
       observer: inspector.inspect,
       target: spec,
-      stop: async () => inspector.stop(),
+      stop: async () => {
+        await flushInspector();
+        inspector.stop();
+      },
     };
   }
   if (spec.startsWith("file:")) {
@@ -52,6 +67,7 @@ export const inspectionFrom = (spec: string | undefined = process.env.ESPER_INSP
       observer: inspector.inspect,
       target: spec,
       stop: async () => {
+        await flushInspector();
         inspector.stop();
         await adapter.close();
       },

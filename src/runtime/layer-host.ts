@@ -314,11 +314,12 @@ export class LayerHost {
   private batchResult(command: Extract<HostedCommand, { message_type: "BatchCommand" }>, base: ResultBase, crash: LayerResult | undefined): CommandResult {
     const whole = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.commandId === command.message_id);
     if (whole) return commandResult({ ...base, seedId: null, code: whole.code, error: whole.error, details: whole.details });
-    const results = command.commands.map((c, index) => {
+    const results = command.commands.map((c, index): BatchEntry => {
       const refused = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.commandId === c.message_id);
       if (refused) {
-        const skipped = refused.details.skipped === true ? { skipped: true } : {};
-        return { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error, ...skipped };
+        const entry: BatchEntry = { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error };
+        // Not applied because an earlier command failed (stop_on_error): say so, not just "internal".
+        return refused.details.skipped === true ? { ...entry, skipped: true } : entry;
       }
       if (c.message_type === "BlueprintUpdateCommand") return { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
       const mine = this.outcomes.filter((o) => o.commandId === c.message_id);
@@ -351,6 +352,18 @@ export class LayerHost {
       triggeredBy: command.message_type === "EmergencyStopCommand" ? "system" : triggeredBy(command),
     });
   }
+}
+
+/** One command's line in a batch's result (`details.results`). */
+interface BatchEntry {
+  readonly index: number;
+  readonly command_id: string;
+  readonly seed_id: number | null;
+  readonly applied: boolean;
+  readonly success: boolean;
+  readonly code: string;
+  readonly error?: string | null;
+  readonly skipped?: true;
 }
 
 type ResultBase = { readonly source: string; readonly layerId: string; readonly command: HostedCommand; readonly elapsedMs: number };

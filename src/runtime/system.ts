@@ -1,19 +1,23 @@
 /**
- * The whole control plane in one process: one LayerHost (layer actor + its seed actors) and one
- * Mailbox per layer, spawned from a config, with a typed handle to send commands and observe
- * what happens. Its lifetime is an Effect Scope: closing the scope stops every actor and the
- * inspector, in reverse order of acquisition.
+ * The whole control plane in one process, on the embedded bus: one LayerHost (layer actor + its
+ * seed actors) and one mailbox bridge per layer, consuming from a MemoryBus (or any Bus given),
+ * and a client that sends commands and follows the layers' event streams. The same bridge runs
+ * in `esper worker` over Redis, so in-process and distributed behave alike.
+ * Its lifetime is an Effect Scope: closing it stops the bridges, the actors and the inspector,
+ * in reverse order of acquisition.
  */
-import { randomUUID } from "node:crypto";
 import { Cause, Data, Effect, Exit, Scope } from "effect";
 import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
+import type { Bus } from "../bus/bus.ts";
+import { MemoryBus } from "../bus/memory-bus.ts";
 import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
 import { StateTable } from "../kasmina/state-table.ts";
+import { makeClient } from "./client.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
-import { Mailbox } from "./mailbox.ts";
-import { commandResult, envelope, type HostedCommand } from "./messages.ts";
+import { runLayerBridge, type LayerBridge } from "./mailbox-bridge.ts";
+import { commandResult, envelope, type CommandMessage, type HostedCommand } from "./messages.ts";
 
 export const LAYER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -35,6 +39,10 @@ export interface SystemConfig {
   /** Inspection target (see inspection.ts); default: ESPER_INSPECT. */
   readonly inspect?: string;
   readonly clock?: () => number;
+  /** The bus to run on. Default: a fresh MemoryBus (the embedded bus). */
+  readonly bus?: Bus;
+  /** Key namespace on the bus. Default "morphogenetic" (ESPER_NAMESPACE). */
+  readonly namespace?: string;
 }
 
 export type SystemEvent =
@@ -65,12 +73,15 @@ export interface EsperSystem {
   readonly transition: (layerId: string, seedId: number | null, target: SeedState, options?: TransitionOptions) => Promise<CommandResult>;
   /** Stops one layer, or every layer when `layerId` is null; applied before anything queued. */
   readonly emergencyStop: (layerId: string | null, reason: string) => Promise<readonly CommandResult[]>;
-  readonly resume: (layerId: string) => Promise<CommandResult>;
+  /** Lifts a layer's emergency stop. */
+  readonly resume: (layerId: string, reason?: string) => Promise<CommandResult>;
   /** Elapsed epochs for every seed of a layer: one message per layer per tick. */
   readonly tick: (layerId: string, epochs?: number) => void;
   readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>) => void;
   /** Every transition, result and seed restart, as it happens. Returns an unsubscribe. */
   readonly subscribe: (listener: (event: SystemEvent) => void) => () => void;
+  /** How a layer's bridge is doing: entries, applied, duplicates, dead letters, commits. */
+  readonly bridgeStats: (layerId: string) => ReturnType<LayerBridge["stats"]>;
 }
 
 const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> =>
@@ -116,8 +127,9 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       (i) => Effect.promise(() => i?.stop() ?? Promise.resolve()),
     );
 
+    const bus = config.bus ?? new MemoryBus();
     const hosts = new Map<string, LayerHost>();
-    const mailboxes = new Map<string, Mailbox>();
+    const bridges = new Map<string, LayerBridge>();
     for (const spec of config.layers) {
       const host = yield* Effect.acquireRelease(
         Effect.sync(
@@ -131,14 +143,23 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
               ...(spec.table ? { table: spec.table } : {}),
               ...(spec.blueprintIndex ? { blueprintIndex: spec.blueprintIndex } : {}),
               ...(inspection ? { inspect: inspection.observer } : {}),
-              onTransition: (event) => publish({ type: "transition", event }),
               onSeedRestart: (seedId, error, state) => publish({ type: "seed_restarted", layerId: spec.id, seedId, state, error }),
             }),
         ),
         (h) => Effect.sync(() => h.stop()),
       );
       hosts.set(spec.id, host);
-      mailboxes.set(spec.id, new Mailbox(host, clock));
+      bridges.set(spec.id, yield* runLayerBridge(bus, host, { consumer: "in-process", clock, ...(config.namespace ? { namespace: config.namespace } : {}) }).pipe(Effect.orDie));
+    }
+    const client = yield* makeClient(bus, config.namespace ? { namespace: config.namespace } : {});
+    // Subscribers hear what the event streams carry, as a remote controller would.
+    for (const layerId of hosts.keys()) {
+      yield* Effect.promise(() =>
+        client.events(layerId, (message) => {
+          if (message.message_type === "StateTransitionEvent") publish({ type: "transition", event: message });
+          else if (message.message_type === "CommandResult") publish({ type: "result", result: message });
+        }),
+      );
     }
 
     const hostOf = (layerId: string): LayerHost => {
@@ -152,18 +173,28 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         source,
         layerId: LAYER_ID_PATTERN.test(layerId) ? layerId : "unknown",
         command,
-        seedId: null,
+        seedId: seedOf(command),
         code: "unknown_layer",
         error: `no layer ${layerId} in this system (layers: ${[...hosts.keys()].join(", ")})`,
         details: {},
         elapsedMs: 0,
       });
 
+    const stamp = <T extends { timestamp?: number }>(command: T): T => ({ ...command, timestamp: clock() / 1000 });
+
+    let closed = false;
+    yield* Effect.addFinalizer(() => Effect.sync(() => void (closed = true)));
+
     const sendToLayer = async (command: HostedCommand, layerId: string): Promise<CommandResult> => {
-      const mailbox = mailboxes.get(layerId);
-      const result = mailbox ? (await mailbox.post(command)).result : unknownLayer(command, layerId);
-      publish({ type: "result", result });
-      return result;
+      if (closed) {
+        return commandResult({ source, layerId, command, seedId: seedOf(command), code: "internal", error: "the system is closed; start a new one to send commands", details: {}, elapsedMs: 0 });
+      }
+      if (!hosts.has(layerId)) {
+        const result = unknownLayer(command, layerId);
+        publish({ type: "result", result });
+        return result;
+      }
+      return client.send(command as CommandMessage);
     };
 
     const layerIdOf = (command: HostedCommand): string | null =>
@@ -172,8 +203,8 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     const send = async (command: HostedCommand): Promise<CommandResult> => {
       const layerId = layerIdOf(command);
       if (layerId !== null) return sendToLayer(command, layerId);
-      // An emergency stop without a layer reaches every layer; its answer gathers theirs.
-      const results = await Promise.all([...hosts.keys()].map((id) => sendToLayer({ ...command, layer_id: id } as HostedCommand, id)));
+      // An emergency stop without a layer reaches every layer through P.control.all; its answer gathers theirs.
+      const results = await client.stopAll(command as Extract<CommandMessage, { message_type: "EmergencyStopCommand" }>, [...hosts.keys()]);
       const failed = results.find((r) => !r.success);
       return { ...results[0]!, success: !failed, code: failed?.code ?? "ok", error: failed?.error ?? null, details: { layers: results.map((r) => ({ layer_id: r.layer_id, code: r.code, details: r.details })) } };
     };
@@ -183,39 +214,50 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       layer: hostOf,
       send,
       transition: (layerId, seedId, target, options = {}) =>
-        send({
-          ...envelope("LifecycleTransitionCommand", source),
-          layer_id: layerId,
-          seed_id: seedId,
-          target_state: target,
-          parameters: options.metrics ? { metrics: options.metrics } : {},
-          priority: "normal",
-          timeout_ms: options.timeoutMs ?? 5_000,
-          force: options.force ?? false,
-          reason: options.reason ?? "",
-        }),
+        send(
+          stamp({
+            ...envelope("LifecycleTransitionCommand", source),
+            layer_id: layerId,
+            seed_id: seedId,
+            target_state: target,
+            parameters: options.metrics ? { metrics: options.metrics } : {},
+            priority: "normal" as const,
+            timeout_ms: options.timeoutMs ?? 5_000,
+            force: options.force ?? false,
+            reason: options.reason ?? "",
+          }),
+        ),
       emergencyStop: async (layerId, reason) => {
         const ids = layerId === null ? [...hosts.keys()] : [layerId];
         return Promise.all(
           ids.map((id) =>
             sendToLayer(
-              { ...envelope("EmergencyStopCommand", source), layer_id: id, seed_id: null, reason, priority: "critical", timeout_ms: 1_000 },
+              stamp({ ...envelope("EmergencyStopCommand", source), layer_id: id, seed_id: null, reason, priority: "critical" as const, timeout_ms: 1_000 }),
               id,
             ),
           ),
         );
       },
-      resume: (layerId) => sendToLayer({ message_type: "ResumeCommand", message_id: randomUUID(), source, layer_id: layerId }, layerId),
+      resume: (layerId, reason = "") =>
+        sendToLayer(stamp({ ...envelope("ResumeCommand", source), layer_id: layerId, reason, priority: "high" as const, timeout_ms: 1_000 }), layerId),
       tick: (layerId, epochs = 1) => hostOf(layerId).tick(epochs),
       reportMetrics: (layerId, bySeed) => hostOf(layerId).reportMetrics(bySeed),
       subscribe: (listener) => {
         listeners.add(listener);
         return () => listeners.delete(listener);
       },
+      bridgeStats: (layerId) => {
+        const bridge = bridges.get(layerId);
+        if (!bridge) throw new RangeError(`no layer ${layerId}`);
+        return bridge.stats();
+      },
     };
     yield* Effect.addFinalizer(() => Effect.sync(() => listeners.clear()));
     return system;
   });
+
+const seedOf = (command: HostedCommand): number | null =>
+  "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null;
 
 /** A running system outside Effect code: `await using`-friendly, or call `close()`. */
 export interface RunningSystem extends EsperSystem {

@@ -1,0 +1,52 @@
+import { hostname } from "node:os";
+import { parseArgs } from "node:util";
+import { Effect } from "effect";
+import { makeRedisBus } from "../bus/redis-bus.ts";
+import { isLayerId } from "../protocol/streams.ts";
+import { LayerHost } from "../runtime/layer-host.ts";
+import { runLayerBridge } from "../runtime/mailbox-bridge.ts";
+import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
+
+export const WORKER_USAGE = "esper worker --redis URL --layer ID[,ID...] --seeds N [--codec msgpack|json] [--namespace P] [--hmac-key-file F] [--consumer NAME]";
+
+/**
+ * `esper worker`: hosts layers on Redis. Prints `ready` once every layer consumes, runs until
+ * SIGTERM/SIGINT, then finishes the batch in hand, commits and acks it, and closes.
+ */
+export const runWorker = async (args: string[]): Promise<number> => {
+  const { values } = parseArgs({
+    args,
+    options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, seeds: { type: "string" }, consumer: { type: "string" }, "claim-idle-ms": { type: "string" } },
+  });
+  const layers = (values.layer ?? "").split(",").filter((l) => l !== "");
+  if (layers.length === 0) throw new UsageError(`--layer is required\nusage: ${WORKER_USAGE}`);
+  const bad = layers.find((l) => !isLayerId(l));
+  if (bad !== undefined) throw new UsageError(`--layer ${bad}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
+  const seeds = Number(values.seeds);
+  if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds must be a positive integer\nusage: ${WORKER_USAGE}`);
+  const connection = connectionFrom(values);
+  const consumer = values.consumer ?? `${hostname()}-${process.pid}`;
+  const claimIdleMs = values["claim-idle-ms"] === undefined ? undefined : Number(values["claim-idle-ms"]);
+
+  return runUntilSignal(
+    Effect.gen(function* () {
+      const bus = yield* makeRedisBus({ url: connection.url });
+      for (const layerId of layers) {
+        const host = yield* Effect.acquireRelease(
+          Effect.sync(() => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}` })),
+          (h) => Effect.sync(() => h.stop()),
+        );
+        yield* runLayerBridge(bus, host, {
+          namespace: connection.namespace,
+          codec: connection.codec,
+          consumer,
+          ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
+          ...(claimIdleMs !== undefined ? { claimIdleMs } : {}),
+        });
+      }
+      console.log("ready");
+      console.error(`esper worker ${consumer}: hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}; SIGTERM to stop`);
+      return yield* Effect.never;
+    }),
+  );
+};

@@ -1,0 +1,317 @@
+/**
+ * The mailbox bridge: a layer's command streams -> its LayerHost -> its event stream.
+ *
+ * For each batch read from `P.control.layer.{L}` (group `kasmina`) or `P.control.all` (group
+ * `kasmina.{L}`, so every layer sees every entry once):
+ *   size check -> decode -> signature -> schema   (decodeEntry: a bad entry gets its code)
+ *   -> duplicate check by message_id               (one HMGET per batch on P.results.layer.{L})
+ *   -> deadline (timeout_ms) and rate limit per source
+ *   -> the layer actor, emergency stops first      (they overtake everything read with them)
+ *   -> ONE commit: seed snapshots, events, results, dedupe records, acks.
+ * A crash anywhere before the commit means redelivery, and the dedupe record written in the
+ * same commit makes redelivery harmless: each command takes effect exactly once per seed.
+ */
+import { hostname } from "node:os";
+import { Data, Duration, Effect, Schedule, Semaphore, type Scope } from "effect";
+import { RateLimiter } from "effect/persistence";
+import type { Bus, BusError, CommitOp, Entry, EntryFields } from "../bus/bus.ts";
+import { runJanitor } from "../bus/janitor.ts";
+import { decodeBody, encodeBody, type Codec } from "../protocol/codec.ts";
+import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
+import { rejectionResult } from "../protocol/make.ts";
+import { COMMAND_TYPES, type CommandResult, type Message } from "../protocol/messages.ts";
+import { GROUPS, streams as streamNames, type Streams } from "../protocol/streams.ts";
+import type { PersistedSeed } from "../../machines/seed.ts";
+import type { LayerHost } from "./layer-host.ts";
+import { commandResult, type CommandMessage, type HostedCommand } from "./messages.ts";
+
+export interface BridgeOptions {
+  /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
+  readonly namespace?: string;
+  /** This worker's consumer name in the groups. Default: `${hostname}-${pid}`. */
+  readonly consumer?: string;
+  /** Codec for what the bridge writes (events, results). Default "msgpack". */
+  readonly codec?: Codec;
+  /** The deployment's HMAC key: control entries must then carry a valid `sig`, and what the bridge writes is signed. */
+  readonly hmacKey?: HmacKey;
+  /** Largest accepted `data`, in bytes. Default 1 MiB. */
+  readonly maxBytes?: number;
+  /** Deliveries before an entry is dead-lettered. Default 5. */
+  readonly maxDeliveries?: number;
+  /** Pending this long means its consumer is presumed dead and the janitor claims it. Default 30 s. */
+  readonly claimIdleMs?: number;
+  /** Entries per read. Default 256. */
+  readonly readCount?: number;
+  /** How long a read waits for new entries. Default 1000 ms. */
+  readonly blockMs?: number;
+  /** Commands per `source` per second before `rate_limited`. Default 100000; 0 = no limit. */
+  readonly ratePerSource?: number;
+  /** MAXLEN ~ for the event stream. Default 100000. */
+  readonly maxLen?: number;
+  readonly clock?: () => number;
+}
+
+export const BRIDGE_DEFAULTS = {
+  codec: "msgpack" as Codec,
+  maxBytes: 1_048_576,
+  maxDeliveries: 5,
+  claimIdleMs: 30_000,
+  readCount: 256,
+  blockMs: 1_000,
+  ratePerSource: 100_000,
+  maxLen: 100_000,
+};
+
+export interface BridgeStats {
+  /** Entries read and settled (answered, dead-lettered, or recognised as duplicates). */
+  readonly entries: number;
+  readonly applied: number;
+  readonly duplicates: number;
+  readonly deadLettered: number;
+  readonly commits: number;
+}
+
+export interface LayerBridge {
+  readonly layerId: string;
+  readonly host: LayerHost;
+  readonly stats: () => BridgeStats;
+}
+
+export class BridgeRestoreError extends Data.TaggedError("BridgeRestoreError")<{ readonly message: string }> {}
+
+/** What one entry came to, before the batch commit. */
+type Settled =
+  | { readonly kind: "answer"; readonly entry: Entry; readonly stream: string; readonly result: CommandResult; readonly ops: readonly CommitOp[]; readonly applied: boolean }
+  | { readonly kind: "dead"; readonly entry: Entry; readonly stream: string; readonly code: string; readonly error: string };
+
+const isCommand = (m: Message): m is CommandMessage => COMMAND_TYPES.has(m.message_type);
+const layerOfCommand = (c: CommandMessage): string | null => (c.message_type === "BatchCommand" ? c.commands[0]!.layer_id : c.layer_id);
+
+/** Seed snapshots travel as msgpack in the state hash, field = seed id in decimal. */
+export const encodeSeed = (seed: PersistedSeed): Uint8Array => encodeBody(seed, "msgpack");
+export const decodeSeed = (bytes: Uint8Array): PersistedSeed => decodeBody(bytes, "msgpack") as PersistedSeed;
+
+interface LayerMeta {
+  readonly stopped: boolean;
+  readonly reason: string | null;
+}
+
+/**
+ * Starts the bridge for one layer in the current Scope: restores the layer from its state hash,
+ * joins the consumer groups, and reads until the Scope closes (then the loop finishes the batch
+ * in hand, commits, and the reader connections are released).
+ */
+export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions = {}): Effect.Effect<LayerBridge, BusError | BridgeRestoreError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const o = { ...BRIDGE_DEFAULTS, ...definedOnly(options) };
+    const clock = options.clock ?? Date.now;
+    const names = streamNames(options.namespace);
+    const layerId = host.layerId;
+    const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+    const keys = {
+      control: names.control(layerId),
+      all: names.controlAll,
+      allGroup: `${GROUPS.kasmina}.${layerId}`,
+      events: names.events(layerId),
+      state: names.state(layerId),
+      results: names.results(layerId),
+      meta: names.layerKey("meta", layerId),
+    };
+    const stats = { entries: 0, applied: 0, duplicates: 0, deadLettered: 0, commits: 0 };
+
+    yield* restore(bus, host, keys);
+    yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");
+    // A layer joins P.control.all from now on: stops sent before it ever existed are not its business.
+    yield* bus.ensureGroup(keys.all, keys.allGroup, "$");
+
+    const limiter = o.ratePerSource > 0 ? yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory)) : null;
+    // One batch at a time per layer: apply order = commit order = event stream order.
+    const lock = yield* Semaphore.make(1);
+    const encode = (message: Message) => encodeEntry(message, { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) });
+
+    const handle = (stream: string, group: string, entries: readonly Entry[]): Effect.Effect<void, BusError> =>
+      Semaphore.withPermit(
+        lock,
+        Effect.gen(function* () {
+          if (entries.length === 0) return;
+          const startedAt = clock();
+          const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
+          const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
+          const known = yield* bus.hmget(keys.results, ids.map((id) => id || "-"));
+          // Emergency stops overtake everything read with them (stable for the rest).
+          const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
+          const settled: Settled[] = [];
+          const seenInBatch = new Map<string, CommandResult>();
+          for (const i of order) {
+            const { entry, message } = decoded[i]!;
+            if (message._tag === "Failure") {
+              const result = rejectionResult(message.failure, layerId, `esper.layer.${layerId}`);
+              if (result) settled.push({ kind: "answer", entry, stream, result, ops: [], applied: false });
+              else settled.push({ kind: "dead", entry, stream, code: message.failure.code, error: message.failure.message });
+              continue;
+            }
+            const m = message.success;
+            if (!isCommand(m)) {
+              settled.push({ kind: "dead", entry, stream, code: "invalid_message", error: `${m.message_type} is not a command; control streams carry commands only` });
+              continue;
+            }
+            const stored = known[i] ?? null;
+            const previous = stored ? (decodeBody(stored, "msgpack") as CommandResult) : seenInBatch.get(m.message_id);
+            if (previous) {
+              stats.duplicates++;
+              settled.push({ kind: "answer", entry, stream, result: { ...previous, details: { ...previous.details, duplicate: true } }, ops: [], applied: false });
+              continue;
+            }
+            const target = layerOfCommand(m);
+            const command: HostedCommand = target === null ? ({ ...m, layer_id: layerId } as HostedCommand) : m;
+            const refusal =
+              target !== null && target !== layerId
+                ? refuse(command, layerId, "unknown_layer", `command for layer ${target} arrived on ${stream}, the stream of layer ${layerId}; send it to its own layer's stream`)
+                : overdue(command, layerId, clock())
+                  ?? (limiter ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
+            const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
+            seenInBatch.set(m.message_id, result);
+            const ops: CommitOp[] = [];
+            const changed = new Set(transitions.map((t) => t.seed_id));
+            if (changed.size > 0) {
+              const values: Record<string, Uint8Array> = {};
+              for (const seedId of changed) values[String(seedId)] = encodeSeed(host.seed(seedId));
+              ops.push({ op: "hset", key: keys.state, values });
+            }
+            if (m.message_type === "EmergencyStopCommand" || m.message_type === "ResumeCommand") {
+              ops.push({ op: "hset", key: keys.meta, values: { layer: encodeBody({ stopped: host.isStopped, reason: host.isStopped ? (m as { reason?: string }).reason ?? "" : null } satisfies LayerMeta, "msgpack") } });
+            }
+            for (const t of transitions) ops.push({ op: "xadd", stream: keys.events, fields: encode(t), maxLen: o.maxLen });
+            ops.push({ op: "hset", key: keys.results, values: { [m.message_id]: encodeBody(result, "msgpack") } });
+            if (!refusal) stats.applied++;
+            settled.push({ kind: "answer", entry, stream, result, ops, applied: !refusal });
+          }
+          yield* commitBatch(bus, settled, group, keys.events, encode, names, o.maxLen);
+          stats.commits++;
+          stats.entries += entries.length;
+          stats.deadLettered += settled.filter((s) => s.kind === "dead").length;
+        }),
+      );
+
+    const loop = (stream: string, group: string) =>
+      Effect.gen(function* () {
+        const reader = yield* bus.reader({ stream, group, consumer, count: o.readCount, blockMs: o.blockMs });
+        yield* Effect.forever(
+          reader.read.pipe(
+            Effect.flatMap((entries) => handle(stream, group, entries)),
+            // The bus is away: wait and read again; the entries stay pending and nothing is lost.
+            Effect.catchTag("BusError", (error) => (error.reason === "closed" ? Effect.interrupt : Effect.logWarning(`layer ${layerId}: ${error.message}`).pipe(Effect.andThen(Effect.sleep(100))))),
+          ),
+        );
+      });
+
+    yield* Effect.forkScoped(loop(keys.control, GROUPS.kasmina));
+    yield* Effect.forkScoped(loop(keys.all, keys.allGroup));
+    for (const [stream, group] of [[keys.control, GROUPS.kasmina], [keys.all, keys.allGroup]] as const) {
+      yield* runJanitor(bus, {
+        stream,
+        group,
+        consumer,
+        dlq: names.dlqFor(stream),
+        idleMs: o.claimIdleMs,
+        maxDeliveries: o.maxDeliveries,
+        handle: (entries) => handle(stream, group, entries),
+      });
+    }
+    return { layerId, host, stats: () => ({ ...stats }) };
+  });
+
+/** One MULTI/EXEC for the whole batch, retried until it lands: the layer already applied it in memory. */
+const commitBatch = (
+  bus: Bus,
+  settled: readonly Settled[],
+  group: string,
+  events: string,
+  encode: (m: Message) => EntryFields,
+  names: Streams,
+  maxLen: number,
+): Effect.Effect<void, BusError> => {
+  const ops: CommitOp[] = [];
+  const acks = new Map<string, string[]>();
+  for (const s of settled) {
+    if (s.kind === "dead") {
+      ops.push({
+        op: "xadd",
+        stream: names.dlqFor(s.stream),
+        fields: { ...s.entry.fields, stream: s.stream, id: s.entry.id, code: s.code, error: s.error, deliveries: String(s.entry.deliveries), failed_at: String(Date.now()) },
+        maxLen,
+      });
+    } else {
+      ops.push(...s.ops);
+      ops.push({ op: "xadd", stream: events, fields: encode(s.result), maxLen });
+    }
+    const list = acks.get(s.stream) ?? [];
+    list.push(s.entry.id);
+    acks.set(s.stream, list);
+  }
+  for (const [stream, ids] of acks) ops.push({ op: "ack", stream, group, ids });
+  return bus.commit(ops).pipe(
+    Effect.retry({
+      schedule: COMMIT_RETRY,
+      while: (error: BusError) => error.reason !== "closed" && error.reason !== "command_failed",
+    }),
+  );
+};
+
+/** Exponential from 20 ms, capped at 2 s, jittered, without end: a commit must land eventually. */
+const COMMIT_RETRY = Schedule.min([Schedule.exponential("20 millis"), Schedule.spaced("2 seconds")]).pipe(Schedule.jittered);
+
+const urgency = (decoded: { _tag: string; success?: Message }): number =>
+  decoded._tag === "Success" && decoded.success?.message_type === "EmergencyStopCommand" ? 0 : 1;
+
+const refuse = (command: HostedCommand, layerId: string, code: CommandResult["code"], error: string, details: Record<string, unknown> = {}): CommandResult =>
+  commandResult({
+    source: `esper.layer.${layerId}`,
+    layerId,
+    command,
+    seedId: "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null,
+    code,
+    error,
+    details,
+    elapsedMs: 0,
+  });
+
+/** A command whose sender has stopped waiting (timeout_ms since it was sent) is answered, not applied. */
+const overdue = (command: HostedCommand, layerId: string, now: number): CommandResult | null => {
+  const timeoutMs = command.timeout_ms;
+  const sentAt = (command as { timestamp?: number }).timestamp;
+  if (!timeoutMs || sentAt === undefined) return null;
+  const waited = now - sentAt * 1000;
+  return waited > timeoutMs
+    ? refuse(command, layerId, "timeout", `waited ${Math.round(waited)} ms since it was sent, longer than its timeout_ms ${timeoutMs}; not applied`, { waited_ms: Math.round(waited) })
+    : null;
+};
+
+const rateCheck = (limiter: RateLimiter.RateLimiter, command: HostedCommand, layerId: string, perSecond: number): Effect.Effect<CommandResult | null> =>
+  limiter.consume({ key: `source:${command.source}`, limit: perSecond, window: Duration.seconds(1), onExceeded: "fail", algorithm: "fixed-window" }).pipe(
+    Effect.as(null),
+    Effect.catch(() => Effect.succeed(refuse(command, layerId, "rate_limited", `source ${command.source} sent more than ${perSecond} commands in one second; slow down and retry`))),
+  );
+
+/** Rebuilds the layer from its state hash, so a restarted worker resumes where the last one committed. */
+const restore = (bus: Bus, host: LayerHost, keys: { readonly state: string; readonly meta: string }): Effect.Effect<void, BusError | BridgeRestoreError> =>
+  Effect.gen(function* () {
+    const stored = yield* bus.hgetall(keys.state);
+    const seeds = new Map<number, PersistedSeed>();
+    for (const [field, bytes] of Object.entries(stored)) {
+      const seedId = Number(field);
+      if (!Number.isInteger(seedId) || seedId < 0 || seedId >= host.numSeeds) {
+        return yield* new BridgeRestoreError({ message: `${keys.state} holds seed ${field}, but layer ${host.layerId} has ${host.numSeeds} seeds; start the worker with the seed count it was created with, or delete the key` });
+      }
+      seeds.set(seedId, decodeSeed(bytes));
+    }
+    host.restore(seeds);
+    const meta = (yield* bus.hgetall(keys.meta)).layer;
+    if (meta && (decodeBody(meta, "msgpack") as LayerMeta).stopped) {
+      const reason = (decodeBody(meta, "msgpack") as LayerMeta).reason ?? "restored";
+      host.apply({ message_type: "EmergencyStopCommand", message_id: `restore-${host.layerId}`, source: "esper.restore", layer_id: host.layerId, seed_id: null, reason } as HostedCommand);
+    }
+  });
+
+const definedOnly = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+

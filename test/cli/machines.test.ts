@@ -1,0 +1,127 @@
+/**
+ * `esper machines --out DIR`: the machines as JSON configs for Stately Studio. The seed config
+ * read back must draw exactly the lifecycle: 11 states and the 16 edges, written out here.
+ */
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { createMachine } from "xstate";
+import { runMachines } from "../../src/cli/machines.ts";
+
+/** The lifecycle graph by hand, as from->to pairs. */
+const EDGES = [
+  "DORMANT->GERMINATED",
+  "GERMINATED->TRAINING",
+  "GERMINATED->CANCELLED",
+  "TRAINING->GRAFTING",
+  "TRAINING->CULLED",
+  "TRAINING->CANCELLED",
+  "GRAFTING->STABILIZATION",
+  "GRAFTING->ROLLED_BACK",
+  "STABILIZATION->EVALUATING",
+  "STABILIZATION->ROLLED_BACK",
+  "EVALUATING->FINE_TUNING",
+  "EVALUATING->CULLED",
+  "EVALUATING->ROLLED_BACK",
+  "FINE_TUNING->FOSSILIZED",
+  "FINE_TUNING->CULLED",
+  "FINE_TUNING->ROLLED_BACK",
+];
+
+interface TransitionJson {
+  readonly target?: string | string[];
+  readonly guard?: unknown;
+  readonly actions?: unknown[];
+}
+interface NodeJson {
+  readonly id?: string;
+  readonly initial?: string;
+  readonly tags?: string[];
+  readonly on?: Record<string, TransitionJson[]>;
+  readonly states?: Record<string, NodeJson>;
+  readonly invoke?: Array<{ src: string; onDone?: TransitionJson[]; onError?: TransitionJson[] }>;
+}
+
+let dir: string;
+let log: ReturnType<typeof vi.spyOn>;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "esper-machines-"));
+  log = vi.spyOn(console, "log").mockImplementation(() => {});
+});
+afterEach(() => {
+  vi.restoreAllMocks();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const written = async (): Promise<Record<string, NodeJson>> => {
+  expect(await runMachines(["--out", dir])).toBe(0);
+  return Object.fromEntries(["seed", "layer", "controller"].map((name) => [name, JSON.parse(readFileSync(join(dir, `${name}.json`), "utf8")) as NodeJson]));
+};
+
+const targetsOf = (t: TransitionJson): string[] => (t.target === undefined ? [] : Array.isArray(t.target) ? t.target : [t.target]);
+
+describe("esper machines --out DIR", () => {
+  test("writes seed.json, layer.json and controller.json and says where", async () => {
+    await written();
+    expect(readdirSync(dir).sort()).toEqual(["controller.json", "layer.json", "seed.json"]);
+    const lines = log.mock.calls.map((c: unknown[]) => String(c[0]));
+    for (const name of ["seed", "layer", "controller"]) expect(lines).toContain(`wrote ${join(dir, `${name}.json`)}`);
+  });
+
+  test("creates the directory when it does not exist", async () => {
+    const nested = join(dir, "a", "b");
+    expect(await runMachines(["--out", nested])).toBe(0);
+    expect(readdirSync(nested).sort()).toEqual(["controller.json", "layer.json", "seed.json"]);
+  });
+
+  test("without --out it explains itself and exits 2, writing nothing", async () => {
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    expect(await runMachines([])).toBe(2);
+    expect(String(error.mock.calls[0]?.[0])).toContain("--out DIR is required");
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  test("seed.json has exactly the 16 edges of the lifecycle", async () => {
+    const { seed } = await written();
+    const pairs: string[] = [];
+    for (const [state, node] of Object.entries(seed.states ?? {})) {
+      for (const transitions of Object.values(node.on ?? {})) {
+        for (const t of transitions) for (const target of targetsOf(t)) pairs.push(`${state}->${target}`);
+      }
+    }
+    expect(pairs.sort()).toEqual([...EDGES].sort());
+    // Root-level events (tick, metrics, error, blueprint) change context only.
+    for (const transitions of Object.values(seed.on ?? {})) for (const t of transitions) expect(targetsOf(t)).toEqual([]);
+  });
+
+  test("every edge in seed.json is guarded by the named validator with its from and to", async () => {
+    const { seed } = await written();
+    const taken = seed.states!.TRAINING!.on!["to.GRAFTING"]!;
+    expect(taken[0]).toMatchObject({ target: "GRAFTING", guard: { type: "validated", params: { from: "TRAINING", to: "GRAFTING" } } });
+    expect(taken[1]).toMatchObject({ actions: [{ type: "rejected", params: { from: "TRAINING", to: "GRAFTING" } }] });
+  });
+
+  test("createMachine(JSON.parse(seed.json)) has the 11 lifecycle states, starting DORMANT, 4 tagged terminal", async () => {
+    const { seed } = await written();
+    const machine = createMachine(JSON.parse(readFileSync(join(dir, "seed.json"), "utf8")));
+    expect(Object.keys(machine.states).sort()).toEqual(
+      ["DORMANT", "GERMINATED", "TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING", "FOSSILIZED", "CULLED", "CANCELLED", "ROLLED_BACK"].sort(),
+    );
+    expect(seed.id).toBe("seed");
+    expect(seed.initial).toBe("DORMANT");
+    const terminal = Object.entries(seed.states!).filter(([, n]) => n.tags?.includes("terminal")).map(([k]) => k);
+    expect(terminal.sort()).toEqual(["CANCELLED", "CULLED", "FOSSILIZED", "ROLLED_BACK"]);
+  });
+
+  test("layer.json runs and stops; controller.json has Tamiyo's five states and invokes the policy", async () => {
+    const { layer, controller } = await written();
+    expect(Object.keys(layer.states ?? {}).sort()).toEqual(["running", "stopped"]);
+    expect(layer.states!.running!.on!.emergency_stop!.map(targetsOf)).toEqual([["stopped"], []]);
+    expect(layer.states!.stopped!.on!.resume![0]).toMatchObject({ target: "running" });
+    expect(Object.keys(controller.states ?? {}).sort()).toEqual(["commanding", "deciding", "degraded", "emergency", "observing"]);
+    expect(controller.states!.deciding!.invoke).toMatchObject([{ src: "policy", onError: [{ target: "observing" }] }]);
+    expect(controller.on!.emergency![0]).toMatchObject({ target: ".emergency" });
+    for (const name of ["layer.json", "controller.json"]) expect(() => createMachine(JSON.parse(readFileSync(join(dir, name), "utf8")))).not.toThrow();
+  });
+});

@@ -1,0 +1,465 @@
+/**
+ * The layer machine, driven through its host (LayerHost.apply): routing, atomic and non-atomic
+ * batches, emergency stop, the state table it mirrors, and the StateTransitionEvents it reports.
+ */
+import { describe, expect, test } from "vitest";
+import type { SeedState } from "../../machines/lifecycle.ts";
+import { LayerHost } from "../../src/runtime/layer-host.ts";
+import { StateTable } from "../../src/kasmina/state-table.ts";
+import { batch, blueprint, emergencyStop, lifecycle, placeSeed, resume } from "../runtime/commands.ts";
+
+const L = "dense1";
+const host = (numSeeds = 4, options: Partial<ConstructorParameters<typeof LayerHost>[0]> = {}) =>
+  new LayerHost({ layerId: L, numSeeds, ...options });
+const states = (h: LayerHost) => h.seeds().map((s) => s.state);
+
+/** Row codes of the state table, by hand: a state's index in the lifecycle's order. */
+const CODE: Readonly<Record<SeedState, number>> = {
+  DORMANT: 0,
+  GERMINATED: 1,
+  TRAINING: 2,
+  GRAFTING: 3,
+  STABILIZATION: 4,
+  EVALUATING: 5,
+  FINE_TUNING: 6,
+  FOSSILIZED: 7,
+  CULLED: 8,
+  CANCELLED: 9,
+  ROLLED_BACK: 10,
+};
+const ONE_PER_STATE = Object.keys(CODE) as SeedState[];
+
+describe("routing", () => {
+  test("a command to seed_id null reaches every seed and gets one result listing each seed", () => {
+    const h = host(4);
+    const command = lifecycle(L, null, "GERMINATED");
+    const { result, transitions } = h.apply(command);
+    expect(result).toMatchObject({ message_type: "CommandResult", correlation_id: command.message_id, layer_id: L, seed_id: null, success: true, code: "ok", error: null });
+    expect(result.details).toEqual({
+      moved: 4,
+      results: [0, 1, 2, 3].map((seed_id) => ({ seed_id, code: "ok", from_state: "DORMANT" })),
+    });
+    expect(transitions.map((t) => t.seed_id)).toEqual([0, 1, 2, 3]);
+    expect(states(h)).toEqual(["GERMINATED", "GERMINATED", "GERMINATED", "GERMINATED"]);
+  });
+
+  test("a command to seed_id null that one seed refuses: the others move, the result names each seed's answer", () => {
+    const h = host(3);
+    h.apply(lifecycle(L, 1, "GERMINATED"));
+    const { result, transitions } = h.apply(lifecycle(L, null, "GERMINATED"));
+    expect(result).toMatchObject({ success: false, code: "invalid_transition", seed_id: null });
+    expect(result.error).toMatch(/^1 of 3 seeds refused; first: seed 1:/);
+    expect(result.details).toMatchObject({
+      moved: 2,
+      results: [
+        { seed_id: 0, code: "ok" },
+        { seed_id: 1, code: "invalid_transition" },
+        { seed_id: 2, code: "ok" },
+      ],
+    });
+    expect(transitions.map((t) => t.seed_id)).toEqual([0, 2]);
+  });
+
+  test("a single-seed result carries from_state and to_state", () => {
+    const h = host();
+    expect(h.apply(lifecycle(L, 2, "GERMINATED")).result).toMatchObject({ seed_id: 2, code: "ok", details: { from_state: "DORMANT", to_state: "GERMINATED" } });
+  });
+
+  test("a guard_failed result names the guard and the values it judged", () => {
+    const h = host();
+    placeSeed(h, 0, "TRAINING");
+    h.tick(100);
+    const { result } = h.apply(lifecycle(L, 0, "GRAFTING", { metrics: { reconstruction_loss: 0.5 } }));
+    expect(result).toMatchObject({
+      success: false,
+      code: "guard_failed",
+      details: { guard: "reconstruction_loss", values: { reconstruction_loss: 0.5, threshold: 0.01 } },
+    });
+    expect(result.error).toContain("reconstruction_loss 0.5");
+  });
+
+  test("target_state is matched case-insensitively", () => {
+    const h = host();
+    expect(h.apply(lifecycle(L, 0, "germinated")).result.code).toBe("ok");
+    expect(h.seed(0).state).toBe("GERMINATED");
+  });
+
+  test.each([4, 17, -1])("unknown_seed for seed %i of a 4-seed layer; nothing moves", (seedId) => {
+    const h = host(4);
+    const before = h.table.snapshot();
+    const { result, transitions } = h.apply(lifecycle(L, seedId, "GERMINATED"));
+    expect(result).toMatchObject({ success: false, code: "unknown_seed", seed_id: seedId });
+    expect(result.error).toContain(`no seed ${seedId}`);
+    expect(transitions).toEqual([]);
+    expect(h.table.snapshot()).toEqual(before);
+  });
+
+  test("unknown_seed for a blueprint update to a seed the layer does not have", () => {
+    expect(host(4).apply(blueprint(L, 4, "bp")).result.code).toBe("unknown_seed");
+  });
+});
+
+describe("atomic batch: all or none", () => {
+  test("a batch whose last command is invalid changes no seed and no state-table row", () => {
+    const h = host(4);
+    h.tick(3);
+    const before = h.table.snapshot();
+    const version = h.table.version;
+    const b = batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 1, "GERMINATED"), lifecycle(L, 2, "FOSSILIZED")]);
+    const { result, transitions } = h.apply(b);
+    expect(result).toMatchObject({ correlation_id: b.message_id, success: false, code: "invalid_transition", seed_id: null });
+    expect(result.error).toMatch(/^atomic batch rejected, nothing applied: command 2 failed/);
+    expect(result.details.results).toMatchObject([
+      { index: 0, would_apply: true, applied: false },
+      { index: 1, would_apply: true, applied: false },
+      { index: 2, would_apply: false, applied: false, code: "invalid_transition" },
+    ]);
+    expect(transitions).toEqual([]);
+    expect(states(h)).toEqual(["DORMANT", "DORMANT", "DORMANT", "DORMANT"]);
+    expect(h.table.snapshot()).toEqual(before);
+    expect(h.table.version).toBe(version);
+  });
+
+  test("a batch whose commands all pass applies every one, one transition each", () => {
+    const h = host(4);
+    const b = batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 3, "GERMINATED"), blueprint(L, 1, "bp-x", "adaptive")]);
+    const { result, transitions } = h.apply(b);
+    expect(result).toMatchObject({ success: true, code: "ok" });
+    expect(result.details.results).toMatchObject([
+      { index: 0, applied: true, code: "ok" },
+      { index: 1, applied: true, code: "ok" },
+      { index: 2, applied: true, code: "ok" },
+    ]);
+    expect(transitions.map((t) => [t.seed_id, t.to_state])).toEqual([
+      [0, "GERMINATED"],
+      [3, "GERMINATED"],
+    ]);
+    expect(h.table.row(1)).toMatchObject({ blueprint: 0, strategy: "adaptive" });
+  });
+
+  test("a batch moving the same seed twice is judged step by step: GERMINATED then TRAINING applies", () => {
+    const h = host(2);
+    const { result, transitions } = h.apply(batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 0, "TRAINING")]));
+    expect(result.code).toBe("ok");
+    expect(transitions.map((t) => `${t.from_state}->${t.to_state}`)).toEqual(["DORMANT->GERMINATED", "GERMINATED->TRAINING"]);
+    expect(h.seed(0).state).toBe("TRAINING");
+  });
+
+  test("a batch moving the same seed to GERMINATED twice: the second is judged against GERMINATED, so nothing applies", () => {
+    const h = host(2);
+    const { result } = h.apply(batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 0, "GERMINATED")]));
+    expect(result.code).toBe("invalid_transition");
+    expect(result.error).toContain("command 1 failed");
+    expect(h.seed(0).state).toBe("DORMANT");
+  });
+
+  test("a validator's refusal rejects the whole batch with guard_failed", () => {
+    const h = host(2);
+    placeSeed(h, 0, "TRAINING");
+    placeSeed(h, 1, "GERMINATED");
+    const { result } = h.apply(batch([lifecycle(L, 1, "TRAINING"), lifecycle(L, 0, "GRAFTING")]));
+    expect(result.code).toBe("guard_failed");
+    expect(result.details.results).toMatchObject([{ would_apply: true }, { would_apply: false, code: "guard_failed" }]);
+    expect(states(h)).toEqual(["TRAINING", "GERMINATED"]);
+  });
+
+  test("an unknown seed rejects the whole batch with unknown_seed", () => {
+    const h = host(2);
+    const { result } = h.apply(batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 9, "GERMINATED")]));
+    expect(result.code).toBe("unknown_seed");
+    expect(h.seed(0).state).toBe("DORMANT");
+  });
+});
+
+describe("non-atomic batch", () => {
+  const mixed = () => [lifecycle(L, 0, "GERMINATED"), lifecycle(L, 1, "FOSSILIZED"), lifecycle(L, 2, "GERMINATED")];
+
+  test("stop_on_error applies up to the failure and reports the rest skipped", () => {
+    const h = host(3);
+    const { result, transitions } = h.apply(batch(mixed(), { atomic: false, stopOnError: true }));
+    expect(result).toMatchObject({ success: false, code: "invalid_transition" });
+    expect(result.error).toMatch(/^command 1 failed/);
+    expect(result.details.results).toMatchObject([
+      { index: 0, seed_id: 0, applied: true, success: true, code: "ok" },
+      { index: 1, seed_id: 1, applied: false, success: false, code: "invalid_transition" },
+      { index: 2, seed_id: 2, applied: false, success: false, skipped: true },
+    ]);
+    expect((result.details.results as Array<{ error?: string }>)[2]!.error).toMatch(/skipped/);
+    expect(transitions.map((t) => t.seed_id)).toEqual([0]);
+    expect(states(h)).toEqual(["GERMINATED", "DORMANT", "DORMANT"]);
+  });
+
+  test("without stop_on_error every command is tried: the valid ones apply around the failure", () => {
+    const h = host(3);
+    const { result, transitions } = h.apply(batch(mixed(), { atomic: false, stopOnError: false }));
+    expect(result.code).toBe("invalid_transition");
+    expect(result.details.results).toMatchObject([
+      { applied: true, code: "ok" },
+      { applied: false, code: "invalid_transition" },
+      { applied: true, code: "ok" },
+    ]);
+    expect(transitions.map((t) => t.seed_id)).toEqual([0, 2]);
+    expect(states(h)).toEqual(["GERMINATED", "DORMANT", "GERMINATED"]);
+  });
+});
+
+describe("emergency stop", () => {
+  /** Seed i sits in the i-th lifecycle state. */
+  const everyState = () => {
+    const h = host(ONE_PER_STATE.length);
+    ONE_PER_STATE.forEach((state, seedId) => placeSeed(h, seedId, state));
+    return h;
+  };
+
+  test("cancels GERMINATED and TRAINING, rolls back GRAFTING..FINE_TUNING, leaves DORMANT and terminal seeds", () => {
+    const h = everyState();
+    const stop = emergencyStop(L, null, "loss exploded");
+    const { result, transitions } = h.apply(stop);
+    expect(result).toMatchObject({ correlation_id: stop.message_id, success: true, code: "ok" });
+    expect(result.details).toEqual({
+      stopped: true,
+      seeds: [
+        { seed_id: 1, from: "GERMINATED", to: "CANCELLED" },
+        { seed_id: 2, from: "TRAINING", to: "CANCELLED" },
+        { seed_id: 3, from: "GRAFTING", to: "ROLLED_BACK" },
+        { seed_id: 4, from: "STABILIZATION", to: "ROLLED_BACK" },
+        { seed_id: 5, from: "EVALUATING", to: "ROLLED_BACK" },
+        { seed_id: 6, from: "FINE_TUNING", to: "ROLLED_BACK" },
+      ],
+    });
+    expect(states(h)).toEqual([
+      "DORMANT",
+      "CANCELLED",
+      "CANCELLED",
+      "ROLLED_BACK",
+      "ROLLED_BACK",
+      "ROLLED_BACK",
+      "ROLLED_BACK",
+      "FOSSILIZED",
+      "CULLED",
+      "CANCELLED",
+      "ROLLED_BACK",
+    ]);
+    expect(Array.from(h.table.state)).toEqual([0, 9, 9, 10, 10, 10, 10, 7, 8, 9, 10]);
+    expect(Array.from(h.table.alpha)).toEqual([0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]);
+    expect(transitions).toHaveLength(6);
+    for (const t of transitions) expect(t).toMatchObject({ triggered_by: "system", reason: "emergency stop: loss exploded", correlation_id: stop.message_id });
+    expect(h.isStopped).toBe(true);
+  });
+
+  test("a stopped layer refuses growth with emergency_stopped: lifecycle, blueprint and batch", () => {
+    const h = host(2);
+    h.apply(emergencyStop(L));
+    for (const command of [lifecycle(L, 0, "GERMINATED"), lifecycle(L, null, "GERMINATED"), blueprint(L, 1, "bp"), batch([lifecycle(L, 1, "GERMINATED")])]) {
+      const { result, transitions } = h.apply(command);
+      expect(result.code, command.message_type).toBe("emergency_stopped");
+      expect(result.error).toMatch(/emergency-stopped \(operator stop\).*send a resume first/);
+      expect(transitions).toEqual([]);
+    }
+    expect(states(h)).toEqual(["DORMANT", "DORMANT"]);
+    expect(h.seed(1).context.blueprintId).toBeNull();
+  });
+
+  test("a stopped layer still lets seeds be culled, cancelled and rolled back", () => {
+    const h = host(4);
+    placeSeed(h, 1, "TRAINING");
+    placeSeed(h, 2, "GRAFTING");
+    placeSeed(h, 3, "EVALUATING");
+    // Snapshots from before the stop, restored into the stopped layer as a state store would.
+    const kept = new Map([1, 2, 3].map((id) => [id, h.seed(id)] as const));
+    h.apply(emergencyStop(L));
+    h.restore(kept);
+    expect(states(h)).toEqual(["DORMANT", "TRAINING", "GRAFTING", "EVALUATING"]);
+    h.tick(100);
+    expect(h.apply(lifecycle(L, 1, "CANCELLED")).result.code).toBe("ok");
+    expect(h.apply(lifecycle(L, 2, "ROLLED_BACK")).result.code).toBe("ok");
+    expect(h.apply(lifecycle(L, 3, "CULLED", { metrics: { performance_delta: -0.2 } })).result.code).toBe("ok");
+    // Not growth, so the layer passes it on, and the seed answers for itself.
+    expect(h.apply(lifecycle(L, 0, "CANCELLED")).result.code).toBe("invalid_transition");
+    expect(states(h)).toEqual(["DORMANT", "CANCELLED", "ROLLED_BACK", "CULLED"]);
+    expect(h.isStopped).toBe(true);
+  });
+
+  test("a second stop while stopped sweeps a seed restored meanwhile", () => {
+    const h = host(2);
+    placeSeed(h, 1, "FINE_TUNING");
+    const kept = new Map([[1, h.seed(1)] as const]);
+    h.apply(emergencyStop(L));
+    h.restore(kept);
+    const { result } = h.apply(emergencyStop(L));
+    expect(result.details).toMatchObject({ stopped: true, seeds: [{ seed_id: 1, from: "FINE_TUNING", to: "ROLLED_BACK" }] });
+  });
+
+  test("resume lifts the stop: growth is accepted again", () => {
+    const h = host(2);
+    h.apply(emergencyStop(L));
+    const r = resume(L);
+    const { result } = h.apply(r);
+    expect(result).toMatchObject({ correlation_id: r.message_id, code: "ok", details: { stopped: false } });
+    expect(h.isStopped).toBe(false);
+    expect(h.apply(lifecycle(L, 0, "GERMINATED")).result.code).toBe("ok");
+  });
+
+  test("a stop for one seed moves only that seed and leaves the layer open to growth", () => {
+    const h = host(4);
+    placeSeed(h, 2, "TRAINING");
+    placeSeed(h, 3, "GRAFTING");
+    const { result } = h.apply(emergencyStop(L, 2));
+    expect(result).toMatchObject({ code: "ok", seed_id: 2, details: { stopped: false, seeds: [{ seed_id: 2, to: "CANCELLED" }] } });
+    expect(states(h)).toEqual(["DORMANT", "DORMANT", "CANCELLED", "GRAFTING"]);
+    expect(h.isStopped).toBe(false);
+    expect(h.apply(lifecycle(L, 0, "GERMINATED")).result.code).toBe("ok");
+  });
+});
+
+describe("the state table mirrors every transition", () => {
+  test("state code and alpha follow a seed through its lifecycle", () => {
+    const h = host(2);
+    const walk: Array<[SeedState, number]> = [
+      ["GERMINATED", 0],
+      ["TRAINING", 0],
+      ["GRAFTING", 0],
+      ["STABILIZATION", 1],
+      ["EVALUATING", 1],
+      ["FINE_TUNING", 1],
+      ["FOSSILIZED", 1],
+    ];
+    for (const [state, alpha] of walk) {
+      expect(h.apply(lifecycle(L, 1, state, { force: true })).result.code).toBe("ok");
+      expect(h.table.state[1]).toBe(CODE[state]);
+      expect(h.table.alpha[1]).toBe(alpha);
+      expect(h.table.row(1).state).toBe(state);
+    }
+    expect(h.table.row(0)).toEqual({ state: "DORMANT", blueprint: -1, epochsInState: 0, alpha: 0, strategy: "linear", errorCount: 0 });
+  });
+
+  test("the table hears each transition's seed id", () => {
+    const h = host(3);
+    const written: number[] = [];
+    h.table.onWrite((seedId) => written.push(seedId));
+    h.apply(lifecycle(L, null, "GERMINATED"));
+    h.apply(lifecycle(L, 1, "FOSSILIZED"));
+    expect(written).toEqual([0, 1, 2]);
+  });
+
+  test("epochs count up on tick in the table and the persisted seeds, and reset for the seed that moves", () => {
+    const h = host(3);
+    h.tick(7);
+    h.tick();
+    expect(Array.from(h.table.epochsInState)).toEqual([8, 8, 8]);
+    expect(h.seeds().map((s) => s.context.epochsInState)).toEqual([8, 8, 8]);
+    h.apply(lifecycle(L, 1, "GERMINATED"));
+    expect(Array.from(h.table.epochsInState)).toEqual([8, 0, 8]);
+    expect(h.seed(1).context.epochsInState).toBe(0);
+  });
+
+  test("ticks count toward the validators: a seed trained 100 epochs through the host may graft", () => {
+    const h = host(1);
+    placeSeed(h, 0, "TRAINING");
+    h.tick(60);
+    h.tick(40);
+    h.reportMetrics({ 0: { reconstruction_loss: 0.004 } });
+    expect(h.seed(0).context.metrics).toEqual({ reconstruction_loss: 0.004 });
+    expect(h.apply(lifecycle(L, 0, "GRAFTING")).result.code).toBe("ok");
+  });
+
+  // Regression: a BlueprintUpdateCommand was answered ok but neither the state table nor the
+  // persisted seed heard of it (only transitions refreshed them).
+  test("a blueprint update writes the blueprint index and strategy into the row and the persisted seed", () => {
+    const h = host(3);
+    const update = blueprint(L, 0, "bp-a", "momentum");
+    expect(h.apply(update).result).toMatchObject({ correlation_id: update.message_id, code: "ok", seed_id: 0, details: { blueprint_id: "bp-a" } });
+    h.apply(blueprint(L, 1, "bp-b", "drift_controlled"));
+    h.apply(blueprint(L, 2, "bp-a"));
+    expect(Array.from(h.table.blueprint)).toEqual([0, 1, 0]);
+    expect(h.table.row(0).strategy).toBe("momentum");
+    expect(h.table.row(1).strategy).toBe("drift_controlled");
+    expect(h.seed(0).context).toMatchObject({ blueprintId: "bp-a", strategy: "momentum" });
+  });
+
+  test("the blueprint index comes from the data plane's registry when one is given", () => {
+    const registry = new Map([["adapter-64", 12]]);
+    const h = host(2, { blueprintIndex: (id) => (id === null ? -1 : (registry.get(id) ?? -2)) });
+    h.apply(blueprint(L, 1, "adapter-64"));
+    expect(Array.from(h.table.blueprint)).toEqual([-1, 12]);
+  });
+
+  test("a blueprint update to a terminal seed is refused with terminal_state and changes nothing", () => {
+    const h = host(2);
+    placeSeed(h, 0, "CULLED");
+    const before = h.table.snapshot();
+    const { result } = h.apply(blueprint(L, 0, "bp-late"));
+    expect(result).toMatchObject({ success: false, code: "terminal_state", seed_id: 0 });
+    expect(result.error).toContain("CULLED");
+    expect(h.table.snapshot()).toEqual(before);
+    expect(h.seed(0).context.blueprintId).toBeNull();
+  });
+
+  test("errors reported for a seed are counted in its row, kept across transitions, and read by the cull validator", () => {
+    const h = host(2);
+    placeSeed(h, 0, "EVALUATING");
+    h.tick(30);
+    for (let i = 0; i < 5; i++) h.reportError(0);
+    expect(h.table.errorCount[0]).toBe(5);
+    expect(h.table.errorCount[1]).toBe(0);
+    expect(h.apply(lifecycle(L, 0, "CULLED")).result).toMatchObject({ code: "guard_failed", details: { guard: "cull_condition" } });
+    h.reportError(0);
+    expect(h.apply(lifecycle(L, 0, "CULLED")).result.code).toBe("ok");
+    expect(h.table.row(0)).toMatchObject({ state: "CULLED", errorCount: 6 });
+    expect(h.seed(0).context.errorCount).toBe(6);
+  });
+
+  test("the table given in the options is the one written", () => {
+    const table = new StateTable(2);
+    const h = host(2, { table });
+    h.apply(lifecycle(L, 1, "GERMINATED"));
+    expect(h.table).toBe(table);
+    expect(table.state[1]).toBe(CODE.GERMINATED);
+  });
+
+  test("a table of the wrong size is refused", () => {
+    expect(() => host(3, { table: new StateTable(2) })).toThrow(RangeError);
+  });
+});
+
+describe("StateTransitionEvent", () => {
+  test("carries the layer, seed, states, reason, metrics and the command's message id", () => {
+    const h = host(2);
+    placeSeed(h, 1, "TRAINING");
+    h.tick(100);
+    const command = lifecycle(L, 1, "GRAFTING", { metrics: { reconstruction_loss: 0.003 }, reason: "converged" });
+    const { transitions } = h.apply(command);
+    expect(transitions).toHaveLength(1);
+    expect(transitions[0]).toMatchObject({
+      message_type: "StateTransitionEvent",
+      version: "1.0",
+      correlation_id: command.message_id,
+      layer_id: L,
+      seed_id: 1,
+      from_state: "TRAINING",
+      to_state: "GRAFTING",
+      reason: "converged",
+      metrics_snapshot: { reconstruction_loss: 0.003 },
+      triggered_by: "user",
+      success: true,
+    });
+    expect(transitions[0]!.message_id).not.toBe(command.message_id);
+  });
+
+  test("triggered_by is policy for Tamiyo's commands, system for an emergency stop, user otherwise", () => {
+    const h = host(3);
+    expect(h.apply(lifecycle(L, 0, "GERMINATED", { source: "tamiyo" })).transitions[0]!.triggered_by).toBe("policy");
+    expect(h.apply(lifecycle(L, 1, "GERMINATED", { source: "operator-cli" })).transitions[0]!.triggered_by).toBe("user");
+    expect(h.apply(lifecycle(L, 2, "GERMINATED", { metadata: { triggered_by: "system" } })).transitions[0]!.triggered_by).toBe("system");
+    expect(h.apply(emergencyStop(L)).transitions.map((t) => t.triggered_by)).toEqual(["system", "system", "system"]);
+  });
+
+  test("onTransition hears every transition as it happens, and a refused command none", () => {
+    const heard: string[] = [];
+    const h = host(2, { onTransition: (t) => heard.push(`${t.seed_id}:${t.from_state}->${t.to_state}`) });
+    h.apply(lifecycle(L, null, "GERMINATED"));
+    h.apply(lifecycle(L, 0, "FOSSILIZED"));
+    h.apply(lifecycle(L, 0, "TRAINING"));
+    expect(heard).toEqual(["0:DORMANT->GERMINATED", "1:DORMANT->GERMINATED", "0:GERMINATED->TRAINING"]);
+  });
+});

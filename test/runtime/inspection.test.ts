@@ -1,0 +1,187 @@
+/**
+ * Opt-in inspection: `file:PATH` records Stately inspection events as JSON lines, `ws://` streams
+ * them to a WebSocket inspector, anything else is a typed config error, and nothing happens
+ * unless asked.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AddressInfo } from "node:net";
+import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
+import { WebSocketServer } from "ws";
+import { inspectionFrom, InspectionConfigError } from "../../src/runtime/inspection.ts";
+import { startSystem } from "../../src/runtime/system.ts";
+
+interface Recorded {
+  readonly type: string;
+  readonly sessionId: string;
+  readonly name?: string;
+  readonly parentId?: string;
+  readonly event?: { readonly type: string; readonly [key: string]: unknown };
+  readonly snapshot?: { readonly value?: unknown; readonly status?: string; readonly context?: Record<string, unknown> };
+}
+
+let dir: string;
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "esper-inspect-"));
+});
+afterEach(() => {
+  vi.unstubAllEnvs();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const readLines = (path: string): Recorded[] =>
+  readFileSync(path, "utf8")
+    .split("\n")
+    .filter((line) => line.trim() !== "")
+    .map((line) => JSON.parse(line) as Recorded);
+
+/** The session id of the seed actor with this id, from its @xstate.actor event. */
+const sessionOf = (events: readonly Recorded[], actorName: string): string => {
+  const actor = events.find((e) => e.type === "@xstate.actor" && e.name === actorName);
+  expect(actor, `an @xstate.actor event for ${actorName}`).toBeDefined();
+  return actor!.sessionId;
+};
+
+describe("file:PATH", () => {
+  test("records the seed actors, the events they receive and their snapshots as JSON lines", async () => {
+    const path = join(dir, "inspect.jsonl");
+    const system = await startSystem({ layers: [{ id: "dense1", seeds: 2 }], inspect: `file:${path}` });
+    await system.transition("dense1", 1, "GERMINATED", { reason: "plateau" });
+    await system.close();
+
+    const events = readLines(path);
+    expect(new Set(events.map((e) => e.type))).toEqual(new Set(["@xstate.actor", "@xstate.event", "@xstate.snapshot"]));
+
+    const layer = sessionOf(events, "layer");
+    const seed0 = sessionOf(events, "seed-0");
+    const seed1 = sessionOf(events, "seed-1");
+    expect(events.filter((e) => e.type === "@xstate.actor" && e.name?.startsWith("seed-")).map((e) => e.parentId)).toEqual([layer, layer]);
+
+    expect(events).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: layer, event: expect.objectContaining({ type: "command" }) }));
+    expect(events).toContainEqual(
+      expect.objectContaining({ type: "@xstate.event", sessionId: seed1, event: expect.objectContaining({ type: "to.GERMINATED", reason: "plateau" }) }),
+    );
+    const seed1Values = events.filter((e) => e.type === "@xstate.snapshot" && e.sessionId === seed1).map((e) => e.snapshot?.value);
+    expect(seed1Values).toContain("GERMINATED");
+    expect(events.filter((e) => e.type === "@xstate.event" && e.sessionId === seed0).map((e) => e.event?.type)).not.toContain("to.GERMINATED");
+  });
+
+  // Regression: events reach the file on a later macrotask, so closing right after a command
+  // ended the file stream first and the late write threw ERR_STREAM_WRITE_AFTER_END from a
+  // timer (an uncaught exception), and the file lacked the last steps.
+  test("closing right after a command neither crashes nor loses the last events", async () => {
+    const path = join(dir, "last.jsonl");
+    const system = await startSystem({ layers: [{ id: "dense1", seeds: 1 }], inspect: `file:${path}` });
+    await system.transition("dense1", 0, "GERMINATED");
+    await system.close();
+    const events = readLines(path);
+    const seed = sessionOf(events, "seed-0");
+    const seedEvents = events.filter((e) => e.type === "@xstate.snapshot" && e.sessionId === seed).map((e) => e.event?.type);
+    expect(seedEvents).toEqual(["xstate.init", "to.GERMINATED", "xstate.stop"]);
+  });
+
+  test("appends to an existing file rather than replacing it", async () => {
+    const path = join(dir, "twice.jsonl");
+    for (let i = 0; i < 2; i++) {
+      const system = await startSystem({ layers: [{ id: "dense1", seeds: 1 }], inspect: `file:${path}` });
+      await system.close();
+    }
+    expect(readLines(path).filter((e) => e.type === "@xstate.actor" && e.name === "layer")).toHaveLength(2);
+  });
+
+  test("ESPER_INSPECT is read when the config names no target", async () => {
+    const path = join(dir, "from-env.jsonl");
+    vi.stubEnv("ESPER_INSPECT", `file:${path}`);
+    const system = await startSystem({ layers: [{ id: "dense1", seeds: 1 }] });
+    await system.close();
+    expect(readLines(path).some((e) => e.name === "seed-0")).toBe(true);
+  });
+});
+
+describe("a target that is not understood", () => {
+  test.each(["http://localhost:8080", "inspect.jsonl", "file"])("%s throws InspectionConfigError", (spec) => {
+    let error: unknown;
+    try {
+      inspectionFrom(spec);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(InspectionConfigError);
+    expect(error).toMatchObject({ _tag: "InspectionConfigError" });
+    expect((error as Error).message).toMatch(/ws:\/\/host:port.*file:PATH/);
+  });
+
+  test("file: without a path throws InspectionConfigError", () => {
+    expect(() => inspectionFrom("file:")).toThrow(InspectionConfigError);
+  });
+
+  test("startSystem rejects with it", async () => {
+    await expect(startSystem({ layers: [{ id: "dense1", seeds: 1 }], inspect: "udp://127.0.0.1:9" })).rejects.toBeInstanceOf(InspectionConfigError);
+  });
+});
+
+describe("ws://", () => {
+  test("streams inspection events to a WebSocket inspector", async () => {
+    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await new Promise<void>((resolve, reject) => {
+      server.on("listening", resolve);
+      server.on("error", reject);
+    });
+    const received: Recorded[] = [];
+    let wake: () => void = () => {};
+    server.on("connection", (socket) => {
+      socket.on("message", (data) => {
+        received.push(JSON.parse(data.toString()) as Recorded);
+        wake();
+      });
+    });
+    /** Resolves once a received event satisfies `predicate` (bounded by the test timeout, no polling). */
+    const arrival = (predicate: (e: Recorded) => boolean) =>
+      new Promise<void>((resolve) => {
+        wake = () => received.some(predicate) && resolve();
+        wake();
+      });
+
+    const { port } = server.address() as AddressInfo;
+    try {
+      const system = await startSystem({ layers: [{ id: "dense1", seeds: 2 }], inspect: `ws://127.0.0.1:${port}` });
+      try {
+        await system.transition("dense1", 0, "GERMINATED");
+        await arrival((e) => e.type === "@xstate.snapshot" && e.snapshot?.value === "GERMINATED");
+      } finally {
+        await system.close();
+      }
+      const seed0 = sessionOf(received, "seed-0");
+      expect(received).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: seed0, event: expect.objectContaining({ type: "to.GERMINATED" }) }));
+    } finally {
+      for (const client of server.clients) client.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
+
+describe("off unless asked", () => {
+  test.each([undefined, "", "   "])("inspectionFrom(%j) is off", (spec) => {
+    vi.stubEnv("ESPER_INSPECT", "");
+    expect(inspectionFrom(spec)).toBeNull();
+  });
+
+  test("an empty inspect in the config turns inspection off even when ESPER_INSPECT is set: no file is created", async () => {
+    const path = join(dir, "should-not-exist.jsonl");
+    vi.stubEnv("ESPER_INSPECT", `file:${path}`);
+    const system = await startSystem({ layers: [{ id: "dense1", seeds: 1 }], inspect: "" });
+    await system.transition("dense1", 0, "GERMINATED");
+    await system.close();
+    expect(existsSync(path)).toBe(false);
+  });
+
+  test("with ESPER_INSPECT unset, the default is off and a system runs without an inspector", async () => {
+    vi.stubEnv("ESPER_INSPECT", undefined);
+    expect(process.env.ESPER_INSPECT).toBeUndefined();
+    expect(inspectionFrom()).toBeNull();
+    const system = await startSystem({ layers: [{ id: "dense1", seeds: 1 }] });
+    expect(await system.transition("dense1", 0, "GERMINATED")).toMatchObject({ code: "ok" });
+    await system.close();
+  });
+});
