@@ -1,0 +1,113 @@
+/**
+ * esper's public API. Everything else under src/ is internal and may change without notice.
+ *
+ * Three planes:
+ * - control: `startSystem` spawns layers of seed actors (XState) in process; `LayerHost` hosts one layer;
+ *   the machines themselves are exported for tests, tooling and Stately.
+ * - message: `MemoryBus` (embedded) and `makeRedisBus` (Redis Streams) behind one `Bus`;
+ *   `runLayerBridge` puts a layer on a bus, `makeClient` sends commands and follows events;
+ *   the protocol's message builders and codecs speak PROTOCOL.md.
+ * - data: `KasminaLayer` (a tfjs layer whose seeds read the state table), `KasminaTrainer`, checkpoints.
+ */
+
+// ---- control plane -----------------------------------------------------------------------------
+export {
+  startSystem,
+  makeSystem,
+  SystemConfigError,
+  type SystemConfig,
+  type LayerSpec,
+  type EsperSystem,
+  type RunningSystem,
+  type SystemEvent,
+  type TransitionOptions,
+} from "./runtime/system.ts";
+export { LayerHost, type LayerHostOptions, type Applied } from "./runtime/layer-host.ts";
+export { inspectionFrom, InspectionConfigError, type Inspection } from "./runtime/inspection.ts";
+export { machineConfig, machineConfigs } from "./runtime/definitions.ts";
+export { seedMachine, requestTransition, resumeSeed, persistSeed, type SeedContext, type SeedEvent, type SeedOutcome, type PersistedSeed } from "../machines/seed.ts";
+export { layerMachine, type LayerEvent, type LayerEmitted } from "../machines/layer.ts";
+export { controllerMachine, type Decision, type OutstandingCommand, type ControllerEvent, type ControllerEmitted } from "../machines/controller.ts";
+export {
+  SEED_STATES,
+  EDGES,
+  TERMINAL_STATES,
+  GRAFTING_STRATEGIES,
+  RESULT_CODES,
+  DEFAULT_GUARDS,
+  guardConfig,
+  parseSeedState,
+  type SeedState,
+  type GraftingStrategy,
+  type GuardConfig,
+  type GuardOverrides,
+  type ResultCode,
+} from "../machines/lifecycle.ts";
+export { checkTransition, type Verdict, type Metrics } from "../machines/seed-rules.ts";
+
+// ---- message plane -----------------------------------------------------------------------------
+export {
+  MemoryBus,
+  makeRedisBus,
+  RedisBus,
+  BusError,
+  BusService,
+  listDeadLetters,
+  replayDeadLetter,
+  type Bus,
+  type Entry,
+  type EntryFields,
+  type MemoryBusOptions,
+  type RedisBusOptions,
+  type RedisBusStats,
+  type DeadLetterRecord,
+} from "./bus/index.ts";
+export { runLayerBridge, BRIDGE_DEFAULTS, type BridgeOptions, type LayerBridge, type BridgeStats } from "./runtime/mailbox-bridge.ts";
+export { makeClient, type EsperClient, type ClientOptions } from "./runtime/client.ts";
+export {
+  lifecycleCommand,
+  blueprintUpdateCommand,
+  batchCommand,
+  emergencyStopCommand,
+  resumeCommand,
+  makeMessage,
+  encodeEntry,
+  decodeEntry,
+  streams,
+  ProtocolError,
+  CODECS,
+  type Codec,
+  type Message,
+  type Command,
+  type CommandResult,
+  type StateTransitionEvent,
+  type LifecycleTransitionCommand,
+  type BlueprintUpdateCommand,
+  type BatchCommand,
+  type EmergencyStopCommand,
+  type ResumeCommand,
+  type LayerHealthReport,
+  type SeedMetricsSnapshot,
+} from "./protocol/index.ts";
+
+// ---- data plane --------------------------------------------------------------------------------
+export {
+  KasminaLayer,
+  KasminaTrainer,
+  StateTable,
+  initBackend,
+  registerBlueprint,
+  listBlueprints,
+  saveCheckpoint,
+  restoreCheckpoint,
+  updateBlueprint,
+  GRAFTING,
+  KasminaConfigError,
+  CheckpointError,
+  BackendError,
+  type KasminaLayerArgs,
+  type KasminaTrainerOptions,
+  type KasminaHooks,
+  type BackendInfo,
+  type BlueprintKind,
+} from "./kasmina/index.ts";
