@@ -87,11 +87,13 @@ export const emergencyStop = (layerId: string | null, seedId: number | null = nu
   timeout_ms: 1_000,
 });
 
-export const resume = (layerId: string): Resume => ({
+export const resume = (layerId: string, reason = "operator resume"): Resume => ({
+  ...envelope("test"),
   message_type: "ResumeCommand",
-  message_id: randomUUID(),
-  source: "test",
   layer_id: layerId,
+  reason,
+  priority: "high",
+  timeout_ms: 1_000,
 });
 
 /** How a seed gets from DORMANT to each state, one edge at a time. */

@@ -237,6 +237,14 @@ describe("close()", () => {
     }
     expect(late!.success).toBe(false);
     expect(host.seed(1).state).toBe("DORMANT");
+    // Past the system's own refusal, the layer's actors themselves are stopped.
+    const warnAgain = vi.spyOn(console, "warn").mockImplementation(() => {});
+    try {
+      host.apply(lifecycle("dense1", 1, "GERMINATED"));
+    } finally {
+      warnAgain.mockRestore();
+    }
+    expect(host.seed(1).state).toBe("DORMANT");
     expect(host.table.state[1]).toBe(0);
     expect(events).toEqual([]);
   });
