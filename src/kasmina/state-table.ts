@@ -75,6 +75,28 @@ export class StateTable {
     this._version++;
   }
 
+  /**
+   * Replaces the alpha column in one write: the data plane advances every grafting seed's alpha
+   * each training step, and one version bump per step (not one per seed) keeps the forward
+   * pass's cached tensors to one rebuild. Like `tick`, it notifies no row listener: alpha is
+   * the data plane's own column, not lifecycle state. Returns false, bumping nothing, when no
+   * value changed.
+   */
+  setAlphas(values: ArrayLike<number>): boolean {
+    if (values.length !== this.numSeeds) throw new RangeError(`expected ${this.numSeeds} alphas, got ${values.length}`);
+    let changed = false;
+    for (let i = 0; i < this.numSeeds; i++) {
+      if (this.alpha[i] !== Math.fround(values[i]!)) {
+        changed = true;
+        break;
+      }
+    }
+    if (!changed) return false;
+    this.alpha.set(values);
+    this._version++;
+    return true;
+  }
+
   /** Called with the seed id after every row write. */
   onWrite(listener: (seedId: number) => void): () => void {
     this.listeners.add(listener);

@@ -1,0 +1,55 @@
+import { SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
+
+/**
+ * What each lifecycle state means to the data plane, as data: the layer's forward pass, the
+ * grafting ramp and the weight bookkeeping all read this one table, so "what does EVALUATING
+ * do to the tensors" has exactly one answer.
+ *
+ * - `alpha`: how much of the blueprint is blended into the seed's chunk; "ramp" means the
+ *   value in the state table's alpha column, advanced by the seed's grafting strategy.
+ * - `learning`: what trains the blueprint. "reconstruction" is the TRAINING objective (see
+ *   seed-forward.ts), "task" is the ordinary loss through the blend, "frozen" means the
+ *   blueprint is read but its weights are pinned, "none" means it is not read at all.
+ * - `fresh`: entering this state releases the slot: the blueprint's weights are re-initialised
+ *   (output weights zero), so a culled seed leaves nothing behind and the slot can be reused.
+ */
+export interface SeedRole {
+  readonly alpha: 0 | 1 | "ramp";
+  readonly learning: "none" | "reconstruction" | "task" | "frozen";
+  readonly fresh: boolean;
+}
+
+export const SEED_ROLES: Readonly<Record<SeedState, SeedRole>> = {
+  DORMANT: { alpha: 0, learning: "none", fresh: true },
+  GERMINATED: { alpha: 0, learning: "none", fresh: true },
+  TRAINING: { alpha: 0, learning: "reconstruction", fresh: false },
+  GRAFTING: { alpha: "ramp", learning: "task", fresh: false },
+  STABILIZATION: { alpha: 1, learning: "frozen", fresh: false },
+  EVALUATING: { alpha: 1, learning: "frozen", fresh: false },
+  FINE_TUNING: { alpha: 1, learning: "task", fresh: false },
+  FOSSILIZED: { alpha: 1, learning: "frozen", fresh: false },
+  CULLED: { alpha: 0, learning: "none", fresh: true },
+  CANCELLED: { alpha: 0, learning: "none", fresh: true },
+  ROLLED_BACK: { alpha: 0, learning: "none", fresh: true },
+};
+
+const roleAt = SEED_STATES.map((s) => SEED_ROLES[s]);
+
+export const roleOfCode = (code: number): SeedRole => {
+  const role = roleAt[code];
+  if (role === undefined) throw new RangeError(`no lifecycle state has code ${code}`);
+  return role;
+};
+
+/** The alpha a seed actually blends with: fixed by its state, or the table's ramp value clamped to [0, 1]. */
+export const effectiveAlpha = (stateCode: number, tableAlpha: number): number => {
+  const { alpha } = roleOfCode(stateCode);
+  if (alpha !== "ramp") return alpha;
+  return Number.isFinite(tableAlpha) ? Math.min(1, Math.max(0, tableAlpha)) : 0;
+};
+
+/** Whether the seed's blueprint weights receive gradient in this state. */
+export const learnsInState = (stateCode: number): boolean => {
+  const { learning } = roleOfCode(stateCode);
+  return learning === "reconstruction" || learning === "task";
+};

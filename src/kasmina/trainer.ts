@@ -1,0 +1,184 @@
+import { CustomCallback } from "@tensorflow/tfjs-layers";
+import { advanceAlphas, DEFAULT_GRAFTING, type GraftingConfig } from "./grafting.ts";
+import { SEED_METRIC_COLUMNS, type KasminaHooks, type SeedMetricsBatch } from "./hooks.ts";
+import type { KasminaLayer } from "./layer.ts";
+import { TELEMETRY_COLUMNS, type TelemetryColumn } from "./telemetry.ts";
+
+/**
+ * The trainer's side of the data plane, for any training loop: it counts steps, arms the layers'
+ * telemetry every `telemetryEvery` steps and reads it out once per window, advances every
+ * grafting seed's alpha once per step, and reports epochs and per-seed metrics through the hooks,
+ * one call per layer each time.
+ *
+ * With `model.fit`: `model.fit(x, y, { callbacks: [trainer.callback()] })`.
+ * With a custom loop:
+ *   trainer.beforeStep(); optimizer.minimize(() => loss(model.apply(x, { training: true }), y));
+ *   await trainer.afterStep(); ... and trainer.endEpoch() after each epoch.
+ */
+export interface KasminaTrainerOptions {
+  readonly layers: readonly KasminaLayer[];
+  readonly hooks?: KasminaHooks;
+  /** Steps per telemetry window (the K of "read out every K steps"). 0 turns telemetry off. Default 10. */
+  readonly telemetryEvery?: number;
+  readonly grafting?: Partial<GraftingConfig>;
+  /** Weight of the newest window in the activation-norm statistics behind stability. Default 0.3. */
+  readonly stabilitySmoothing?: number;
+}
+
+/** What the trainer remembers per layer between windows. */
+interface LayerTrack {
+  readonly layer: KasminaLayer;
+  readonly steps: Uint32Array;
+  readonly drift: Float32Array;
+  readonly variance: Float32Array;
+  readonly performanceDelta: Float32Array;
+  readonly normMean: Float32Array;
+  readonly normVar: Float32Array;
+  readonly samples: Uint32Array;
+  readonly stateAtSample: Uint8Array;
+  readonly nextAlpha: Float32Array;
+}
+
+const col = (c: TelemetryColumn): number => TELEMETRY_COLUMNS.indexOf(c);
+const WIDTH = TELEMETRY_COLUMNS.length;
+
+export class KasminaTrainer {
+  private readonly tracks: LayerTrack[];
+  private readonly grafting: GraftingConfig;
+  private readonly telemetryEvery: number;
+  private readonly smoothing: number;
+  private stepCount = 0;
+  private windowStart = 1;
+  private armed = false;
+
+  constructor(private readonly options: KasminaTrainerOptions) {
+    this.grafting = { ...DEFAULT_GRAFTING, ...options.grafting };
+    this.telemetryEvery = options.telemetryEvery ?? 10;
+    this.smoothing = options.stabilitySmoothing ?? 0.3;
+    if (!Number.isInteger(this.telemetryEvery) || this.telemetryEvery < 0) throw new RangeError("telemetryEvery must be a non-negative integer");
+    this.tracks = options.layers.map((layer) => {
+      const n = layer.numSeeds;
+      const unknown = () => new Float32Array(n).fill(Number.NaN);
+      return {
+        layer,
+        steps: new Uint32Array(n),
+        drift: unknown(),
+        variance: unknown(),
+        performanceDelta: unknown(),
+        normMean: new Float32Array(n),
+        normVar: new Float32Array(n),
+        samples: new Uint32Array(n),
+        stateAtSample: layer.table.state.slice(),
+        nextAlpha: new Float32Array(n),
+      };
+    });
+  }
+
+  /** Steps completed so far. */
+  get step(): number {
+    return this.stepCount;
+  }
+
+  /** Call before each training step: arms telemetry on the last step of a window. */
+  beforeStep(): void {
+    this.armed = this.telemetryEvery > 0 && (this.stepCount + 1) % this.telemetryEvery === 0;
+    if (this.armed) for (const t of this.tracks) t.layer.armTelemetry();
+  }
+
+  /** Call after each training step (after the optimizer applied its update). */
+  async afterStep(): Promise<void> {
+    this.stepCount++;
+    if (this.armed) {
+      this.armed = false;
+      for (const track of this.tracks) await this.readWindow(track);
+      this.windowStart = this.stepCount + 1;
+    }
+    for (const track of this.tracks) this.advance(track);
+  }
+
+  /** Call after each epoch: one onEpoch per layer. */
+  endEpoch(epochs = 1): void {
+    for (const { layer } of this.tracks) this.options.hooks?.onEpoch?.(layer.layerId, epochs);
+  }
+
+  /** The same three calls as a tfjs callback for `model.fit`. */
+  callback(): CustomCallback {
+    return new CustomCallback({
+      onBatchBegin: async () => this.beforeStep(),
+      onBatchEnd: async () => this.afterStep(),
+      onEpochEnd: async () => this.endEpoch(),
+    });
+  }
+
+  private async readWindow(track: LayerTrack): Promise<void> {
+    const tensor = track.layer.takeTelemetry();
+    if (!tensor) return;
+    const rows = (await tensor.data()) as Float32Array;
+    tensor.dispose();
+    const { layer } = track;
+    this.absorb(track, rows);
+    const hooks = this.options.hooks;
+    hooks?.onTelemetry?.(layer.layerId, this.stepCount, rows, TELEMETRY_COLUMNS);
+    hooks?.onSeedMetrics?.(layer.layerId, { fromStep: this.windowStart, toStep: this.stepCount }, this.seedMetrics(track, rows));
+  }
+
+  /** Updates the grafting signals and the activation-norm statistics behind stability. */
+  private absorb(track: LayerTrack, rows: Float32Array): void {
+    const state = track.layer.table.state;
+    const lambda = this.smoothing;
+    for (let s = 0; s < track.layer.numSeeds; s++) {
+      const at = s * WIDTH;
+      track.drift[s] = rows[at + col("drift")]!;
+      track.performanceDelta[s] = rows[at + col("performance_delta")]!;
+      const norm = rows[at + col("activation_norm")]!;
+      // A new state is a new regime (alpha jumps, weights freeze): its history does not count.
+      if (state[s] !== track.stateAtSample[s] || !Number.isFinite(norm)) track.samples[s] = 0;
+      track.stateAtSample[s] = state[s]!;
+      if (!Number.isFinite(norm)) continue;
+      if (track.samples[s] === 0) {
+        track.normMean[s] = norm;
+        track.normVar[s] = 0;
+      } else {
+        const d = norm - track.normMean[s]!;
+        track.normMean[s] = track.normMean[s]! + lambda * d;
+        track.normVar[s] = (1 - lambda) * (track.normVar[s]! + lambda * d * d);
+      }
+      track.samples[s] = track.samples[s]! + 1;
+      const mean = track.normMean[s]!;
+      track.variance[s] = track.samples[s]! < 2 ? Number.NaN : track.normVar[s]! / Math.max(mean * mean, 1e-12);
+    }
+  }
+
+  private seedMetrics(track: LayerTrack, rows: Float32Array): SeedMetricsBatch {
+    const n = track.layer.numSeeds;
+    const width = SEED_METRIC_COLUMNS.length;
+    const out = new Float32Array(n * width);
+    for (let s = 0; s < n; s++) {
+      const variance = track.variance[s]!;
+      out[s * width] = rows[s * WIDTH + col("reconstruction_loss")]!;
+      out[s * width + 1] = rows[s * WIDTH + col("performance_delta")]!;
+      out[s * width + 2] = rows[s * WIDTH + col("drift")]!;
+      out[s * width + 3] = Number.isFinite(variance) ? 1 / (1 + variance) : Number.NaN;
+      out[s * width + 4] = rows[s * WIDTH + col("alpha")]!;
+    }
+    return { numSeeds: n, columns: SEED_METRIC_COLUMNS, rows: out };
+  }
+
+  private advance(track: LayerTrack): void {
+    const table = track.layer.table;
+    advanceAlphas(
+      {
+        state: table.state,
+        strategy: table.strategy,
+        alpha: table.alpha,
+        steps: track.steps,
+        drift: track.drift,
+        variance: track.variance,
+        performanceDelta: track.performanceDelta,
+      },
+      this.grafting,
+      track.nextAlpha,
+    );
+    table.setAlphas(track.nextAlpha);
+  }
+}
