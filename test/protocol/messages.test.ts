@@ -244,8 +244,8 @@ describe("rejectionResult", () => {
 });
 
 describe("isCommand", () => {
-  it("is true for the four control commands only", () => {
+  it("is true for the four control commands and ResumeCommand only", () => {
     const commands = Object.values(SAMPLES).filter(P.isCommand).map((m) => m.message_type);
-    expect(commands.sort()).toEqual(["BatchCommand", "BlueprintUpdateCommand", "EmergencyStopCommand", "LifecycleTransitionCommand"]);
+    expect(commands.sort()).toEqual(["BatchCommand", "BlueprintUpdateCommand", "EmergencyStopCommand", "LifecycleTransitionCommand", "ResumeCommand"]);
   });
 });

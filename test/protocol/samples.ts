@@ -61,6 +61,7 @@ export const SAMPLES: { readonly [T in P.MessageType]: P.MessageOf<T> } = {
   BlueprintUpdateCommand: blueprint,
   BatchCommand: P.batchCommand({ ...at, commands: [lifecycle, blueprint], atomic: false, stop_on_error: false, priority: "critical", timeout_ms: 60_000 }),
   EmergencyStopCommand: P.emergencyStopCommand({ ...at, layer_id: "layer_1", seed_id: 5, reason: "divergence", priority: "high", timeout_ms: 500 }),
+  ResumeCommand: P.resumeCommand({ ...at, layer_id: "layer_1", reason: "divergence handled", priority: "normal", timeout_ms: 750 }),
   CommandResult: P.commandResult({
     ...at,
     correlation_id: lifecycle.message_id,
