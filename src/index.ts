@@ -91,6 +91,7 @@ export {
 } from "./protocol/index.ts";
 
 // ---- data plane --------------------------------------------------------------------------------
+export { trainerHooks, layerSpecOf, metricsBySeed } from "./runtime/trainer-hooks.ts";
 export {
   KasminaLayer,
   KasminaTrainer,

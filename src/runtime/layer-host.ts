@@ -110,6 +110,13 @@ export class LayerHost {
 
   /** Applies one command and returns its one result plus the transitions it caused. */
   apply(command: HostedCommand, startedAt = this.clock()): Applied {
+    const unknown = this.unknownBlueprint(command);
+    if (unknown) {
+      return {
+        result: commandResult({ source: this.source, layerId: this.layerId, command, seedId: unknown.seedId, code: "invalid_message", error: unknown.error, details: {}, elapsedMs: 0 }),
+        transitions: [],
+      };
+    }
     this.layerEmitted = [];
     this.outcomes = [];
     const event = this.toLayerEvent(command);
@@ -120,6 +127,17 @@ export class LayerHost {
     this.layerEmitted = [];
     this.outcomes = [];
     return applied;
+  }
+
+  /** A blueprint id the data plane's registry does not know is refused before any seed sees it. */
+  private unknownBlueprint(command: HostedCommand): { seedId: number | null; error: string } | null {
+    const updates = command.message_type === "BatchCommand" ? command.commands : [command];
+    for (const c of updates) {
+      if (c.message_type === "BlueprintUpdateCommand" && this.blueprintIndex(c.blueprint_id) < 0) {
+        return { seedId: c.seed_id, error: `unknown blueprint_id ${JSON.stringify(c.blueprint_id)}: the data plane has no such blueprint; register it (registerBlueprint) or use a registered id` };
+      }
+    }
+    return null;
   }
 
   /** Elapsed epochs for every seed: one message per layer per tick. */
@@ -149,7 +167,7 @@ export class LayerHost {
     for (const [seedId, persisted] of seeds) {
       this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, persisted) });
       this.watchSeeds();
-      this.refresh(seedId);
+      this.refresh(seedId, true);
     }
   }
 
@@ -208,12 +226,17 @@ export class LayerHost {
     this.watched.add(seed);
     seed.on("outcome", (outcome) => {
       this.outcomes.push(outcome);
-      if (outcome.ok) this.refresh(outcome.seedId);
+      if (outcome.ok) this.refresh(outcome.seedId, true);
     });
   }
 
   /** Re-reads one seed's snapshot into the persisted list and the state table. */
-  private refresh(seedId: number): void {
+  /**
+   * Re-reads one seed's snapshot into the persisted list and the state table. Alpha is written
+   * only when the seed changed state (its value on entry): between transitions the data plane owns
+   * it (a GRAFTING ramp), and a metrics report must not reset the ramp.
+   */
+  private refresh(seedId: number, transitioned = false): void {
     const ref = this.actor.getSnapshot().context.seeds[seedId];
     if (!ref) return;
     const snapshot = ref.getSnapshot();
@@ -225,7 +248,7 @@ export class LayerHost {
       state: persisted.state,
       blueprint: this.blueprintIndex(c.blueprintId),
       epochsInState: c.epochsInState,
-      alpha: c.alpha,
+      ...(transitioned ? { alpha: c.alpha } : {}),
       strategy: c.strategy,
       errorCount: c.errorCount,
     });
