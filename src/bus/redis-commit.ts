@@ -1,4 +1,3 @@
-import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { CommitOp } from "./bus.ts";
 import { fieldArgs, xaddArgs } from "./redis-replies.ts";
@@ -49,8 +48,6 @@ end
 return ids
 `;
 
-const SHA = createHash("sha1").update(SCRIPT).digest("hex");
-
 const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string[]; argv: (Buffer | string)[] } => {
   const keys: string[] = [];
   const argv: (Buffer | string)[] = [];
@@ -77,14 +74,15 @@ const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string
   return { keys, argv };
 };
 
-/** Runs the commit script by its hash, loading it on the first NOSCRIPT (after a restart, or on a new server). */
+/**
+ * Runs the commit script with EVAL: one command per commit, never EVALSHA then EVAL on NOSCRIPT.
+ * A caller that gave up on a commit (its time limit passed while Redis was stalled) retries it
+ * after checking that it did not land; a NOSCRIPT fallback still pending from the abandoned
+ * attempt would send a second EVAL behind that check and apply the commit twice. The script's
+ * text costs about a kilobyte per commit; Redis caches it by its hash all the same.
+ */
 export const runCommit = async (redis: Redis, ops: readonly CommitOp[], defaultMaxLen: number): Promise<string[]> => {
   if (ops.length === 0) return [];
   const { keys, argv } = encode(ops, defaultMaxLen);
-  try {
-    return (await redis.evalsha(SHA, keys.length, ...keys, ...argv)) as string[];
-  } catch (error) {
-    if (!(error instanceof Error && error.message.startsWith("NOSCRIPT"))) throw error;
-    return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
-  }
+  return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
 };

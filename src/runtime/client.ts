@@ -47,18 +47,24 @@ export interface EsperClient {
 
 export class ClientClosedError extends Data.TaggedError("ClientClosedError")<{ readonly message: string }> {}
 
+/** A command waiting for its results: one, or one per layer for a stopAll. */
 interface Waiter {
-  readonly resolve: (result: CommandResult) => void;
-  readonly timer: ReturnType<typeof setTimeout>;
-  /** How many results it still waits for (a stopAll waits for one per layer). */
+  /** Layers that have not answered yet. */
+  readonly missing: Set<string>;
+  /** The first result of each layer, in the order they came. */
   readonly results: CommandResult[];
-  readonly expected: number;
+  /** Resolves the call; layers still missing get a local `timeout` result saying why. */
+  readonly finish: (why: "answered" | "timeout" | "closed") => void;
+  readonly timer: ReturnType<typeof setTimeout>;
 }
 
 interface Follower {
   readonly listeners: Set<StreamListener>;
   readonly ready: Promise<void>;
 }
+
+/** timeout_ms of a command that names none (LifecycleTransitionCommand's default). */
+const DEFAULT_COMMAND_TIMEOUT_MS = 5_000;
 
 /** Makes a client in the current Scope: followers stop and waiters are answered when it closes. */
 export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect<EsperClient, never, Scope.Scope> =>
@@ -75,13 +81,10 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     const onMessage = (message: Message) => {
       if (message.message_type !== "CommandResult") return;
       const waiter = waiters.get(message.correlation_id);
-      if (!waiter) return;
+      // A layer's second answer (a redelivery's duplicate) is not another layer's.
+      if (!waiter || !waiter.missing.delete(message.layer_id)) return;
       waiter.results.push(message);
-      if (waiter.results.length >= waiter.expected) {
-        waiters.delete(message.correlation_id);
-        clearTimeout(waiter.timer);
-        waiter.resolve(message);
-      }
+      if (waiter.missing.size === 0) waiter.finish("answered");
     };
 
     /** Starts following `stream` from its current end; resolves once positioned, so nothing sent after is missed. */
@@ -89,7 +92,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       const existing = followers.get(stream);
       if (existing) return existing;
       const listeners = new Set<StreamListener>();
-      const ready = run(
+      const ready: Promise<void> = run(
         Effect.gen(function* () {
           let last = yield* bus.lastId(stream);
           const loop = Effect.gen(function* () {
@@ -114,36 +117,65 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
           });
           fibers.push(Effect.runFork(loop));
         }),
-      );
+      ).catch((error: unknown) => {
+        // Not positioned (the bus refused lastId): forget it, so the next use tries again.
+        followers.delete(stream);
+        throw error;
+      });
       const follower = { listeners, ready };
       followers.set(stream, follower);
       return follower;
     };
 
-    const wait = (correlationId: string, expected: number, timeoutMs: number, onTimeout: (got: readonly CommandResult[]) => CommandResult) =>
+    /**
+     * Resolves with one result per layer, in the order they came; a layer that has not answered
+     * when `timeoutMs` pass (or the client closes) gets a local `timeout` result in its place.
+     */
+    const wait = (command: CommandMessage, layers: readonly string[], timeoutMs: number) =>
       new Promise<CommandResult[]>((resolve) => {
+        const startedAt = Date.now();
         const results: CommandResult[] = [];
-        const timer = setTimeout(() => {
-          waiters.delete(correlationId);
-          resolve([...results, onTimeout(results)]);
-        }, timeoutMs);
-        waiters.set(correlationId, { resolve: () => resolve(results), timer, results, expected });
+        const missing = new Set(layers);
+        const finish = (why: "answered" | "timeout" | "closed") => {
+          waiters.delete(command.message_id);
+          clearTimeout(timer);
+          const unanswered = why === "answered" ? [] : [...missing].map((layer) => localTimeout(command, layer, why, Date.now() - startedAt));
+          resolve([...results, ...unanswered]);
+        };
+        const timer = setTimeout(() => finish("timeout"), timeoutMs);
+        waiters.set(command.message_id, { missing, results, finish, timer });
+        if (missing.size === 0) finish("answered");
       });
 
-    const localTimeout = (command: CommandMessage, layerId: string, timeoutMs: number): CommandResult =>
+    const localTimeout = (command: CommandMessage, layerId: string, why: "timeout" | "closed", waitedMs: number): CommandResult =>
       commandResult({
         source: command.source,
         layerId,
         command,
         seedId: "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null,
         code: "timeout",
-        error: `no CommandResult from layer ${layerId} within ${timeoutMs} ms; is a worker hosting it? (esper worker --layer ${layerId})`,
-        details: { local: true },
-        elapsedMs: timeoutMs,
+        error:
+          why === "timeout"
+            ? `no CommandResult from layer ${layerId} within ${waitedMs} ms; is a worker hosting it? (esper worker --layer ${layerId})`
+            : `the client closed after waiting ${waitedMs} ms for layer ${layerId}'s CommandResult; the command may still be applied`,
+        details: why === "timeout" ? { local: true } : { local: true, closed: true },
+        elapsedMs: waitedMs,
       });
 
-    const publish = (stream: string, command: CommandMessage) =>
-      run(bus.publish(stream, encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) }), options.maxLen));
+    /** How long to wait when the call names no time: the command's own timeout_ms (its schema default when a hand-built one lacks it) + 1 s. */
+    const waitingTime = (command: CommandMessage, timeoutMs: number | undefined) =>
+      timeoutMs ?? options.defaultTimeoutMs ?? (Number.isFinite(command.timeout_ms) ? command.timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) + 1_000;
+
+    /** Publishes; when the bus refuses, the command's waiter is dropped and the BusError rejects the call. */
+    const publishOrForget = async (stream: string, command: CommandMessage) => {
+      try {
+        await run(bus.publish(stream, encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) }), options.maxLen));
+      } catch (error) {
+        clearTimeout(waiters.get(command.message_id)?.timer);
+        waiters.delete(command.message_id);
+        throw error;
+      }
+    };
 
     const client: EsperClient = {
       send: async (command, sendOptions = {}) => {
@@ -151,26 +183,15 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
         const layerId = command.message_type === "BatchCommand" ? command.commands[0]!.layer_id : command.layer_id;
         if (layerId === null) throw new RangeError("an emergency stop without layer_id goes to every layer: use stopAll(command, layers)");
         await follow(names.events(layerId), true).ready;
-        const timeoutMs = sendOptions.timeoutMs ?? options.defaultTimeoutMs ?? command.timeout_ms + 1_000;
-        const answer = wait(command.message_id, 1, timeoutMs, () => localTimeout(command, layerId, timeoutMs));
-        try {
-          await publish(names.control(layerId), command);
-        } catch (error) {
-          clearTimeout(waiters.get(command.message_id)?.timer);
-          waiters.delete(command.message_id);
-          throw error;
-        }
+        const answer = wait(command, [layerId], waitingTime(command, sendOptions.timeoutMs));
+        await publishOrForget(names.control(layerId), command);
         return (await answer)[0]!;
       },
       stopAll: async (command, layers, sendOptions = {}) => {
+        if (closed) throw new ClientClosedError({ message: "the client is closed" });
         await Promise.all(layers.map((l) => follow(names.events(l), true).ready));
-        const timeoutMs = sendOptions.timeoutMs ?? options.defaultTimeoutMs ?? command.timeout_ms + 1_000;
-        const answer = wait(command.message_id, layers.length, timeoutMs, (got) => {
-          const answered = new Set(got.map((r) => r.layer_id));
-          const missing = layers.filter((l) => !answered.has(l));
-          return localTimeout(command, missing[0] ?? layers[0]!, timeoutMs);
-        });
-        await publish(names.controlAll, command);
+        const answer = wait(command, [...new Set(layers)], waitingTime(command, sendOptions.timeoutMs));
+        await publishOrForget(names.controlAll, command);
         return answer;
       },
       events: async (layerId, listener) => {
@@ -192,10 +213,8 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       Effect.gen(function* () {
         closed = true;
         for (const fiber of fibers) yield* Fiber.interrupt(fiber);
-        for (const [id, waiter] of waiters) {
-          clearTimeout(waiter.timer);
-          waiters.delete(id);
-        }
+        // Nobody is left to wait for: every pending call resolves now instead of never.
+        for (const waiter of [...waiters.values()]) waiter.finish("closed");
       }),
     );
     return client;

@@ -10,9 +10,13 @@
  *   -> ONE commit: seed snapshots, events, results, dedupe records, acks.
  * A crash anywhere before the commit means redelivery, and the dedupe record written in the
  * same commit makes redelivery harmless: each command takes effect exactly once per seed.
+ * A commit that does not land rolls the layer back in memory to where the batch found it, so
+ * the redelivered entries are judged from what was stored. Once read, a batch is finished and
+ * committed even when the Scope closes meanwhile.
  */
+import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import { Data, Duration, Effect, Schedule, Semaphore, type Scope } from "effect";
+import { Data, Duration, Effect, Exit, Schedule, Semaphore, type Scope } from "effect";
 import { RateLimiter } from "effect/persistence";
 import type { Bus, BusError, CommitOp, Entry, EntryFields } from "../bus/bus.ts";
 import { runJanitor } from "../bus/janitor.ts";
@@ -22,6 +26,7 @@ import { rejectionResult } from "../protocol/make.ts";
 import { COMMAND_TYPES, type CommandResult, type Message } from "../protocol/messages.ts";
 import { GROUPS, streams as streamNames, type Streams } from "../protocol/streams.ts";
 import type { PersistedSeed } from "../../machines/seed.ts";
+import { boundedMessage } from "./bounded-message.ts";
 import type { LayerHost } from "./layer-host.ts";
 import { commandResult, type CommandMessage, type HostedCommand } from "./messages.ts";
 
@@ -34,7 +39,7 @@ export interface BridgeOptions {
   readonly codec?: Codec;
   /** The deployment's HMAC key: control entries must then carry a valid `sig`, and what the bridge writes is signed. */
   readonly hmacKey?: HmacKey;
-  /** Largest accepted `data`, in bytes. Default 1 MiB. */
+  /** Largest accepted `data`, in bytes; what the bridge writes is kept within it too. Default 1 MiB. */
   readonly maxBytes?: number;
   /** Deliveries before an entry is dead-lettered. Default 5. */
   readonly maxDeliveries?: number;
@@ -82,7 +87,9 @@ export class BridgeRestoreError extends Data.TaggedError("BridgeRestoreError")<{
 /** What one entry came to, before the batch commit. */
 type Settled =
   | { readonly kind: "answer"; readonly entry: Entry; readonly stream: string; readonly result: CommandResult; readonly ops: readonly CommitOp[]; readonly applied: boolean }
-  | { readonly kind: "dead"; readonly entry: Entry; readonly stream: string; readonly code: string; readonly error: string };
+  | { readonly kind: "dead"; readonly entry: Entry; readonly stream: string; readonly code: string; readonly error: string }
+  /** Another layer's entry on P.control.all: acked, not answered. */
+  | { readonly kind: "skip"; readonly entry: Entry; readonly stream: string };
 
 const isCommand = (m: Message): m is CommandMessage => COMMAND_TYPES.has(m.message_type);
 const layerOfCommand = (c: CommandMessage): string | null => (c.message_type === "BatchCommand" ? c.commands[0]!.layer_id : c.layer_id);
@@ -119,7 +126,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     };
     const stats = { entries: 0, applied: 0, duplicates: 0, deadLettered: 0, commits: 0 };
 
-    yield* restore(bus, host, keys);
+    /** The reason of the layer's emergency stop while one is in force (what P.meta.layer.{L} holds). */
+    let stopReason = yield* restore(bus, host, keys);
     yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");
     // A layer joins P.control.all from now on: stops sent before it ever existed are not its business.
     yield* bus.ensureGroup(keys.all, keys.allGroup, "$");
@@ -127,71 +135,120 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const limiter = o.ratePerSource > 0 ? yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory)) : null;
     // One batch at a time per layer: apply order = commit order = event stream order.
     const lock = yield* Semaphore.make(1);
-    const encode = (message: Message) => encodeEntry(message, { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) });
+    // Everything written stays within the size every reader accepts (bounded-message.ts).
+    const encode = (message: Message) =>
+      boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }));
 
+    /**
+     * What one entry comes to. A plain generator, delegated to with `yield*` from the batch's
+     * Effect.gen, so that a throw (a bug: the host answers bad commands, it does not throw) reaches
+     * the batch's try/catch as an exception instead of killing the fiber as a defect.
+     */
+    const settleOne = function* (stream: string, entry: Entry, message: ReturnType<typeof decodeEntry>, stored: Uint8Array | null, seenInBatch: Map<string, CommandResult>, startedAt: number) {
+      if (message._tag === "Failure") {
+        const result = rejectionResult(message.failure, layerId, `esper.layer.${layerId}`);
+        return result
+          ? ({ kind: "answer", entry, stream, result, ops: [], applied: false } as const)
+          : ({ kind: "dead", entry, stream, code: message.failure.code, error: message.failure.message } as const);
+      }
+      const m = message.success;
+      if (!isCommand(m)) {
+        return { kind: "dead", entry, stream, code: "invalid_message", error: `${m.message_type} is not a command; control streams carry commands only` } as const;
+      }
+      const target = layerOfCommand(m);
+      // P.control.all carries every layer's entries; one naming another layer is that layer's to answer.
+      if (stream === keys.all && target !== null && target !== layerId) return { kind: "skip", entry, stream } as const;
+      const previous = stored ? (decodeBody(stored, "msgpack") as CommandResult) : seenInBatch.get(m.message_id);
+      if (previous) {
+        // The same answer, as a message of its own: message ids are unique on the event stream too.
+        const again = { ...previous, message_id: randomUUID(), timestamp: clock() / 1000, details: { ...previous.details, duplicate: true } };
+        return { kind: "answer", entry, stream, result: again, ops: [], applied: false } as const;
+      }
+      const command: HostedCommand = target === null ? ({ ...m, layer_id: layerId } as HostedCommand) : m;
+      const refusal =
+        target !== null && target !== layerId
+          ? refuse(command, layerId, "unknown_layer", `command for layer ${target} arrived on ${stream}, the stream of layer ${layerId}; send it to its own layer's stream`)
+          : overdue(command, layerId, clock()) ?? (limiter ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
+      const wasStopped = host.isStopped;
+      const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
+      seenInBatch.set(m.message_id, result);
+      const ops: CommitOp[] = [];
+      // A blueprint update changes its seed without a transition: its snapshot is stored too.
+      const changed = new Set([...transitions.map((t) => t.seed_id), ...(refusal ? [] : blueprintSeeds(command, host.numSeeds))]);
+      if (changed.size > 0) {
+        const values: Record<string, Uint8Array> = {};
+        for (const seedId of changed) values[String(seedId)] = encodeSeed(host.seed(seedId));
+        ops.push({ op: "hset", key: keys.state, values });
+      }
+      // The layer's stop is stored when it changes (a second stop keeps the first reason, as the layer does).
+      if (host.isStopped !== wasStopped) {
+        stopReason = host.isStopped ? ((m as { reason?: string }).reason ?? "") : null;
+        ops.push({ op: "hset", key: keys.meta, values: { layer: encodeBody({ stopped: host.isStopped, reason: stopReason } satisfies LayerMeta, "msgpack") } });
+      }
+      for (const t of transitions) ops.push({ op: "xadd", stream: keys.events, fields: encode(t), maxLen: o.maxLen });
+      ops.push({ op: "hset", key: keys.results, values: { [m.message_id]: encodeBody(result, "msgpack") } });
+      return { kind: "answer", entry, stream, result, ops, applied: !refusal } as const;
+    };
+
+    /**
+     * What the layer held before a batch. The batch is applied in memory before its commit; when
+     * the commit does not land, the layer goes back to this, so the redelivered entries are judged
+     * from what was stored, as a restarted worker would judge them.
+     */
+    const checkpoint = () => ({ seeds: host.seeds().slice(), stopped: host.isStopped, reason: stopReason });
+    const rollback = (before: ReturnType<typeof checkpoint>) => {
+      if (host.isStopped !== before.stopped) host.apply(before.stopped ? stopOrder(layerId, before.reason ?? "") : resumeOrder(layerId));
+      const changed = new Map<number, PersistedSeed>();
+      host.seeds().forEach((seed, seedId) => {
+        if (seed !== before.seeds[seedId]) changed.set(seedId, before.seeds[seedId]!);
+      });
+      host.restore(changed);
+      stopReason = before.reason;
+    };
+
+    /**
+     * Settles and commits one batch. Once read, a batch runs to its commit even when the Scope
+     * closes meanwhile (a graceful stop commits the batch in hand); only waiting for an
+     * unreachable bus to come back can be interrupted, and then the batch is rolled back and its
+     * entries stay pending for the next worker.
+     */
     const handle = (stream: string, group: string, entries: readonly Entry[]): Effect.Effect<void, BusError> =>
-      Semaphore.withPermit(
-        lock,
-        Effect.gen(function* () {
-          if (entries.length === 0) return;
-          const startedAt = clock();
-          const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
-          const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
-          const known = yield* bus.hmget(keys.results, ids.map((id) => id || "-"));
-          // Emergency stops overtake everything read with them (stable for the rest).
-          const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
-          const settled: Settled[] = [];
-          const seenInBatch = new Map<string, CommandResult>();
-          for (const i of order) {
-            const { entry, message } = decoded[i]!;
-            if (message._tag === "Failure") {
-              const result = rejectionResult(message.failure, layerId, `esper.layer.${layerId}`);
-              if (result) settled.push({ kind: "answer", entry, stream, result, ops: [], applied: false });
-              else settled.push({ kind: "dead", entry, stream, code: message.failure.code, error: message.failure.message });
-              continue;
-            }
-            const m = message.success;
-            if (!isCommand(m)) {
-              settled.push({ kind: "dead", entry, stream, code: "invalid_message", error: `${m.message_type} is not a command; control streams carry commands only` });
-              continue;
-            }
-            const stored = known[i] ?? null;
-            const previous = stored ? (decodeBody(stored, "msgpack") as CommandResult) : seenInBatch.get(m.message_id);
-            if (previous) {
-              stats.duplicates++;
-              settled.push({ kind: "answer", entry, stream, result: { ...previous, details: { ...previous.details, duplicate: true } }, ops: [], applied: false });
-              continue;
-            }
-            const target = layerOfCommand(m);
-            const command: HostedCommand = target === null ? ({ ...m, layer_id: layerId } as HostedCommand) : m;
-            const refusal =
-              target !== null && target !== layerId
-                ? refuse(command, layerId, "unknown_layer", `command for layer ${target} arrived on ${stream}, the stream of layer ${layerId}; send it to its own layer's stream`)
-                : overdue(command, layerId, clock())
-                  ?? (limiter ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
-            const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
-            seenInBatch.set(m.message_id, result);
-            const ops: CommitOp[] = [];
-            const changed = new Set(transitions.map((t) => t.seed_id));
-            if (changed.size > 0) {
-              const values: Record<string, Uint8Array> = {};
-              for (const seedId of changed) values[String(seedId)] = encodeSeed(host.seed(seedId));
-              ops.push({ op: "hset", key: keys.state, values });
-            }
-            if (m.message_type === "EmergencyStopCommand" || m.message_type === "ResumeCommand") {
-              ops.push({ op: "hset", key: keys.meta, values: { layer: encodeBody({ stopped: host.isStopped, reason: host.isStopped ? (m as { reason?: string }).reason ?? "" : null } satisfies LayerMeta, "msgpack") } });
-            }
-            for (const t of transitions) ops.push({ op: "xadd", stream: keys.events, fields: encode(t), maxLen: o.maxLen });
-            ops.push({ op: "hset", key: keys.results, values: { [m.message_id]: encodeBody(result, "msgpack") } });
-            if (!refusal) stats.applied++;
-            settled.push({ kind: "answer", entry, stream, result, ops, applied: !refusal });
-          }
-          yield* commitBatch(bus, settled, group, keys.events, encode, names, o.maxLen);
-          stats.commits++;
-          stats.entries += entries.length;
-          stats.deadLettered += settled.filter((s) => s.kind === "dead").length;
-        }),
-      );
+      entries.length === 0
+        ? Effect.void
+        : Semaphore.withPermit(
+            lock,
+            Effect.uninterruptibleMask((interruptible) => {
+              const before = checkpoint();
+              return Effect.gen(function* () {
+                const startedAt = clock();
+                const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
+                const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
+                const known = yield* bus.hmget(keys.results, ids.map((id) => id || "-"));
+                // Emergency stops overtake everything read with them (stable for the rest).
+                const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
+                const settled: Settled[] = [];
+                const seenInBatch = new Map<string, CommandResult>();
+                for (const i of order) {
+                  const { entry, message } = decoded[i]!;
+                  try {
+                    settled.push(yield* settleOne(stream, entry, message, ids[i] ? (known[i] ?? null) : null, seenInBatch, startedAt));
+                  } catch (error) {
+                    // A bug, not a bad command: the entry is set aside where an operator sees it, and the worker goes on.
+                    settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
+                  }
+                }
+                yield* commitBatch(bus, settled, group, keys.events, encode, names, o.maxLen, interruptible, { key: keys.meta, field: `commit.${consumer}` });
+                // Counted once committed: a batch rolled back and delivered again counts once.
+                stats.commits++;
+                stats.entries += entries.length;
+                for (const s of settled) {
+                  if (s.kind === "dead") stats.deadLettered++;
+                  else if (s.kind === "answer" && s.applied) stats.applied++;
+                  else if (s.kind === "answer" && s.result.details.duplicate === true) stats.duplicates++;
+                }
+              }).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
+            }),
+          );
 
     const loop = (stream: string, group: string) =>
       Effect.gen(function* () {
@@ -201,6 +258,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
             Effect.flatMap((entries) => handle(stream, group, entries)),
             // The bus is away: wait and read again; the entries stay pending and nothing is lost.
             Effect.catchTag("BusError", (error) => (error.reason === "closed" ? Effect.interrupt : Effect.logWarning(`layer ${layerId}: ${error.message}`).pipe(Effect.andThen(Effect.sleep(100))))),
+            // A bug must not stop the layer from consuming: report it and read on (the batch stays pending).
+            Effect.catchDefect((defect) => Effect.logError(`layer ${layerId}: ${stream}: ${String(defect)}`).pipe(Effect.andThen(Effect.sleep(100)))),
           ),
         );
       });
@@ -221,7 +280,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     return { layerId, host, stats: () => ({ ...stats }) };
   });
 
-/** One MULTI/EXEC for the whole batch, retried until it lands: the layer already applied it in memory. */
+/**
+ * One atomic commit for the whole batch. The first attempt runs to its end whatever happens
+ * (the caller is uninterruptible); retries while the bus is unreachable go on until it lands,
+ * but through `interruptible`, so a closing Scope can give up on a bus that does not come back.
+ */
 const commitBatch = (
   bus: Bus,
   settled: readonly Settled[],
@@ -230,6 +293,9 @@ const commitBatch = (
   encode: (m: Message) => EntryFields,
   names: Streams,
   maxLen: number,
+  interruptible: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>,
+  /** Where the commit leaves its token (one field per consumer: its commits are serialized by the layer's lock). */
+  marker: { readonly key: string; readonly field: string },
 ): Effect.Effect<void, BusError> => {
   const ops: CommitOp[] = [];
   const acks = new Map<string, string[]>();
@@ -241,7 +307,7 @@ const commitBatch = (
         fields: { ...s.entry.fields, stream: s.stream, id: s.entry.id, code: s.code, error: s.error, deliveries: String(s.entry.deliveries), failed_at: String(Date.now()) },
         maxLen,
       });
-    } else {
+    } else if (s.kind === "answer") {
       ops.push(...s.ops);
       ops.push({ op: "xadd", stream: events, fields: encode(s.result), maxLen });
     }
@@ -250,12 +316,17 @@ const commitBatch = (
     acks.set(s.stream, list);
   }
   for (const [stream, ids] of acks) ops.push({ op: "ack", stream, group, ids });
-  return bus.commit(ops).pipe(
-    Effect.retry({
-      schedule: COMMIT_RETRY,
-      while: (error: BusError) => error.reason !== "closed" && error.reason !== "command_failed",
-    }),
-  );
+  const token = randomUUID();
+  ops.push({ op: "hset", key: marker.key, values: { [marker.field]: token } });
+  const retryable = (error: BusError) => error.reason !== "closed" && error.reason !== "command_failed";
+  const commit = bus.commit(ops);
+  // A failed attempt may still have landed: Redis ran it but its reply was lost (connection cut)
+  // or came after the call's time limit. Running it again would append its events and results a
+  // second time, so each retry first reads the token back (on the same connection, behind the
+  // attempt) and commits only if it is not there.
+  const landed = Effect.map(bus.hmget(marker.key, [marker.field]), ([stored]) => stored != null && Buffer.from(stored).toString("utf8") === token);
+  const again = Effect.flatMap(landed, (done) => (done ? Effect.void : Effect.asVoid(commit)));
+  return commit.pipe(Effect.catchIf(retryable, () => interruptible(again.pipe(Effect.retry({ schedule: COMMIT_RETRY, while: retryable })))), Effect.asVoid);
 };
 
 /** Exponential from 20 ms, capped at 2 s, jittered, without end: a commit must land eventually. */
@@ -276,8 +347,19 @@ const refuse = (command: HostedCommand, layerId: string, code: CommandResult["co
     elapsedMs: 0,
   });
 
-/** A command whose sender has stopped waiting (timeout_ms since it was sent) is answered, not applied. */
+/** Seeds whose blueprint a command may set (existing ones only). */
+const blueprintSeeds = (command: HostedCommand, numSeeds: number): number[] => {
+  const orders = command.message_type === "BlueprintUpdateCommand" ? [command] : command.message_type === "BatchCommand" ? command.commands : [];
+  return orders.flatMap((c) => (c.message_type === "BlueprintUpdateCommand" && c.seed_id < numSeeds ? [c.seed_id] : []));
+};
+
+/**
+ * A command whose sender has stopped waiting (timeout_ms since it was sent) is answered, not
+ * applied. Not an emergency stop: stopping is never too late, and a layer whose worker was down
+ * when a stop was sent must still apply it when it comes back (PROTOCOL.md, P.control.all).
+ */
 const overdue = (command: HostedCommand, layerId: string, now: number): CommandResult | null => {
+  if (command.message_type === "EmergencyStopCommand") return null;
   const timeoutMs = command.timeout_ms;
   const sentAt = (command as { timestamp?: number }).timestamp;
   if (!timeoutMs || sentAt === undefined) return null;
@@ -293,9 +375,22 @@ const rateCheck = (limiter: RateLimiter.RateLimiter, command: HostedCommand, lay
     Effect.catch(() => Effect.succeed(refuse(command, layerId, "rate_limited", `source ${command.source} sent more than ${perSecond} commands in one second; slow down and retry`))),
   );
 
-/** Rebuilds the layer from its state hash, so a restarted worker resumes where the last one committed. */
-const restore = (bus: Bus, host: LayerHost, keys: { readonly state: string; readonly meta: string }): Effect.Effect<void, BusError | BridgeRestoreError> =>
+/** The orders the bridge gives its own layer to put a stop back, or lift it, when it restores the layer. */
+const stopOrder = (layerId: string, reason: string): HostedCommand =>
+  ({ message_type: "EmergencyStopCommand", message_id: `restore-${layerId}`, source: "esper.restore", layer_id: layerId, seed_id: null, reason }) as HostedCommand;
+const resumeOrder = (layerId: string): HostedCommand => ({ message_type: "ResumeCommand", message_id: `restore-${layerId}`, source: "esper.restore", layer_id: layerId }) as HostedCommand;
+
+/**
+ * Rebuilds the layer from its state hash and meta key, so a restarted worker resumes where the
+ * last one committed. Returns the reason of the stop in force, if any. The stop goes first: its
+ * sweep must not move the seeds restored after it.
+ */
+const restore = (bus: Bus, host: LayerHost, keys: { readonly state: string; readonly meta: string }): Effect.Effect<string | null, BusError | BridgeRestoreError> =>
   Effect.gen(function* () {
+    const metaBytes = (yield* bus.hgetall(keys.meta)).layer;
+    const meta = metaBytes ? (decodeBody(metaBytes, "msgpack") as LayerMeta) : undefined;
+    const reason = meta?.stopped ? (meta.reason ?? "restored") : null;
+    if (reason !== null) host.apply(stopOrder(host.layerId, reason));
     const stored = yield* bus.hgetall(keys.state);
     const seeds = new Map<number, PersistedSeed>();
     for (const [field, bytes] of Object.entries(stored)) {
@@ -306,11 +401,7 @@ const restore = (bus: Bus, host: LayerHost, keys: { readonly state: string; read
       seeds.set(seedId, decodeSeed(bytes));
     }
     host.restore(seeds);
-    const meta = (yield* bus.hgetall(keys.meta)).layer;
-    if (meta && (decodeBody(meta, "msgpack") as LayerMeta).stopped) {
-      const reason = (decodeBody(meta, "msgpack") as LayerMeta).reason ?? "restored";
-      host.apply({ message_type: "EmergencyStopCommand", message_id: `restore-${host.layerId}`, source: "esper.restore", layer_id: host.layerId, seed_id: null, reason } as HostedCommand);
-    }
+    return reason;
   });
 
 const definedOnly = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

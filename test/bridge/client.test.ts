@@ -1,0 +1,79 @@
+/**
+ * The client's side of a command's round trip: a result that does not come resolves as a local
+ * timeout, a client that closes answers what it still waits for, stopAll counts each layer once,
+ * and a hand-built command without timeout_ms waits its default. On both buses.
+ */
+import { Effect, Exit, Scope } from "effect";
+import { BusError, type Bus } from "../../src/bus/bus.ts";
+import { beforeEach, describe, expect, test } from "vitest";
+import { emergencyStopCommand } from "../../src/protocol/make.ts";
+import { makeClient } from "../../src/runtime/client.ts";
+import type { CommandMessage } from "../../src/runtime/messages.ts";
+import { lifecycle } from "../runtime/commands.ts";
+import { BUS_KINDS, commandFields, openClient, openFixture, publishRaw, resultsOf, run, startBridge, waitFor, type Fixture } from "./harness.ts";
+
+describe.each(BUS_KINDS)("on %s, the client", (kind) => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await openFixture(kind);
+  });
+
+  test("resolves a command nobody answers as a local timeout, after the time it was given", async () => {
+    const client = await openClient(fx);
+    const startedAt = Date.now();
+    const result = await client.send(lifecycle("nobody", 0, "GERMINATED"), { timeoutMs: 150 });
+    expect(Date.now() - startedAt).toBeGreaterThanOrEqual(140);
+    expect(result).toMatchObject({ code: "timeout", success: false, layer_id: "nobody", details: { local: true } });
+    expect(result.error).toMatch(/no CommandResult from layer nobody within \d+ ms; is a worker hosting it\?/);
+    expect(client.pending()).toBe(0);
+  });
+
+  test("answers the calls still waiting when it closes, instead of leaving them pending forever", async () => {
+    const scope = await run(Scope.make());
+    const client = await run(Scope.provide(scope)(makeClient(fx.bus, { namespace: fx.names.namespace, followBlockMs: 50 })));
+    const waiting = client.send(lifecycle("nobody", 0, "GERMINATED"), { timeoutMs: 60_000 });
+    await waitFor("the command to be sent", () => client.pending() === 1);
+    await run(Scope.close(scope, Exit.void));
+    const result = await Promise.race([waiting, new Promise<"still pending">((resolve) => setTimeout(() => resolve("still pending"), 1_000))]);
+    expect(result).toMatchObject({ code: "timeout", details: { local: true, closed: true } });
+    await expect(client.send(lifecycle("nobody", 0, "GERMINATED"))).rejects.toMatchObject({ _tag: "ClientClosedError" });
+  });
+
+  test("stopAll counts each layer once: a layer's duplicate answer does not stand in for a layer that never answered", async () => {
+    await startBridge(fx, { layerId: "a" });
+    const client = await openClient(fx);
+    const stop = emergencyStopCommand({ layer_id: null, seed_id: null, reason: "stop", source: "operator" });
+    const answers = client.stopAll(stop, ["a", "b"], { timeoutMs: 800 });
+    await waitFor("a's answer", async () => (await resultsOf(fx, "a", stop.message_id)).length === 1);
+    // The same stop again (a redelivery): a answers it once more, as a duplicate.
+    await publishRaw(fx, fx.names.controlAll, commandFields(fx, stop, { stream: fx.names.controlAll }));
+    await waitFor("a's duplicate answer", async () => (await resultsOf(fx, "a", stop.message_id)).length === 2);
+    const results = await answers;
+    expect(results.map((r) => [r.layer_id, r.code, r.details.local ?? false])).toEqual([
+      ["a", "ok", false],
+      ["b", "timeout", true],
+    ]);
+  });
+
+  test("a hand-built command without timeout_ms waits for its answer (the default), rather than timing out at once", async () => {
+    await startBridge(fx);
+    const client = await openClient(fx);
+    const { timeout_ms: _unset, ...command } = lifecycle("a", 0, "GERMINATED");
+    const result = await client.send(command as CommandMessage);
+    expect(result).toMatchObject({ code: "ok", correlation_id: command.message_id });
+    expect(result.details.local).toBeUndefined();
+  });
+});
+
+test("a follower that could not start is tried again on the next call, not kept broken", async () => {
+  const fx = await openFixture("MemoryBus");
+  await startBridge(fx);
+  let refusals = 1;
+  const flaky: Bus = {
+    ...fx.bus,
+    lastId: (stream) => Effect.suspend(() => (refusals-- > 0 ? Effect.fail(new BusError({ reason: "unavailable", message: "Redis is restarting" })) : fx.bus.lastId(stream))),
+  };
+  const client = await openClient(fx, {}, flaky);
+  await expect(client.send(lifecycle("a", 0, "GERMINATED"))).rejects.toMatchObject({ _tag: "BusError", reason: "unavailable" });
+  expect(await client.send(lifecycle("a", 0, "GERMINATED"))).toMatchObject({ code: "ok" });
+});

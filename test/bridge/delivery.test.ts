@@ -1,0 +1,236 @@
+/**
+ * Delivery through the bridge (PROTOCOL.md "Consumer groups and delivery"): at least once on the
+ * wire, exactly once in effect; stream order within a layer; emergency stops before what was
+ * queued with them; the janitor for what dead consumers left; a graceful close that commits the
+ * batch in hand. Each behaviour runs on the embedded bus and on a real Redis.
+ */
+import { Deferred, Effect, Exit, Scope } from "effect";
+import { beforeEach, describe, expect, test } from "vitest";
+import { BusError, type Bus } from "../../src/bus/bus.ts";
+import { GROUPS } from "../../src/protocol/streams.ts";
+import { decodeSeed } from "../../src/runtime/mailbox-bridge.ts";
+import { emergencyStop, lifecycle } from "../runtime/commands.ts";
+import {
+  BUS_KINDS,
+  deadLettersOf,
+  openClient,
+  openFixture,
+  pendingOf,
+  publishCommand,
+  quietPeriod,
+  resultsOf,
+  run,
+  settled,
+  startBridge,
+  transitionsOf,
+  waitFor,
+  watchResults,
+  type Fixture,
+} from "./harness.ts";
+
+/** Reads entries as consumer `consumer` and never acks them: a worker that died mid-batch. */
+const readAndDie = async (fx: Fixture, consumer: string): Promise<readonly string[]> => {
+  const scope = await run(Scope.make());
+  const reader = await run(Scope.provide(scope)(fx.bus.reader({ stream: fx.names.control("a"), group: GROUPS.kasmina, consumer, blockMs: 50 })));
+  const entries = await run(reader.read);
+  await run(Scope.close(scope, Exit.void));
+  return entries.map((e) => e.id);
+};
+
+/** The state a seed has in the layer's state hash (undefined: never stored). */
+const storedState = async (fx: Fixture, seedId: number): Promise<string | undefined> => {
+  const stored = (await run(fx.bus.hgetall(fx.names.state("a"))))[String(seedId)];
+  return stored === undefined ? undefined : decodeSeed(stored).state;
+};
+
+describe.each(BUS_KINDS)("on %s, a command delivered again changes nothing a second time", (kind) => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await openFixture(kind);
+  });
+
+  test("the same entry published again later: its result comes again with details.duplicate, one transition in all", async () => {
+    const worker = await startBridge(fx);
+    const client = await openClient(fx);
+    const results = await watchResults(client, "a");
+    const command = lifecycle("a", 0, "GERMINATED");
+    const first = await client.send(command);
+    expect(first).toMatchObject({ code: "ok", correlation_id: command.message_id });
+    expect(first.details.duplicate).toBeUndefined();
+    await publishCommand(fx, command);
+    await waitFor("the second result", () => results.seen.filter((r) => r.correlation_id === command.message_id).length === 2);
+    const second = results.seen.filter((r) => r.correlation_id === command.message_id)[1]!;
+    expect(second).toMatchObject({ code: "ok", success: true, seed_id: 0, details: { from_state: "DORMANT", to_state: "GERMINATED", duplicate: true } });
+    // A message of its own: readers that drop repeated message ids must still see it.
+    expect(second.message_id).not.toBe(first.message_id);
+    expect(await transitionsOf(fx, "a", command.message_id)).toHaveLength(1);
+    expect(worker.host.seed(0).state).toBe("GERMINATED");
+    expect(worker.bridge.stats()).toMatchObject({ entries: 2, applied: 1, duplicates: 1 });
+  });
+
+  test("twice in one batch: the second copy is a duplicate of the first, not a second transition", async () => {
+    const command = lifecycle("a", 0, "GERMINATED");
+    await publishCommand(fx, command);
+    await publishCommand(fx, command);
+    const worker = await startBridge(fx);
+    await settled(worker, 2);
+    const results = await resultsOf(fx, "a", command.message_id);
+    expect(results.map((r) => [r.code, r.details.duplicate ?? false])).toEqual([
+      ["ok", false],
+      ["ok", true],
+    ]);
+    expect(await transitionsOf(fx, "a", command.message_id)).toHaveLength(1);
+    expect(worker.bridge.stats()).toMatchObject({ applied: 1, duplicates: 1 });
+  });
+
+  test("a refused command redelivered is answered the same again, still without effect", async () => {
+    const worker = await startBridge(fx);
+    const client = await openClient(fx);
+    const results = await watchResults(client, "a");
+    const command = lifecycle("a", 0, "TRAINING");
+    expect((await client.send(command)).code).toBe("invalid_transition");
+    expect((await client.send(lifecycle("a", 0, "GERMINATED"))).code).toBe("ok");
+    // Judged again now, DORMANT is gone and TRAINING would be ok; a duplicate repeats the first answer.
+    await publishCommand(fx, command);
+    await waitFor("the repeated result", () => results.seen.filter((r) => r.correlation_id === command.message_id).length === 2);
+    expect(results.seen.filter((r) => r.correlation_id === command.message_id)[1]).toMatchObject({ code: "invalid_transition", details: { duplicate: true } });
+    expect(worker.host.seed(0).state).toBe("GERMINATED");
+  });
+
+  test("a worker that read an entry and died before acking: its successor (same consumer name) drains and applies it once", async () => {
+    const command = lifecycle("a", 0, "GERMINATED");
+    const id = await publishCommand(fx, command);
+    expect(await readAndDie(fx, "worker-1")).toEqual([id]);
+    expect(await pendingOf(fx, fx.names.control("a"))).toMatchObject([{ id, consumer: "worker-1", deliveries: 1 }]);
+    // A janitor far away in time: only the successor's own drain can find the entry.
+    const worker = await startBridge(fx, { options: { claimIdleMs: 60_000 } });
+    await settled(worker, 1);
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([{ code: "ok" }]);
+    expect(await transitionsOf(fx, "a", command.message_id)).toHaveLength(1);
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+    expect(await storedState(fx, 0)).toBe("GERMINATED");
+  });
+
+  test("a worker that applied a batch but could not commit it: the next one applies it once, from the persisted state", async () => {
+    const unreachable: Bus = { ...fx.bus, commit: () => Effect.fail(new BusError({ reason: "unavailable", message: "Redis went away" })) };
+    const doomed = await startBridge(fx, { bus: unreachable, options: { claimIdleMs: 60_000 } });
+    const command = lifecycle("a", 0, "GERMINATED");
+    await publishCommand(fx, command);
+    await waitFor("the doomed worker to apply the command in memory", () => doomed.host.seed(0).state === "GERMINATED");
+    await doomed.close();
+    expect(await resultsOf(fx, "a")).toEqual([]);
+    expect(await storedState(fx, 0)).toBeUndefined();
+    expect(await pendingOf(fx, fx.names.control("a"))).toMatchObject([{ consumer: "worker-1" }]);
+    const worker = await startBridge(fx, { options: { claimIdleMs: 60_000 } });
+    await settled(worker, 1);
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([{ code: "ok", details: { from_state: "DORMANT", to_state: "GERMINATED" } }]);
+    expect(await transitionsOf(fx, "a", command.message_id)).toHaveLength(1);
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+  });
+});
+
+describe.each(BUS_KINDS)("on %s, order and priority", (kind) => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await openFixture(kind);
+  });
+
+  test("commands to one layer are applied in stream order, across many small batches", async () => {
+    // Each seed walks GERMINATED -> TRAINING -> CANCELLED (forced: the graph still holds, the dwell
+    // times do not); any reordering is refused as invalid_transition.
+    const commands = ["GERMINATED", "TRAINING", "CANCELLED"].flatMap((target) => [0, 1, 2, 3].map((seed) => lifecycle("a", seed, target, { force: true })));
+    for (const c of commands.slice(0, 5)) await publishCommand(fx, c);
+    const worker = await startBridge(fx, { options: { readCount: 3 } });
+    for (const c of commands.slice(5)) await publishCommand(fx, c);
+    await settled(worker, commands.length);
+    const results = await resultsOf(fx, "a");
+    expect(results.map((r) => r.code)).toEqual(commands.map(() => "ok"));
+    expect(results.map((r) => r.correlation_id)).toEqual(commands.map((c) => c.message_id));
+    expect((await transitionsOf(fx, "a")).map((t) => t.correlation_id)).toEqual(commands.map((c) => c.message_id));
+    expect(worker.host.seeds().map((s) => s.state)).toEqual(["CANCELLED", "CANCELLED", "CANCELLED", "CANCELLED"]);
+    expect(worker.bridge.stats().commits).toBeGreaterThanOrEqual(4);
+  });
+
+  test("an emergency stop queued behind growth commands is applied before them, and they are refused emergency_stopped", async () => {
+    const growth = [0, 1, 2, 3].map((seed) => lifecycle("a", seed, "GERMINATED"));
+    for (const c of growth) await publishCommand(fx, c);
+    const stop = emergencyStop("a", null, "gradient explosion");
+    await publishCommand(fx, stop);
+    const worker = await startBridge(fx);
+    await settled(worker, growth.length + 1);
+    const results = await resultsOf(fx, "a");
+    expect(results[0]).toMatchObject({ correlation_id: stop.message_id, code: "ok", details: { stopped: true, seeds: [] } });
+    expect(results.slice(1).map((r) => [r.correlation_id, r.code])).toEqual(growth.map((c) => [c.message_id, "emergency_stopped"]));
+    expect(await transitionsOf(fx, "a")).toEqual([]);
+    expect(worker.host.seeds().map((s) => s.state)).toEqual(["DORMANT", "DORMANT", "DORMANT", "DORMANT"]);
+    expect(worker.host.isStopped).toBe(true);
+  });
+});
+
+describe.each(BUS_KINDS)("on %s, the janitor", (kind) => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await openFixture(kind);
+  });
+
+  test("claims an entry a dead consumer left pending once it has been idle claimIdleMs, and processes it", async () => {
+    const command = lifecycle("a", 0, "GERMINATED");
+    const id = await publishCommand(fx, command);
+    expect(await readAndDie(fx, "dead-worker")).toEqual([id]);
+    const worker = await startBridge(fx, { options: { claimIdleMs: 100 } });
+    await settled(worker, 1);
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([{ code: "ok" }]);
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+    expect(await storedState(fx, 0)).toBe("GERMINATED");
+  });
+
+  test("an entry that keeps failing goes to the dead-letter stream after maxDeliveries, and the layer is left as if it never came", async () => {
+    // The event stream's key holds a hash: every commit of this layer fails (WRONGTYPE) until it is removed.
+    const events = fx.names.events("a");
+    await run(fx.bus.commit([{ op: "hset", key: events, values: { oops: "a hash where a stream belongs" } }]));
+    const worker = await startBridge(fx, { options: { claimIdleMs: 50, maxDeliveries: 2 } });
+    const command = lifecycle("a", 0, "GERMINATED");
+    const id = await publishCommand(fx, command);
+    const [letter] = await waitFor("the dead letter", async () => {
+      const letters = await deadLettersOf(fx, fx.names.dlq("a"));
+      return letters.length > 0 ? letters : undefined;
+    });
+    expect(letter).toMatchObject({ stream: fx.names.control("a"), id, code: "internal", deliveries: 3 });
+    expect(letter!.error).toMatch(/exceeded max deliveries \(2\)/);
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+    // The failed commits are undone in memory too: the layer judges what comes next from what was stored.
+    expect(worker.host.seed(0).state).toBe("DORMANT");
+    expect(await storedState(fx, 0)).toBeUndefined();
+    await run(fx.bus.del([events]));
+    const client = await openClient(fx);
+    expect(await client.send(lifecycle("a", 0, "GERMINATED"))).toMatchObject({ code: "ok", details: { from_state: "DORMANT" } });
+    await quietPeriod(200);
+    expect(await deadLettersOf(fx, fx.names.dlq("a"))).toHaveLength(1);
+  });
+});
+
+describe.each(BUS_KINDS)("on %s, a graceful close", (kind) => {
+  test("while a batch is being committed, finishes and commits it: nothing applied is left pending", async () => {
+    const fx = await openFixture(kind);
+    const started = await run(Deferred.make<void>());
+    const slow: Bus = {
+      ...fx.bus,
+      commit: (ops) => Deferred.succeed(started, undefined).pipe(Effect.andThen(Effect.sleep(300)), Effect.andThen(fx.bus.commit(ops))),
+    };
+    const commands = [0, 1].map((seed) => lifecycle("a", seed, "GERMINATED"));
+    for (const c of commands) await publishCommand(fx, c);
+    const worker = await startBridge(fx, { bus: slow });
+    await run(Deferred.await(started));
+    expect(worker.bridge.stats().commits).toBe(0);
+    await worker.close();
+    expect(worker.bridge.stats()).toMatchObject({ commits: 1, entries: 2, applied: 2 });
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+    expect((await resultsOf(fx, "a")).map((r) => [r.correlation_id, r.code])).toEqual(commands.map((c) => [c.message_id, "ok"]));
+    expect(await transitionsOf(fx, "a")).toHaveLength(2);
+    expect([await storedState(fx, 0), await storedState(fx, 1)]).toEqual(["GERMINATED", "GERMINATED"]);
+    const next = await startBridge(fx);
+    expect(next.host.seeds().map((s) => s.state)).toEqual(["GERMINATED", "GERMINATED", "DORMANT", "DORMANT"]);
+    await quietPeriod(200);
+    expect(next.bridge.stats().entries).toBe(0);
+  });
+});
