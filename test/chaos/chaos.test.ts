@@ -1,0 +1,266 @@
+/**
+ * The chaos test: 10,000 lifecycle commands through `esper worker` on a private redis-server
+ * (appendonly, appendfsync always), while the test SIGKILLs Redis and restarts it from its AOF,
+ * and SIGKILLs the worker and starts it again (once under a new consumer name, so the janitor
+ * must claim what the dead one held). Once it also stalls Redis (SIGSTOP) past the bus's call
+ * limit, so commits are retried whose first attempt Redis still runs: that found commits applied
+ * twice (see commit-retry.test.ts). The client re-sends every command whose result is late with
+ * the same message_id. Afterwards the event streams must show, for every command, exactly one
+ * transition and exactly one result not flagged as a duplicate; the state hash must agree; the
+ * dead-letter streams must be empty.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Effect, Exit, Fiber, Schedule, Scope } from "effect";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Entry } from "../../src/bus/bus.ts";
+import { listDeadLetters } from "../../src/bus/dead-letters.ts";
+import { makeRedisBus, type RedisBus } from "../../src/bus/redis-bus.ts";
+import { REDIS_BUS_DEFAULTS } from "../../src/bus/redis-options.ts";
+import { decodeEntry } from "../../src/protocol/entry.ts";
+import { GROUPS, streams } from "../../src/protocol/streams.ts";
+import { decodeSeed } from "../../src/runtime/mailbox-bridge.ts";
+import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
+import { planCommands, type CommandPlan } from "./command-plan.ts";
+import { Driver } from "./driver.ts";
+import { audit, Ledger } from "./ledger.ts";
+import { WorkerProcess } from "./worker-process.ts";
+
+const COMMANDS = 10_000;
+const LAYERS = ["chaos-a", "chaos-b"] as const;
+const names = streams("chaos");
+/** Seeds walked at once, hence commands in flight. */
+const CONCURRENCY = 400;
+/** A result later than this gets its command sent again (same message_id); the wait doubles per re-send, up to 4 times this. */
+const RESEND_AFTER_MS = 2_000;
+/** The janitor claims what a dead consumer left after this long. */
+const CLAIM_IDLE_MS = 1_000;
+/** How long Redis stays dead before it is restarted from its AOF. */
+const REDIS_DOWN_MS = 500;
+/** A stall (SIGSTOP) longer than the bus's call limit: replies come after their callers gave up on them. */
+const REDIS_STALL_MS = REDIS_BUS_DEFAULTS.callTimeoutMs + 1_500;
+/** The whole run gives up after this (vitest's own limit is later, so the failure says what was missing). */
+const RUN_LIMIT_MS = 200_000;
+
+/** What the chaos does, in order, each once this fraction of the commands has been answered. */
+type Blow = "kill redis" | "stall redis" | "kill worker" | "kill worker, restart as a new consumer";
+const SCHEDULE: ReadonlyArray<{ readonly at: number; readonly blow: Blow }> = [
+  { at: 0.08, blow: "kill redis" },
+  { at: 0.22, blow: "kill worker" },
+  { at: 0.38, blow: "kill redis" },
+  { at: 0.45, blow: "stall redis" },
+  { at: 0.52, blow: "kill worker, restart as a new consumer" },
+  { at: 0.68, blow: "kill redis" },
+  { at: 0.82, blow: "kill worker" },
+];
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const run = <A, E>(effect: Effect.Effect<A, E>): Promise<A> => Effect.runPromise(effect);
+
+describe("chaos: Redis and the worker SIGKILLed under 10,000 commands", () => {
+  let dir: string;
+  let redis: RedisServer | undefined;
+  let worker: WorkerProcess | undefined;
+  let scope: Scope.Closeable | undefined;
+  let bus: RedisBus;
+  let driver: Driver | undefined;
+  const followers: Fiber.Fiber<unknown, unknown>[] = [];
+  const plan: CommandPlan = planCommands(names, LAYERS, COMMANDS);
+  const killAll = () => {
+    worker?.killNow();
+    const pid = redis?.pid();
+    if (pid !== undefined) process.kill(pid, "SIGKILL");
+  };
+
+  beforeAll(async () => {
+    // If vitest itself goes down, the children go with it.
+    process.once("exit", killAll);
+    dir = await mkdtemp(join(tmpdir(), "esper-chaos-"));
+    redis = await startRedisServer({ appendonly: true, appendfsync: "always", dir });
+    scope = await run(Scope.make());
+    bus = await run(Scope.provide(scope)(makeRedisBus({ url: redis.url, reconnect: Schedule.spaced("100 millis") })));
+    worker = new WorkerProcess({ redisUrl: redis.url, namespace: names.namespace, layers: LAYERS, seeds: plan.seedsPerLayer, claimIdleMs: CLAIM_IDLE_MS });
+    await worker.start("chaos-worker-1", 90_000);
+  }, 120_000);
+
+  afterAll(async () => {
+    driver?.stop();
+    for (const fiber of followers.splice(0)) await run(Fiber.interrupt(fiber));
+    await worker?.kill();
+    if (scope !== undefined) await run(Scope.close(scope, Exit.void));
+    await redis?.stop("SIGKILL");
+    process.off("exit", killAll);
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true });
+  }, 30_000);
+
+  test("every command: exactly one transition, exactly one result (duplicates flagged), no dead letters", async () => {
+    const startedAt = Date.now();
+    const live = new Ledger(plan);
+    followers.push(...LAYERS.map((layer) => Effect.runFork(follow(bus, names.events(layer), live))));
+    const client = new Driver(plan, {
+      concurrency: CONCURRENCY,
+      resendAfterMs: RESEND_AFTER_MS,
+      publish: (command) => run(bus.publish(command.stream, command.fields)),
+      ledger: live,
+      deadline: startedAt + RUN_LIMIT_MS,
+    });
+
+    const blows = { redis: 0, stall: 0, worker: 0 };
+    const timings: string[] = [];
+    let consumer = 1;
+    let driving = true;
+    const chaos = async () => {
+      for (const { at, blow } of SCHEDULE) {
+        while (driving && client.stats.answered < at * COMMANDS) await sleep(20);
+        if (!driving) return;
+        const blowAt = Date.now();
+        if (blow === "kill redis") {
+          await redis!.stop("SIGKILL");
+          blows.redis++;
+          await sleep(REDIS_DOWN_MS);
+          await redis!.start();
+        } else if (blow === "stall redis") {
+          process.kill(redis!.pid()!, "SIGSTOP");
+          blows.stall++;
+          await sleep(REDIS_STALL_MS);
+          process.kill(redis!.pid()!, "SIGCONT");
+        } else {
+          await worker!.kill();
+          blows.worker++;
+          if (blow === "kill worker, restart as a new consumer") consumer++;
+          await worker!.start(`chaos-worker-${consumer}`);
+        }
+        timings.push(`${blow} ${((Date.now() - blowAt) / 1000).toFixed(1)} s`);
+      }
+    };
+    // A blow that fails (a worker that never gets ready) ends the run with its own error.
+    let chaosError: unknown;
+    const chaosDone = chaos().catch((error: unknown) => {
+      chaosError = error;
+      client.stop();
+    });
+    driver = client;
+    const driven = await client.run().catch(async (error: unknown) => {
+      driving = false;
+      await chaosDone;
+      throw chaosError ?? error;
+    });
+    driving = false;
+    await chaosDone;
+    if (chaosError !== undefined) throw chaosError;
+
+    // Re-sent commands may still wait in the control streams: let the worker finish them, so
+    // nothing it still writes can be missed by the audit below.
+    await quiesce(redis!.url, plan, startedAt + RUN_LIMIT_MS);
+    for (const fiber of followers.splice(0)) await run(Fiber.interrupt(fiber));
+
+    const ledger = new Ledger(plan);
+    for (const layer of LAYERS) for (const entry of await readAll(bus, names.events(layer))) record(ledger, entry);
+    const result = audit(plan, ledger);
+    const wrongStates = await seedsNotAtTheirEnd(bus, plan);
+    const deadLetters = await Promise.all([...LAYERS.map((l) => names.dlq(l)), names.dlqAll].map((dlq) => run(listDeadLetters(bus, dlq, { count: 20 }))));
+    const letters = deadLetters.flat();
+    const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
+
+    console.log(
+      `chaos: ${result.commands} commands, ${result.transitions} transitions, ${result.lost.length} lost, ${result.doubled.length} doubled, ` +
+        `${result.duplicateResults} duplicate results flagged, redis kills ${blows.redis}, redis stalls ${blows.stall}, worker kills ${blows.worker}, ${seconds} s`,
+    );
+    console.log(
+      `chaos: ${driven.sends} sends (${driven.resends} re-sends, ${driven.publishFailures} failed publishes), ${result.wrong.length} wrong, ` +
+        `${result.strays} stray events, ${wrongStates.length} seeds off their end state, ${letters.length} dead letters, ` +
+        `${worker!.unplannedExits.length} unplanned worker exits; ${timings.join(", ")}`,
+    );
+
+    const report = [
+      ...result.examples,
+      ...wrongStates.slice(0, 10),
+      ...letters.map((l) => `dead letter ${l.dlqId} of ${l.stream} ${l.id}: ${l.code} ${l.error} (deliveries ${l.deliveries})`),
+      ...worker!.unplannedExits.map((e) => `worker ${e.consumer} exited by itself (code ${e.code}, signal ${e.signal}, ready ${e.wasReady}):\n${e.tail}`),
+      ...driven.refused.slice(0, 10).map((r) => `refused: ${r}`),
+    ].join("\n");
+    expect(blows, "the chaos schedule ran in full").toEqual({ redis: 3, stall: 1, worker: 3 });
+    expect({ lost: result.lost.length, doubled: result.doubled.length, wrong: result.wrong.length, strays: result.strays }, report).toEqual({ lost: 0, doubled: 0, wrong: 0, strays: 0 });
+    expect(result.transitions, report).toBe(COMMANDS);
+    expect(driven.refused, report).toEqual([]);
+    expect(wrongStates, report).toEqual([]);
+    expect(letters, report).toEqual([]);
+    expect(worker!.unplannedExits.filter((e) => e.wasReady), report).toEqual([]);
+  }, 240_000);
+});
+
+/** Records every message the event stream gets from now on, through outages. */
+const follow = (bus: RedisBus, stream: string, ledger: Ledger) =>
+  Effect.gen(function* () {
+    let last = "0-0";
+    for (;;) {
+      const entries = yield* bus
+        .readAfter(stream, last, 1_000, 500)
+        .pipe(Effect.catchTag("BusError", (e) => (e.reason === "closed" ? Effect.interrupt : Effect.as(Effect.sleep(100), [] as readonly Entry[]))));
+      for (const entry of entries) {
+        last = entry.id;
+        record(ledger, entry);
+      }
+    }
+  });
+
+const record = (ledger: Ledger, entry: Entry): void => {
+  const decoded = decodeEntry(entry.stream, entry.fields);
+  if (decoded._tag !== "Success") throw new Error(`${entry.stream} ${entry.id} does not decode: ${decoded.failure.message}`);
+  ledger.record(decoded.success);
+};
+
+const readAll = async (bus: RedisBus, stream: string): Promise<Entry[]> => {
+  const all: Entry[] = [];
+  for (let start = "-"; ; ) {
+    const page = await run(bus.range(stream, start, "+", 2_000));
+    all.push(...page);
+    if (page.length < 2_000) return all;
+    start = `(${page[page.length - 1]!.id}`;
+  }
+};
+
+/** Waits until the worker has read and acked everything in the control streams. */
+const quiesce = async (url: string, plan: CommandPlan, deadline: number): Promise<void> => {
+  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
+  try {
+    const layers = [...new Set(plan.seeds.map((s) => s.layerId))];
+    for (;;) {
+      const busy: string[] = [];
+      for (const layer of layers) {
+        const groups = (await admin.xinfo("GROUPS", names.control(layer))) as unknown[][];
+        for (const group of groups) {
+          const info = Object.fromEntries(Array.from({ length: group.length / 2 }, (_, i) => [String(group[2 * i]), group[2 * i + 1]]));
+          if (info.name === GROUPS.kasmina && (Number(info.pending) > 0 || Number(info.lag) > 0)) busy.push(`${layer}: ${info.pending} pending, lag ${info.lag}`);
+        }
+      }
+      if (busy.length === 0) return;
+      if (Date.now() > deadline) throw new Error(`the worker did not drain its control streams: ${busy.join("; ")}`);
+      await sleep(100);
+    }
+  } finally {
+    admin.disconnect();
+  }
+};
+
+/** Seeds whose stored snapshot is not the end of their path, or whose history is not exactly their path. */
+const seedsNotAtTheirEnd = async (bus: RedisBus, plan: CommandPlan): Promise<string[]> => {
+  const wrong: string[] = [];
+  const stored = new Map<string, Readonly<Record<string, Uint8Array>>>();
+  for (const seed of plan.seeds) {
+    let hash = stored.get(seed.layerId);
+    if (hash === undefined) stored.set(seed.layerId, (hash = await run(bus.hgetall(names.state(seed.layerId)))));
+    const bytes = hash[String(seed.seedId)];
+    if (bytes === undefined) {
+      wrong.push(`${seed.layerId}/${seed.seedId}: no snapshot in ${names.state(seed.layerId)}`);
+      continue;
+    }
+    const snapshot = decodeSeed(bytes);
+    const walked = snapshot.context.history.map((h) => h.to).join(" ");
+    const path = seed.commands.map((c) => c.to).join(" ");
+    if (snapshot.state !== seed.finalState || walked !== path) wrong.push(`${seed.layerId}/${seed.seedId}: stored ${snapshot.state}, history [${walked}], planned [${path}]`);
+  }
+  return wrong;
+};
