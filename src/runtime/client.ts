@@ -27,6 +27,17 @@ export interface ClientOptions {
   readonly maxLen?: number;
 }
 
+export interface SendOptions {
+  /** How long to wait for the result. Default: the client's defaultTimeoutMs, else the command's timeout_ms + 1 s. */
+  readonly timeoutMs?: number;
+  /**
+   * Re-send the same entry (same message_id) when no result came after this many ms, doubling
+   * each time, until the result arrives or `timeoutMs` passes. Off by default. Safe: the layer
+   * applies a message_id once and answers copies with the first result, flagged `duplicate`.
+   */
+  readonly resendAfterMs?: number;
+}
+
 export type StreamListener = (message: Message, entryId: string) => void;
 
 export interface EsperClient {
@@ -34,7 +45,7 @@ export interface EsperClient {
    * Never rejects for a refused command (the result says why); a result that does not come in
    * time resolves as a local `timeout` result (`details.local = true`). Rejects only when the
    * bus refuses the publish (BusError). */
-  readonly send: (command: CommandMessage, options?: { readonly timeoutMs?: number }) => Promise<CommandResult>;
+  readonly send: (command: CommandMessage, options?: SendOptions) => Promise<CommandResult>;
   /** An emergency stop for every layer via `P.control.all`; resolves with the results of the named layers. */
   readonly stopAll: (command: CommandMessage & { readonly message_type: "EmergencyStopCommand" }, layers: readonly string[], options?: { readonly timeoutMs?: number }) => Promise<readonly CommandResult[]>;
   /** Every message on a layer's event stream from now on. Returns an unsubscribe. */
@@ -184,8 +195,27 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
         if (layerId === null) throw new RangeError("an emergency stop without layer_id goes to every layer: use stopAll(command, layers)");
         await follow(names.events(layerId), true).ready;
         const answer = wait(command, [layerId], waitingTime(command, sendOptions.timeoutMs));
-        await publishOrForget(names.control(layerId), command);
-        return (await answer)[0]!;
+        const stream = names.control(layerId);
+        await publishOrForget(stream, command);
+        const resendAfterMs = sendOptions.resendAfterMs;
+        if (resendAfterMs === undefined || resendAfterMs <= 0) return (await answer)[0]!;
+        // Re-send the very same entry (same message_id) until the answer comes: the layer's dedupe
+        // makes a copy that arrives after the first harmless, and one that arrives instead of a
+        // lost first is what gets the command through an outage.
+        let delay = resendAfterMs;
+        let answered = false;
+        const resend = async (): Promise<void> => {
+          while (!answered && !closed) {
+            await new Promise((r) => setTimeout(r, delay));
+            if (answered || closed || !waiters.has(command.message_id)) return;
+            delay = Math.min(delay * 2, 30_000);
+            await run(bus.publish(stream, encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) }), options.maxLen)).catch(() => {});
+          }
+        };
+        void resend();
+        const [result] = await answer;
+        answered = true;
+        return result!;
       },
       stopAll: async (command, layers, sendOptions = {}) => {
         if (closed) throw new ClientClosedError({ message: "the client is closed" });

@@ -77,3 +77,50 @@ test("a follower that could not start is tried again on the next call, not kept 
   await expect(client.send(lifecycle("a", 0, "GERMINATED"))).rejects.toMatchObject({ _tag: "BusError", reason: "unavailable" });
   expect(await client.send(lifecycle("a", 0, "GERMINATED"))).toMatchObject({ code: "ok" });
 });
+
+describe.each(BUS_KINDS)("on %s, a client that re-sends", (kind) => {
+  let fx: Fixture;
+  beforeEach(async () => {
+    fx = await openFixture(kind);
+  });
+
+  /** The fixture's bus, except that the first command published to a control stream is lost on the way. */
+  const losingFirstCommand = (bus: Bus): { bus: Bus; publishes: () => number } => {
+    let publishes = 0;
+    const wrapped = new Proxy(bus, {
+      get(target, key) {
+        if (key === "publish") {
+          return (stream: string, fields: never, maxLen?: number) => {
+            if (!stream.includes(".control.")) return target.publish(stream, fields, maxLen);
+            publishes++;
+            return publishes === 1 ? Effect.succeed("0-1") : target.publish(stream, fields, maxLen);
+          };
+        }
+        const value = (target as unknown as Record<PropertyKey, unknown>)[key];
+        return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    return { bus: wrapped, publishes: () => publishes };
+  };
+
+  test("gets a command through when its first copy was lost, and it is applied once", async () => {
+    await startBridge(fx, { layerId: "a" });
+    const lossy = losingFirstCommand(fx.bus);
+    const client = await openClient(fx, {}, lossy.bus);
+    const command = lifecycle("a", 1, "GERMINATED");
+    const result = await client.send(command, { timeoutMs: 5_000, resendAfterMs: 100 });
+    expect(result).toMatchObject({ code: "ok", correlation_id: command.message_id });
+    expect(lossy.publishes()).toBeGreaterThanOrEqual(2);
+    const { transitionsOf } = await import("./harness.ts");
+    expect(await transitionsOf(fx, "a", command.message_id)).toHaveLength(1);
+  });
+
+  test("without resendAfterMs the lost command is answered as a local timeout, not silently retried", async () => {
+    await startBridge(fx, { layerId: "a" });
+    const lossy = losingFirstCommand(fx.bus);
+    const client = await openClient(fx, {}, lossy.bus);
+    const result = await client.send(lifecycle("a", 1, "GERMINATED"), { timeoutMs: 400 });
+    expect(result).toMatchObject({ code: "timeout", details: { local: true } });
+    expect(lossy.publishes()).toBe(1);
+  });
+});
