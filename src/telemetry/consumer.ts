@@ -1,0 +1,147 @@
+/**
+ * Tamiyo's side of telemetry: reads layers' telemetry streams in group `tamiyo`, decodes each
+ * entry (decode.ts), fetches claim-checked payloads, hands the content to a listener, then acks.
+ * An entry that can never be read goes to the dead-letter stream with its reason (PROTOCOL.md).
+ */
+import { hostname } from "node:os";
+import { Effect, Result, type Scope } from "effect";
+import type { Bus, BusError, Entry } from "../bus/bus.ts";
+import type { HmacKey } from "../protocol/entry.ts";
+import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
+import { ProtocolError } from "../protocol/protocol-error.ts";
+import { GROUPS, streams as streamNames } from "../protocol/streams.ts";
+import { claimOf, decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";
+import type { TelemetryFrame } from "./frame.ts";
+import { TELEMETRY_DEFAULTS } from "./options.ts";
+
+export interface TelemetryConsumerOptions {
+  /** Layers whose telemetry to read. */
+  readonly layers: readonly string[];
+  /** Called once per entry with what it holds, in stream order per layer. Its exceptions are its own. */
+  readonly onTelemetry: (content: TelemetryContent, entry: Entry) => void;
+  readonly namespace?: string;
+  /** Default "tamiyo". */
+  readonly group?: string;
+  /** Default `${hostname}-${pid}`. */
+  readonly consumer?: string;
+  /** Entries per read. Default 32: an entry holds up to ~1000 records. */
+  readonly count?: number;
+  /** Default 1000 ms. */
+  readonly blockMs?: number;
+  readonly hmacKey?: HmacKey;
+  /** Largest entry accepted. Default 1 MiB. */
+  readonly maxBytes?: number;
+  readonly maxInflatedBytes?: number;
+  /** Largest claim-checked payload accepted. Default the publisher's maxClaimBytes (64 MiB). */
+  readonly maxClaimBytes?: number;
+}
+
+export interface TelemetryConsumerStats {
+  readonly entries: number;
+  /** Seed records in the frames delivered, plus snapshots. */
+  readonly records: number;
+  readonly frames: number;
+  readonly snapshots: number;
+  /** Entries that could not be read, dead-lettered. */
+  readonly rejected: number;
+  readonly claims: number;
+  /** References whose payload was gone (trimmed from the claim stream) when read. */
+  readonly claimsLost: number;
+}
+
+export interface TelemetryConsumer {
+  readonly stats: () => TelemetryConsumerStats;
+}
+
+const recordsOf = (c: TelemetryContent): number => {
+  let n = c.snapshots.length;
+  for (const f of c.frames) n += f.seeds.length;
+  return n;
+};
+
+/** Starts one read loop per layer in the current Scope. */
+export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOptions): Effect.Effect<TelemetryConsumer, BusError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const names = streamNames(options.namespace);
+    const group = options.group ?? GROUPS.tamiyo;
+    const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
+    const decodeOptions = {
+      maxBytes: options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES,
+      maxInflatedBytes: options.maxInflatedBytes ?? DEFAULT_MAX_INFLATED_BYTES,
+      ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}),
+    };
+    const maxClaimBytes = options.maxClaimBytes ?? TELEMETRY_DEFAULTS.maxClaimBytes;
+    const s = { entries: 0, records: 0, frames: 0, snapshots: 0, rejected: 0, claims: 0, claimsLost: 0 };
+
+    /** A reference's payload, decoded as if it stood in the telemetry stream (its signature covers that stream). */
+    const resolveClaims = (stream: string, content: TelemetryContent): Effect.Effect<TelemetryContent, BusError> =>
+      Effect.gen(function* () {
+        if (!content.frames.some((f) => claimOf(f) !== undefined)) return content;
+        const frames: TelemetryFrame[] = [];
+        const snapshots = [...content.snapshots];
+        for (const frame of content.frames) {
+          const claim = claimOf(frame);
+          if (claim === undefined) {
+            frames.push(frame);
+            continue;
+          }
+          const [payload] = yield* bus.range(claim.key, claim.id, claim.id, 1);
+          if (payload === undefined) {
+            s.claimsLost++;
+            continue;
+          }
+          const decoded = decodeTelemetryEntry(stream, payload.fields, { ...decodeOptions, maxBytes: maxClaimBytes });
+          if (Result.isFailure(decoded)) {
+            s.claimsLost++;
+            continue;
+          }
+          s.claims++;
+          frames.push(...decoded.success.frames);
+          snapshots.push(...decoded.success.snapshots);
+        }
+        return { frames, snapshots };
+      });
+
+    const handle = (stream: string, entries: readonly Entry[]): Effect.Effect<void, BusError> =>
+      Effect.gen(function* () {
+        const done: string[] = [];
+        for (const entry of entries) {
+          const decoded = decodeTelemetryEntry(stream, entry.fields, decodeOptions);
+          if (Result.isFailure(decoded)) {
+            yield* deadLetter(stream, entry, decoded.failure);
+            continue;
+          }
+          const content = yield* resolveClaims(stream, decoded.success);
+          s.entries++;
+          s.frames += content.frames.length;
+          s.snapshots += content.snapshots.length;
+          s.records += recordsOf(content);
+          try {
+            options.onTelemetry(content, entry);
+          } catch {
+            // the listener's failure is its own: the entry was read
+          }
+          done.push(entry.id);
+        }
+        if (done.length > 0) yield* bus.ack(stream, group, done);
+      });
+
+    const deadLetter = (stream: string, entry: Entry, error: ProtocolError) => {
+      s.rejected++;
+      return bus.deadLetter({ dlq: names.dlqFor(stream), entry, group, code: error.code, error: error.message }).pipe(Effect.asVoid);
+    };
+
+    for (const layerId of options.layers) {
+      const stream = names.telemetry(layerId);
+      const reader = yield* bus.reader({ stream, group, consumer, count: options.count ?? 32, blockMs: options.blockMs ?? 1_000 });
+      yield* Effect.forkScoped(
+        Effect.forever(
+          reader.read.pipe(
+            Effect.flatMap((entries) => handle(stream, entries)),
+            Effect.catchTag("BusError", (e: BusError) => (e.reason === "closed" ? Effect.interrupt : Effect.sleep(100))),
+          ),
+        ),
+      );
+    }
+    return { stats: () => ({ ...s }) };
+  });

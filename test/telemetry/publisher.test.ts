@@ -1,0 +1,238 @@
+import { Effect, Exit, Result, Scope } from "effect";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { BusError, type Bus } from "../../src/bus/bus.ts";
+import { MemoryBus } from "../../src/bus/memory-bus.ts";
+import * as P from "../../src/protocol/index.ts";
+import { claimOf, decodeTelemetryEntry } from "../../src/telemetry/decode.ts";
+import { makeTelemetryPublisher, type TelemetryPublisher, type TelemetryPublisherConfig } from "../../src/telemetry/publisher.ts";
+import { TELEMETRY_DEFAULTS } from "../../src/telemetry/options.ts";
+import { canonical } from "./support.ts";
+
+const NS = "t";
+const names = P.streams(NS);
+const scopes: Scope.Closeable[] = [];
+afterEach(async () => {
+  for (const scope of scopes.splice(0)) await Effect.runPromise(Scope.close(scope, Exit.void));
+});
+
+const start = async (config: TelemetryPublisherConfig = {}, bus: Bus = new MemoryBus()): Promise<{ bus: Bus; publisher: TelemetryPublisher }> => {
+  const scope = await Effect.runPromise(Scope.make());
+  scopes.push(scope);
+  const publisher = await Effect.runPromise(Scope.provide(scope)(makeTelemetryPublisher(bus, { namespace: NS, batchWindowMs: 60_000, ...config })));
+  return { bus, publisher };
+};
+
+const entriesOf = (bus: Bus, layer = "L1", kind: "telemetry" | "claim" = "telemetry") =>
+  Effect.runPromise(bus.range(kind === "telemetry" ? names.telemetry(layer) : names.layerKey("claim", layer)));
+
+const read = (fields: Readonly<Record<string, unknown>>) => {
+  const decoded = decodeTelemetryEntry(names.telemetry("L1"), fields);
+  if (Result.isFailure(decoded)) throw decoded.failure;
+  return decoded.success;
+};
+
+const COLUMNS = ["mean", "variance", "alpha"];
+/** `seeds` rows; seed s has mean s, variance s/2 (float32-exact), alpha NaN on odd seeds. */
+const rows = (seeds: number) => {
+  const r = new Float32Array(seeds * 3);
+  for (let s = 0; s < seeds; s++) r.set([s, s / 2, s % 2 ? Number.NaN : 0.25], s * 3);
+  return { columns: COLUMNS, rows: r };
+};
+const expected = (s: number) => (s % 2 ? { mean: s, variance: s / 2 } : { mean: s, variance: s / 2, alpha: 0.25 });
+
+describe("a window", () => {
+  it("goes out as one LayerHealthReport that every reader decodes, NaN values left out", async () => {
+    const { bus, publisher } = await start();
+    expect(publisher.publishWindow("L1", { window: [11, 20], step: 20, totalSeeds: 8, activeSeeds: 2, performanceSummary: { epoch: 3 } }, rows(4))).toBe(4);
+    await Effect.runPromise(publisher.flush);
+    const [entry] = await entriesOf(bus);
+    expect(entry!.fields.type).toBe("LayerHealthReport");
+    expect(entry!.fields.enc).toBe("msgpack");
+    const message = P.decodeEntry(names.telemetry("L1"), entry!.fields);
+    if (Result.isFailure(message)) throw message.failure;
+    expect(message.success).toMatchObject({
+      message_type: "LayerHealthReport",
+      layer_id: "L1",
+      source: TELEMETRY_DEFAULTS.source,
+      total_seeds: 8,
+      active_seeds: 2,
+      telemetry_window: [11, 20],
+      performance_summary: { epoch: 3, step: 20 },
+      health_metrics: { "0": expected(0), "1": expected(1), "2": expected(2), "3": expected(3) },
+    });
+    expect(publisher.stats()).toMatchObject({ records: 4, recordsWritten: 4, entries: 1, dropped: 0, queued: 0 });
+  });
+
+  it("is taken as a map of seed id to metrics, or an object keyed by seed id, alike", async () => {
+    const { bus, publisher } = await start();
+    publisher.publishWindow("L1", { window: [0, 1] }, new Map([[7, { mean: 1.5, loss: Number.NaN }]]));
+    publisher.publishWindow("L1", { window: [1, 2] }, { "9": { mean: -2 } });
+    await Effect.runPromise(publisher.flush);
+    const frames = (await entriesOf(bus)).flatMap((e) => read(e.fields).frames);
+    expect(frames.map((f) => canonical(f).records)).toEqual([{ "7": { mean: 1.5 } }, { "9": { mean: -2 } }]);
+  });
+
+  it("larger than batchSize is cut into entries of at most batchSize seeds, same window, every seed once", async () => {
+    const { bus, publisher } = await start({ batchSize: 100 });
+    publisher.publishWindow("L1", { window: [0, 10], step: 10 }, rows(1050));
+    await Effect.runPromise(publisher.flush);
+    const entries = await entriesOf(bus);
+    expect(entries).toHaveLength(11);
+    const seeds: number[] = [];
+    for (const e of entries) {
+      const [frame] = read(e.fields).frames;
+      expect(frame!.seeds.length).toBeLessThanOrEqual(100);
+      expect(frame!.window).toEqual([0, 10]);
+      expect(frame!.totalSeeds).toBe(1050);
+      seeds.push(...frame!.seeds);
+    }
+    expect(seeds).toEqual(Array.from({ length: 1050 }, (_, i) => i));
+  });
+
+  it("is cut so that no entry passes maxEntryBytes, one window or many in a TelemetryBatch", async () => {
+    const { bus, publisher } = await start({ maxEntryBytes: 4096 });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(1000));
+    for (let step = 2; step < 60; step++) publisher.publishWindow("L1", { window: [step - 1, step] }, rows(7));
+    await Effect.runPromise(publisher.flush);
+    const entries = await entriesOf(bus);
+    expect(entries.length).toBeGreaterThan(5);
+    expect(entries.some((e) => e.fields.type === "TelemetryBatch")).toBe(true);
+    for (const e of entries) expect(e.fields.data.length).toBeLessThanOrEqual(4096);
+    expect(entries.reduce((n, e) => n + read(e.fields).frames.reduce((m, f) => m + f.seeds.length, 0), 0)).toBe(1000 + 58 * 7);
+  });
+
+  it("without seeds still goes out (it may carry the epoch tick)", async () => {
+    const { bus, publisher } = await start();
+    publisher.publishWindow("L1", { window: [0, 1], performanceSummary: { epoch: 4 } }, {});
+    await Effect.runPromise(publisher.flush);
+    const [frame] = read((await entriesOf(bus))[0]!.fields).frames;
+    expect(frame!.performanceSummary).toEqual({ epoch: 4 });
+    expect(frame!.seeds.length).toBe(0);
+  });
+
+  it("no reader would accept is refused at the call", async () => {
+    const { publisher } = await start();
+    expect(() => publisher.publishWindow("bad layer", { window: [0, 1] }, {})).toThrow(RangeError);
+    expect(() => publisher.publishWindow("L1", { window: [0, Number.NaN] }, {})).toThrow(RangeError);
+    expect(() => publisher.publishWindow("L1", { window: [0, 1] }, { "01": { mean: 1 } })).toThrow(RangeError);
+    expect(() => publisher.publishWindow("L1", { window: [0, 1] }, new Map([[-1, { mean: 1 }]]))).toThrow(RangeError);
+    expect(() => publisher.publishWindow("L1", { window: [0, 1] }, { "1": { mean: "high" as unknown as number } })).toThrow(TypeError);
+    expect(() => publisher.publishWindow("L1", { window: [0, 1] }, { columns: COLUMNS, rows: new Float32Array(4) })).toThrow(RangeError);
+  });
+});
+
+describe("batching", () => {
+  it("puts several windows of a small layer in one TelemetryBatch of reports", async () => {
+    const { bus, publisher } = await start();
+    for (let step = 1; step <= 5; step++) publisher.publishWindow("L1", { window: [step - 1, step], step }, rows(3));
+    publisher.publishWindow("L2", { window: [0, 1] }, rows(2));
+    await Effect.runPromise(publisher.flush);
+    const [entry] = await entriesOf(bus);
+    expect(entry!.fields.type).toBe("TelemetryBatch");
+    const message = P.decodeEntry(names.telemetry("L1"), entry!.fields);
+    expect(Result.isSuccess(message) && message.success).toMatchObject({ message_type: "TelemetryBatch", batch_size: 5, compression: null });
+    expect(read(entry!.fields).frames.map((f) => f.window)).toEqual([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]);
+    expect(await entriesOf(bus, "L2")).toHaveLength(1);
+  });
+
+  it("writes an open batch once it has waited batchWindowMs", async () => {
+    const { bus, publisher } = await start({ batchWindowMs: 20 });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(3));
+    expect(await entriesOf(bus)).toHaveLength(0);
+    await vi.waitFor(async () => expect(await entriesOf(bus)).toHaveLength(1), { timeout: 2_000, interval: 10 });
+  });
+
+  it("with batchWindowMs 0 writes every window as it comes", async () => {
+    const { bus, publisher } = await start({ batchWindowMs: 0 });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(3));
+    publisher.publishWindow("L1", { window: [1, 2] }, rows(3));
+    await Effect.runPromise(publisher.settle);
+    expect(await entriesOf(bus)).toHaveLength(2);
+  });
+
+  it("is kasmina's telemetry sink: a window runs from the layer's previous step to this one", async () => {
+    const { bus, publisher } = await start();
+    publisher.sink("L1", 10, rows(2).rows, COLUMNS as never);
+    publisher.sink("L1", 20, rows(2).rows, COLUMNS as never);
+    await Effect.runPromise(publisher.flush);
+    expect(read((await entriesOf(bus))[0]!.fields).frames.map((f) => [f.window, f.performanceSummary])).toEqual([
+      [[1, 10], { step: 10 }],
+      [[11, 20], { step: 20 }],
+    ]);
+  });
+});
+
+describe("compression, claim check, signatures", () => {
+  it("deflates when asked (enc msgpack+deflate), and the entry shrinks", async () => {
+    const { bus, publisher } = await start({ compression: "deflate" });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(500));
+    await Effect.runPromise(publisher.flush);
+    const [entry] = await entriesOf(bus);
+    expect(entry!.fields.enc).toBe("msgpack+deflate");
+    expect(read(entry!.fields).frames[0]!.seeds.length).toBe(500);
+    expect(publisher.stats().bytes).toBeLessThan(publisher.stats().rawBytes / 2);
+  });
+
+  it("stores an entry over claimCheckThreshold in the claim stream; the stream carries a reference", async () => {
+    const { bus, publisher } = await start({ claimCheckThreshold: 2_000, maxEntryBytes: 1e9 });
+    publisher.publishWindow("L1", { window: [0, 1], totalSeeds: 300 }, rows(300));
+    await Effect.runPromise(publisher.flush);
+    const [reference] = await entriesOf(bus);
+    expect(reference!.fields.data.length).toBeLessThan(1_000);
+    const [frame] = read(reference!.fields).frames;
+    const claim = claimOf(frame!);
+    expect(claim).toMatchObject({ key: names.layerKey("claim", "L1"), type: "LayerHealthReport", enc: "msgpack", records: 300 });
+    expect(frame!.seeds.length).toBe(0);
+    const [payload] = await entriesOf(bus, "L1", "claim");
+    expect(payload!.id).toBe(claim!.id);
+    expect(read(payload!.fields).frames[0]!.seeds.length).toBe(300);
+    expect(publisher.stats()).toMatchObject({ claims: 1, entries: 1, recordsWritten: 300 });
+  });
+
+  it("drops (and counts) an entry over maxClaimBytes", async () => {
+    const { bus, publisher } = await start({ claimCheckThreshold: 1_000, maxClaimBytes: 2_000, maxEntryBytes: 1e9 });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(300));
+    await Effect.runPromise(publisher.flush);
+    expect(await entriesOf(bus)).toHaveLength(0);
+    expect(publisher.stats()).toMatchObject({ dropped: 300, errors: 1 });
+  });
+
+  it("signs entries with the deployment's key", async () => {
+    const { bus, publisher } = await start({ hmacKey: "secret" });
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(2));
+    await Effect.runPromise(publisher.flush);
+    const [entry] = await entriesOf(bus);
+    const ok = P.decodeEntry(names.telemetry("L1"), entry!.fields, { hmacKey: "secret", requireSig: true });
+    expect(Result.isSuccess(ok)).toBe(true);
+  });
+});
+
+describe("losses are counted, never thrown at the data plane", () => {
+  it("when the bus refuses", async () => {
+    const refusing: Bus = { ...new MemoryBus(), publishMany: () => Effect.fail(new BusError({ reason: "command_failed", message: "no" })) } as Bus;
+    const { publisher } = await start({}, refusing);
+    publisher.publishWindow("L1", { window: [0, 1] }, rows(10));
+    await Effect.runPromise(publisher.flush);
+    expect(publisher.stats()).toMatchObject({ records: 10, recordsWritten: 0, dropped: 10, errors: 1 });
+    expect(publisher.stats().lastError).toContain("no");
+  });
+
+  it("when more than maxQueuedBytes wait for the bus: the oldest go", async () => {
+    let release: () => void = () => {};
+    const bus = new MemoryBus();
+    const slow: Bus = { ...bus, publishMany: (entries, maxLen) => Effect.andThen(Effect.promise(() => new Promise<void>((r) => (release = r))), bus.publishMany(entries, maxLen)) } as Bus;
+    const { publisher } = await start({ batchSize: 10, maxQueuedBytes: 2_000, entriesPerWrite: 1 }, slow);
+    for (let i = 0; i < 20; i++) publisher.publishWindow("L1", { window: [i, i + 1] }, rows(10));
+    const { dropped, queuedBytes } = publisher.stats();
+    expect(dropped).toBeGreaterThan(0);
+    expect(queuedBytes).toBeLessThanOrEqual(2_000);
+    const flushed = Effect.runPromise(publisher.flush);
+    for (let i = 0; i < 40; i++) {
+      release();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+    await flushed;
+    const s = publisher.stats();
+    expect(s.recordsWritten + s.dropped).toBe(200);
+  });
+});

@@ -1,0 +1,58 @@
+import { Effect, Exit, Scope } from "effect";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import type { Redis } from "ioredis";
+import { makeRedisBus } from "../../src/bus/redis-bus.ts";
+import { makeTelemetryConsumer } from "../../src/telemetry/consumer.ts";
+import type { TelemetryFrame } from "../../src/telemetry/frame.ts";
+import { makeTelemetryPublisher } from "../../src/telemetry/publisher.ts";
+import { connectOrFail, deleteNamespace, REDIS_URL } from "../support/redis.ts";
+import { canonical } from "./support.ts";
+
+let admin: Redis | undefined;
+// Namespaces are at most 32 characters (PROTOCOL.md).
+const NS = `tt${process.pid}${Date.now().toString(36)}`.slice(0, 32);
+afterAll(async () => {
+  if (admin) {
+    await deleteNamespace(admin, `${NS}.`);
+    await admin.quit();
+  }
+});
+
+describe("telemetry over Redis", () => {
+  it("reaches Tamiyo's reader whole: every seed of every window, claim check included", async () => {
+    admin = await connectOrFail();
+    const scope = await Effect.runPromise(Scope.make());
+    try {
+      const frames: TelemetryFrame[] = [];
+      const { publisher, consumer } = await Effect.runPromise(
+        Scope.provide(scope)(
+          Effect.gen(function* () {
+            const bus = yield* makeRedisBus({ url: REDIS_URL });
+            const consumer = yield* makeTelemetryConsumer(bus, { namespace: NS, layers: ["L1", "L2"], blockMs: 50, onTelemetry: (c) => frames.push(...c.frames) });
+            const publisher = yield* makeTelemetryPublisher(bus, { namespace: NS, batchSize: 300, claimCheckThreshold: 64 * 1024, maxEntryBytes: 1 << 30 });
+            return { publisher, consumer };
+          }),
+        ),
+      );
+      const columns = ["mean", "gradient_norm"];
+      for (let step = 1; step <= 3; step++) {
+        publisher.publishWindow("L1", { window: [step - 1, step], step }, { columns, rows: Float32Array.from({ length: 2 * 1000 }, (_, i) => step * 10_000 + i) });
+        publisher.publishWindow("L2", { window: [step - 1, step], step }, { columns, rows: Float32Array.from({ length: 2 * 10 }, (_, i) => i) });
+      }
+      // One oversize window: a single record larger than the claim threshold.
+      publisher.publishWindow("L1", { window: [3, 4] }, new Map([[0, Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`m${i}`, i]))]]));
+      await Effect.runPromise(publisher.flush);
+      expect(publisher.stats()).toMatchObject({ records: 3 * 1010 + 1, recordsWritten: 3 * 1010 + 1, dropped: 0, claims: 1 });
+      await vi.waitFor(() => expect(consumer.stats().records).toBe(3 * 1010 + 1), { timeout: 10_000, interval: 20 });
+      expect(consumer.stats()).toMatchObject({ rejected: 0, claims: 1, claimsLost: 0 });
+      const l1 = frames.filter((f) => f.layerId === "L1" && f.window[1] === 2).map(canonical);
+      expect(Object.keys(Object.assign({}, ...l1.map((f) => f.records)))).toHaveLength(1000);
+      expect(l1.find((f) => "999" in f.records)!.records["999"]).toEqual({ mean: 21998, gradient_norm: 21999 });
+      const big = frames.find((f) => f.window[1] === 4)!;
+      expect(canonical(big).records["0"]!.m19999).toBe(19_999);
+      expect(await admin.xlen(`${NS}.telemetry.layer.{L1}`)).toBeGreaterThan(0);
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void));
+    }
+  });
+});
