@@ -1,4 +1,5 @@
 import { Result, Schema } from "effect";
+import { decodeLifecycleTransitionCommand } from "./command-records.ts";
 import { PROTOCOL_VERSION, VERSION_PATTERN } from "./fields.ts";
 import { isMessageType, MESSAGE_SCHEMAS, MESSAGE_TYPES, type Message, type MessageOf, type MessageType } from "./messages.ts";
 import { attribute, ProtocolError } from "./protocol-error.ts";
@@ -6,7 +7,8 @@ import { decodeTelemetry, isTelemetryType } from "./telemetry-records.ts";
 
 /**
  * A parsed map (the output of a codec) to a typed message, or an `invalid_message` error.
- * Telemetry goes through the hand-written decoders of telemetry-records.ts, everything else
+ * Telemetry goes through the hand-written decoders of telemetry-records.ts, a plainly valid
+ * LifecycleTransitionCommand through the fast path of command-records.ts, everything else
  * through its Schema. Never throws.
  */
 
@@ -57,6 +59,11 @@ export const decodeMessage = (parsed: unknown, typeField?: string): Result.Resul
       if (decoded.ok) return Result.succeed(decoded.value);
       const at = decoded.rejection.path === "" ? "" : ` at ${decoded.rejection.path}`;
       return invalid(`${type} does not match its schema: expected ${decoded.rejection.expected}${at}`, parsed, typeField);
+    }
+    if (type === "LifecycleTransitionCommand") {
+      // The hot command: the fast path decides what is plainly valid, the Schema the rest (and says why).
+      const fast = decodeLifecycleTransitionCommand(parsed);
+      if (fast !== undefined) return Result.succeed(fast);
     }
     const decoded = schemaDecoders[type](parsed);
     if (Result.isSuccess(decoded)) return Result.succeed(decoded.success as Message);

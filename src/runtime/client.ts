@@ -8,7 +8,7 @@
  * commands cost one reader, not a thousand.
  */
 import { Data, Effect, Fiber, type Scope } from "effect";
-import type { Bus, BusError } from "../bus/bus.ts";
+import type { Bus, BusError, EntryFields } from "../bus/bus.ts";
 import type { Codec } from "../protocol/codec.ts";
 import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import type { CommandResult, Message } from "../protocol/messages.ts";
@@ -58,20 +58,33 @@ export interface EsperClient {
 
 export class ClientClosedError extends Data.TaggedError("ClientClosedError")<{ readonly message: string }> {}
 
-/** A command waiting for its results: one, or one per layer for a stopAll. */
+/**
+ * A command waiting for its results: one, or one per layer for a stopAll. Kept small, as
+ * thousands may be pending: no copy of the command (only what a local `timeout` result needs),
+ * no timer of its own (one timer serves every waiter, see `deadlines`).
+ */
 interface Waiter {
-  /** Layers that have not answered yet. */
-  readonly missing: Set<string>;
-  /** The first result of each layer, in the order they came. */
-  readonly results: CommandResult[];
-  /** Resolves the call; layers still missing get a local `timeout` result saying why. */
-  readonly finish: (why: "answered" | "timeout" | "closed") => void;
-  readonly timer: ReturnType<typeof setTimeout>;
+  readonly id: string;
+  readonly source: string;
+  readonly seedId: number | null;
+  /** send: the one layer it waits for. stopAll: the layers that have not answered yet. */
+  readonly missing: string | Set<string>;
+  /** stopAll only: the first result of each layer, in the order they came. */
+  readonly results: CommandResult[] | undefined;
+  readonly timeoutMs: number;
+  readonly deadline: number;
+  /** send: resolves with the CommandResult; stopAll: with the list. */
+  readonly resolve: (value: never) => void;
+  readonly reject: (error: unknown) => void;
+  /** Position in the deadline heap; -1 once out of it. */
+  index: number;
 }
 
 interface Follower {
   readonly listeners: Set<StreamListener>;
   readonly ready: Promise<void>;
+  /** Set once `ready` resolved: a send can then go on without waiting a tick. */
+  positioned: boolean;
 }
 
 /** timeout_ms of a command that names none (LifecycleTransitionCommand's default). */
@@ -89,13 +102,126 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     let closed = false;
     const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect);
 
+    // ---- deadlines: a binary min-heap of the waiters by deadline, and ONE timer for its top ----
+    const heap: Waiter[] = [];
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let timerAt = Infinity;
+    const swap = (i: number, j: number) => {
+      const a = heap[i]!;
+      const b = heap[j]!;
+      heap[i] = b;
+      heap[j] = a;
+      b.index = i;
+      a.index = j;
+    };
+    const siftUp = (i: number) => {
+      while (i > 0) {
+        const parent = (i - 1) >> 1;
+        if (heap[parent]!.deadline <= heap[i]!.deadline) return;
+        swap(i, parent);
+        i = parent;
+      }
+    };
+    const siftDown = (i: number) => {
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let least = i;
+        if (l < heap.length && heap[l]!.deadline < heap[least]!.deadline) least = l;
+        if (r < heap.length && heap[r]!.deadline < heap[least]!.deadline) least = r;
+        if (least === i) return;
+        swap(i, least);
+        i = least;
+      }
+    };
+    const heapRemove = (w: Waiter) => {
+      const i = w.index;
+      if (i < 0) return;
+      w.index = -1;
+      const last = heap.pop()!;
+      if (last === w) return;
+      heap[i] = last;
+      last.index = i;
+      siftDown(i);
+      siftUp(last.index);
+    };
+    /** (Re)arms the one timer for the earliest deadline; a timer already due no later is kept. */
+    const arm = () => {
+      const top = heap[0];
+      if (top === undefined) {
+        if (timer !== undefined) clearTimeout(timer);
+        timer = undefined;
+        timerAt = Infinity;
+        return;
+      }
+      if (timer !== undefined && timerAt <= top.deadline) return;
+      if (timer !== undefined) clearTimeout(timer);
+      timerAt = top.deadline;
+      timer = setTimeout(expire, Math.max(0, top.deadline - Date.now()));
+    };
+    function expire() {
+      // The timer fired, so its deadline has passed even where the clock reads a hair earlier.
+      const now = Math.max(Date.now(), timerAt);
+      timer = undefined;
+      timerAt = Infinity;
+      while (heap.length > 0 && heap[0]!.deadline <= now) finish(heap[0]!, "timeout");
+      arm();
+    }
+
+    const localTimeout = (w: Waiter, layerId: string, why: "timeout" | "closed"): CommandResult => {
+      const waitedMs = Date.now() - (w.deadline - w.timeoutMs);
+      return commandResult({
+        source: w.source,
+        layerId,
+        command: { message_id: w.id },
+        seedId: w.seedId,
+        code: "timeout",
+        error:
+          why === "timeout"
+            ? `no CommandResult from layer ${layerId} within ${waitedMs} ms; is a worker hosting it? (esper worker --layer ${layerId})`
+            : `the client closed after waiting ${waitedMs} ms for layer ${layerId}'s CommandResult; the command may still be applied`,
+        details: why === "timeout" ? { local: true } : { local: true, closed: true },
+        elapsedMs: waitedMs,
+      });
+    };
+
+    /** Drops the waiter from the books (its map entry and its place in the heap). */
+    const forget = (w: Waiter) => {
+      if (waiters.get(w.id) === w) waiters.delete(w.id);
+      const wasTop = w.index === 0;
+      heapRemove(w);
+      // The timer may stay armed for a deadline that left: it fires, finds nothing due, re-arms.
+      if (wasTop && heap.length === 0) arm();
+    };
+
+    /** Resolves the call; layers still missing get a local `timeout` result saying why. */
+    const finish = (w: Waiter, why: "timeout" | "closed") => {
+      forget(w);
+      if (typeof w.missing === "string") {
+        (w.resolve as (r: CommandResult) => void)(localTimeout(w, w.missing, why));
+      } else {
+        const unanswered = [...w.missing].map((layer) => localTimeout(w, layer, why));
+        (w.resolve as (r: CommandResult[]) => void)([...w.results!, ...unanswered]);
+      }
+    };
+
     const onMessage = (message: Message) => {
       if (message.message_type !== "CommandResult") return;
-      const waiter = waiters.get(message.correlation_id);
+      const w = waiters.get(message.correlation_id);
+      if (!w) return;
+      if (typeof w.missing === "string") {
+        if (w.missing !== message.layer_id) return;
+        forget(w);
+        (w.resolve as (r: CommandResult) => void)(message);
+        return;
+      }
       // A layer's second answer (a redelivery's duplicate) is not another layer's.
-      if (!waiter || !waiter.missing.delete(message.layer_id)) return;
-      waiter.results.push(message);
-      if (waiter.missing.size === 0) waiter.finish("answered");
+      if (!w.missing.delete(message.layer_id)) return;
+      w.results!.push(message);
+      if (w.missing.size === 0) {
+        forget(w);
+        (w.resolve as (r: CommandResult[]) => void)(w.results!);
+      }
     };
 
     /** Starts following `stream` from its current end; resolves once positioned, so nothing sent after is missed. */
@@ -103,6 +229,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       const existing = followers.get(stream);
       if (existing) return existing;
       const listeners = new Set<StreamListener>();
+      const decodeOptions = options.hmacKey !== undefined ? { hmacKey: options.hmacKey, requireSig: false } : {};
       const ready: Promise<void> = run(
         Effect.gen(function* () {
           let last = yield* bus.lastId(stream);
@@ -113,7 +240,9 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
               );
               for (const entry of entries) {
                 last = entry.id;
-                const decoded = decodeEntry(stream, entry.fields, options.hmacKey !== undefined ? { hmacKey: options.hmacKey, requireSig: false } : {});
+                // Nobody listens, only waiters: what is not a CommandResult need not be decoded.
+                if (listeners.size === 0 && entry.fields.type !== "CommandResult") continue;
+                const decoded = decodeEntry(stream, entry.fields, decodeOptions);
                 if (decoded._tag !== "Success") continue;
                 if (answers) onMessage(decoded.success);
                 for (const listener of listeners) {
@@ -128,100 +257,115 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
           });
           fibers.push(Effect.runFork(loop));
         }),
-      ).catch((error: unknown) => {
+      )
+        .then(() => {
+          follower.positioned = true;
+        })
+        .catch((error: unknown) => {
         // Not positioned (the bus refused lastId): forget it, so the next use tries again.
         followers.delete(stream);
         throw error;
       });
-      const follower = { listeners, ready };
+      const follower: Follower = { listeners, ready, positioned: false };
       followers.set(stream, follower);
       return follower;
     };
 
     /**
-     * Resolves with one result per layer, in the order they came; a layer that has not answered
-     * when `timeoutMs` pass (or the client closes) gets a local `timeout` result in its place.
+     * Registers a waiter for `command`'s results from `layers` (one string: a send) and returns
+     * its promise; a layer that has not answered when `timeoutMs` pass (or the client closes) gets
+     * a local `timeout` result in its place.
      */
-    const wait = (command: CommandMessage, layers: readonly string[], timeoutMs: number) =>
-      new Promise<CommandResult[]>((resolve) => {
-        const startedAt = Date.now();
-        const results: CommandResult[] = [];
-        const missing = new Set(layers);
-        const finish = (why: "answered" | "timeout" | "closed") => {
-          waiters.delete(command.message_id);
-          clearTimeout(timer);
-          const unanswered = why === "answered" ? [] : [...missing].map((layer) => localTimeout(command, layer, why, Date.now() - startedAt));
-          resolve([...results, ...unanswered]);
+    const wait = <R>(command: CommandMessage, layers: string | Set<string>, timeoutMs: number): { readonly waiter: Waiter; readonly answer: Promise<R> } => {
+      let waiter!: Waiter;
+      const answer = new Promise<R>((resolve, reject) => {
+        waiter = {
+          id: command.message_id,
+          source: command.source,
+          seedId: "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null,
+          missing: layers,
+          results: typeof layers === "string" ? undefined : [],
+          timeoutMs,
+          deadline: Date.now() + timeoutMs,
+          resolve: resolve as (value: never) => void,
+          reject,
+          index: heap.length,
         };
-        const timer = setTimeout(() => finish("timeout"), timeoutMs);
-        waiters.set(command.message_id, { missing, results, finish, timer });
-        if (missing.size === 0) finish("answered");
       });
-
-    const localTimeout = (command: CommandMessage, layerId: string, why: "timeout" | "closed", waitedMs: number): CommandResult =>
-      commandResult({
-        source: command.source,
-        layerId,
-        command,
-        seedId: "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null,
-        code: "timeout",
-        error:
-          why === "timeout"
-            ? `no CommandResult from layer ${layerId} within ${waitedMs} ms; is a worker hosting it? (esper worker --layer ${layerId})`
-            : `the client closed after waiting ${waitedMs} ms for layer ${layerId}'s CommandResult; the command may still be applied`,
-        details: why === "timeout" ? { local: true } : { local: true, closed: true },
-        elapsedMs: waitedMs,
-      });
+      waiters.set(waiter.id, waiter);
+      heap.push(waiter);
+      siftUp(waiter.index);
+      arm();
+      return { waiter, answer };
+    };
 
     /** How long to wait when the call names no time: the command's own timeout_ms (its schema default when a hand-built one lacks it) + 1 s. */
     const waitingTime = (command: CommandMessage, timeoutMs: number | undefined) =>
       timeoutMs ?? options.defaultTimeoutMs ?? (Number.isFinite(command.timeout_ms) ? command.timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) + 1_000;
 
-    /** Publishes; when the bus refuses, the command's waiter is dropped and the BusError rejects the call. */
-    const publishOrForget = async (stream: string, command: CommandMessage) => {
-      try {
-        await run(bus.publish(stream, encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) }), options.maxLen));
-      } catch (error) {
-        clearTimeout(waiters.get(command.message_id)?.timer);
-        waiters.delete(command.message_id);
-        throw error;
-      }
+    const encode = (stream: string, command: CommandMessage) =>
+      encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) });
+
+    /** Publishes; when the bus refuses, the waiter is dropped and the BusError rejects the call. */
+    const publishOrForget = (stream: string, fields: EntryFields, waiter: Waiter): void => {
+      run(bus.publish(stream, fields, options.maxLen)).then(undefined, (error: unknown) => {
+        forget(waiter);
+        waiter.reject(error);
+      });
+    };
+
+    /**
+     * Re-sends the very same entry (same message_id) until the answer comes: the layer's dedupe
+     * makes a copy that arrives after the first harmless, and one that arrives instead of a lost
+     * first is what gets the command through an outage. Only these sends keep their encoded bytes.
+     */
+    const resendUntilAnswered = (stream: string, fields: EntryFields, waiter: Waiter, firstDelay: number) => {
+      let delay = firstDelay;
+      const pending = () => !closed && waiters.get(waiter.id) === waiter;
+      const next = () => {
+        if (pending()) setTimeout(again, delay);
+      };
+      const again = () => {
+        if (!pending()) return;
+        delay = Math.min(delay * 2, 30_000);
+        run(bus.publish(stream, fields, options.maxLen)).then(next, next);
+      };
+      next();
+    };
+
+    const start = (command: CommandMessage, layerId: string, sendOptions: SendOptions): Promise<CommandResult> => {
+      const { waiter, answer } = wait<CommandResult>(command, layerId, waitingTime(command, sendOptions.timeoutMs));
+      const stream = names.control(layerId);
+      const fields = encode(stream, command);
+      publishOrForget(stream, fields, waiter);
+      const resendAfterMs = sendOptions.resendAfterMs;
+      if (resendAfterMs !== undefined && resendAfterMs > 0) resendUntilAnswered(stream, fields, waiter, resendAfterMs);
+      return answer;
     };
 
     const client: EsperClient = {
-      send: async (command, sendOptions = {}) => {
-        if (closed) throw new ClientClosedError({ message: "the client is closed" });
-        const layerId = command.message_type === "BatchCommand" ? command.commands[0]!.layer_id : command.layer_id;
-        if (layerId === null) throw new RangeError("an emergency stop without layer_id goes to every layer: use stopAll(command, layers)");
-        await follow(names.events(layerId), true).ready;
-        const answer = wait(command, [layerId], waitingTime(command, sendOptions.timeoutMs));
-        const stream = names.control(layerId);
-        await publishOrForget(stream, command);
-        const resendAfterMs = sendOptions.resendAfterMs;
-        if (resendAfterMs === undefined || resendAfterMs <= 0) return (await answer)[0]!;
-        // Re-send the very same entry (same message_id) until the answer comes: the layer's dedupe
-        // makes a copy that arrives after the first harmless, and one that arrives instead of a
-        // lost first is what gets the command through an outage.
-        let delay = resendAfterMs;
-        let answered = false;
-        const resend = async (): Promise<void> => {
-          while (!answered && !closed) {
-            await new Promise((r) => setTimeout(r, delay));
-            if (answered || closed || !waiters.has(command.message_id)) return;
-            delay = Math.min(delay * 2, 30_000);
-            await run(bus.publish(stream, encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) }), options.maxLen)).catch(() => {});
-          }
-        };
-        void resend();
-        const [result] = await answer;
-        answered = true;
-        return result!;
+      send: (command, sendOptions = {}) => {
+        try {
+          if (closed) throw new ClientClosedError({ message: "the client is closed" });
+          const layerId = command.message_type === "BatchCommand" ? command.commands[0]!.layer_id : command.layer_id;
+          if (layerId === null) throw new RangeError("an emergency stop without layer_id goes to every layer: use stopAll(command, layers)");
+          const follower = follow(names.events(layerId), true);
+          if (follower.positioned) return start(command, layerId, sendOptions);
+          return follower.ready.then(() => (closed ? Promise.reject(new ClientClosedError({ message: "the client is closed" })) : start(command, layerId, sendOptions)));
+        } catch (error) {
+          return Promise.reject(error);
+        }
       },
       stopAll: async (command, layers, sendOptions = {}) => {
         if (closed) throw new ClientClosedError({ message: "the client is closed" });
         await Promise.all(layers.map((l) => follow(names.events(l), true).ready));
-        const answer = wait(command, [...new Set(layers)], waitingTime(command, sendOptions.timeoutMs));
-        await publishOrForget(names.controlAll, command);
+        const missing = new Set(layers);
+        const { waiter, answer } = wait<CommandResult[]>(command, missing, waitingTime(command, sendOptions.timeoutMs));
+        if (missing.size === 0) {
+          forget(waiter);
+          return [];
+        }
+        publishOrForget(names.controlAll, encode(names.controlAll, command), waiter);
         return answer;
       },
       events: async (layerId, listener) => {
@@ -244,7 +388,9 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
         closed = true;
         for (const fiber of fibers) yield* Fiber.interrupt(fiber);
         // Nobody is left to wait for: every pending call resolves now instead of never.
-        for (const waiter of [...waiters.values()]) waiter.finish("closed");
+        for (const waiter of [...waiters.values()]) finish(waiter, "closed");
+        if (timer !== undefined) clearTimeout(timer);
+        timer = undefined;
       }),
     );
     return client;

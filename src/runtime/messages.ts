@@ -31,7 +31,12 @@ export const commandResult = (r: {
   readonly details: Readonly<Record<string, unknown>>;
   readonly elapsedMs: number;
 }): CommandResult => ({
-  ...envelope("CommandResult", r.source),
+  // Field by field, not spread from envelope(): this runs once per command and per transition.
+  message_type: "CommandResult",
+  message_id: randomUUID(),
+  timestamp: Date.now() / 1000,
+  source: r.source,
+  version: "1.0",
   correlation_id: r.command.message_id,
   layer_id: r.layerId,
   seed_id: r.seedId,
@@ -54,7 +59,12 @@ export const stateTransitionEvent = (t: {
   readonly durationMs: number;
   readonly triggeredBy: "user" | "system" | "policy";
 }): StateTransitionEvent => ({
-  ...envelope("StateTransitionEvent", t.source, t.correlationId),
+  message_type: "StateTransitionEvent",
+  message_id: randomUUID(),
+  timestamp: Date.now() / 1000,
+  source: t.source,
+  version: "1.0",
+  correlation_id: t.correlationId,
   layer_id: t.layerId,
   seed_id: t.seedId,
   from_state: t.from,
