@@ -8,26 +8,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { createMachine } from "xstate";
 import { runMachines } from "../../src/cli/machines.ts";
+import { EDGE_NAMES_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
-/** The lifecycle graph by hand, as from->to pairs. */
-const EDGES = [
-  "DORMANT->GERMINATED",
-  "GERMINATED->TRAINING",
-  "GERMINATED->CANCELLED",
-  "TRAINING->GRAFTING",
-  "TRAINING->CULLED",
-  "TRAINING->CANCELLED",
-  "GRAFTING->STABILIZATION",
-  "GRAFTING->ROLLED_BACK",
-  "STABILIZATION->EVALUATING",
-  "STABILIZATION->ROLLED_BACK",
-  "EVALUATING->FINE_TUNING",
-  "EVALUATING->CULLED",
-  "EVALUATING->ROLLED_BACK",
-  "FINE_TUNING->FOSSILIZED",
-  "FINE_TUNING->CULLED",
-  "FINE_TUNING->ROLLED_BACK",
-];
+const EDGES = EDGE_NAMES_BY_HAND;
 
 interface TransitionJson {
   readonly target?: string | string[];

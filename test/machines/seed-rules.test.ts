@@ -5,41 +5,11 @@
 import { describe, expect, test } from "vitest";
 import { DEFAULT_GUARDS, type SeedState } from "../../machines/lifecycle.ts";
 import { checkEdge, checkTransition, hasEdge, type SeedFacts } from "../../machines/seed-rules.ts";
+import { EDGE_NAMES_BY_HAND, STATES_BY_HAND, TERMINALS_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
-const STATES: readonly SeedState[] = [
-  "DORMANT",
-  "GERMINATED",
-  "TRAINING",
-  "GRAFTING",
-  "STABILIZATION",
-  "EVALUATING",
-  "FINE_TUNING",
-  "FOSSILIZED",
-  "CULLED",
-  "CANCELLED",
-  "ROLLED_BACK",
-];
-const TERMINALS = new Set<SeedState>(["FOSSILIZED", "CULLED", "CANCELLED", "ROLLED_BACK"]);
-
-/** The lifecycle graph by hand. */
-const EDGES = new Set([
-  "DORMANT->GERMINATED",
-  "GERMINATED->TRAINING",
-  "GERMINATED->CANCELLED",
-  "TRAINING->GRAFTING",
-  "TRAINING->CULLED",
-  "TRAINING->CANCELLED",
-  "GRAFTING->STABILIZATION",
-  "GRAFTING->ROLLED_BACK",
-  "STABILIZATION->EVALUATING",
-  "STABILIZATION->ROLLED_BACK",
-  "EVALUATING->FINE_TUNING",
-  "EVALUATING->CULLED",
-  "EVALUATING->ROLLED_BACK",
-  "FINE_TUNING->FOSSILIZED",
-  "FINE_TUNING->CULLED",
-  "FINE_TUNING->ROLLED_BACK",
-]);
+const STATES = STATES_BY_HAND;
+const TERMINALS = new Set<SeedState>(TERMINALS_BY_HAND);
+const EDGES = new Set(EDGE_NAMES_BY_HAND);
 
 const fresh: SeedFacts = { epochsInState: 0, errorCount: 0, metrics: {} };
 

@@ -19,44 +19,13 @@ import {
   type TransitionRequest,
 } from "../../machines/seed.ts";
 import { ROUTE } from "../runtime/commands.ts";
+import { EDGES_BY_HAND, MIN_EPOCHS_BY_HAND, STATES_BY_HAND, TERMINALS_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
-/** The lifecycle graph, written out by hand: the machine must have exactly these. */
-const EXPECTED_EDGES: ReadonlyArray<readonly [SeedState, SeedState]> = [
-  ["DORMANT", "GERMINATED"],
-  ["GERMINATED", "TRAINING"],
-  ["GERMINATED", "CANCELLED"],
-  ["TRAINING", "GRAFTING"],
-  ["TRAINING", "CULLED"],
-  ["TRAINING", "CANCELLED"],
-  ["GRAFTING", "STABILIZATION"],
-  ["GRAFTING", "ROLLED_BACK"],
-  ["STABILIZATION", "EVALUATING"],
-  ["STABILIZATION", "ROLLED_BACK"],
-  ["EVALUATING", "FINE_TUNING"],
-  ["EVALUATING", "CULLED"],
-  ["EVALUATING", "ROLLED_BACK"],
-  ["FINE_TUNING", "FOSSILIZED"],
-  ["FINE_TUNING", "CULLED"],
-  ["FINE_TUNING", "ROLLED_BACK"],
-];
-
-const ALL_STATES: readonly SeedState[] = [
-  "DORMANT",
-  "GERMINATED",
-  "TRAINING",
-  "GRAFTING",
-  "STABILIZATION",
-  "EVALUATING",
-  "FINE_TUNING",
-  "FOSSILIZED",
-  "CULLED",
-  "CANCELLED",
-  "ROLLED_BACK",
-];
-const TERMINALS: readonly SeedState[] = ["FOSSILIZED", "CULLED", "CANCELLED", "ROLLED_BACK"];
-
-/** Default minimum epochs per state (the ones that are not zero), written by hand. */
-const MIN_EPOCHS: Partial<Record<SeedState, number>> = { TRAINING: 100, GRAFTING: 50, STABILIZATION: 20, EVALUATING: 30, FINE_TUNING: 50 };
+/** The lifecycle written out by hand (test/support): the machine must have exactly these. */
+const EXPECTED_EDGES = EDGES_BY_HAND;
+const ALL_STATES = STATES_BY_HAND;
+const TERMINALS = TERMINALS_BY_HAND;
+const MIN_EPOCHS = MIN_EPOCHS_BY_HAND;
 
 /** Metrics that satisfy the default validators of each edge that has one. */
 const PASSING: Readonly<Record<string, Metrics>> = {
