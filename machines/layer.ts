@@ -110,8 +110,12 @@ const refuse = (commandId: string, seedId: number | null, code: ResultCode, erro
 
 const stateOfRef = (ref: SeedActorRef): SeedState => ref.getSnapshot().value as SeedState;
 
-/** Checks the parts of an order the layer owns: the seed exists, the layer is not stopped, blueprints only on live seeds. */
-const screen = (context: LayerContext, stopped: boolean, order: SeedOrder): LayerResult | null => {
+/**
+ * Checks the parts of an order the layer owns: the seed exists, the layer is not stopped,
+ * blueprints only on live seeds. Exported so a host may deliver an order that passes it straight
+ * to its seed (see LayerHost.apply): the rule stays here, in one place.
+ */
+export const screen = (context: LayerContext, stopped: boolean, order: SeedOrder): LayerResult | null => {
   if (order.seedId !== null && (!Number.isInteger(order.seedId) || order.seedId < 0 || order.seedId >= context.numSeeds)) {
     return refuse(order.commandId, order.seedId, "unknown_seed", `layer ${context.layerId} has seeds 0..${context.numSeeds - 1}; there is no seed ${order.seedId}`);
   }
@@ -132,7 +136,8 @@ const screen = (context: LayerContext, stopped: boolean, order: SeedOrder): Laye
   return null;
 };
 
-const seedEventOf = (order: SeedOrder) =>
+/** The event an order becomes for each seed it reaches. */
+export const seedEventOf = (order: SeedOrder) =>
   order.kind === "lifecycle"
     ? requestTransition(order.target, {
         force: order.force ?? false,

@@ -53,14 +53,31 @@ export interface Reader {
 }
 
 /**
+ * A hash value given as what it encodes, with the way to encode it: a bus makes the bytes when it
+ * needs them. RedisBus does at once; MemoryBus only if the value is ever read back, so an
+ * in-process commit does not encode the snapshots and answers nobody reads unless a worker
+ * restarts or a command comes twice. The value must not change after the commit.
+ */
+export interface DeferredBytes {
+  readonly encode: () => Uint8Array;
+}
+
+export type HashValue = Uint8Array | string | DeferredBytes;
+
+/**
  * One operation of an atomic commit: all apply, or none. On Redis a commit is one script that
  * checks every key's type before writing anything, because MULTI/EXEC does not roll back a
  * command that fails at run time (an XADD to a key holding a hash would leave the rest applied).
  * `xdel` removes entries (dead-letter replay removes the letter in the same commit).
+ * `absent` is a precondition, not a write: when any of its hash fields exists, the commit writes
+ * nothing and fails with reason `conflict` (the bridge's duplicate check rides on its commit so,
+ * instead of costing a round trip before it).
  */
 export type CommitOp =
+  | { readonly op: "absent"; readonly key: string; readonly fields: readonly string[] }
   | { readonly op: "xadd"; readonly stream: string; readonly fields: EntryFields; readonly maxLen?: number }
-  | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, Uint8Array | string>> }
+  /** `values` may be a Map: a record keyed by ids gives V8 a new hidden class for every key. */
+  | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, HashValue>> | ReadonlyMap<string, HashValue> }
   | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] }
   | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] };
 
@@ -74,6 +91,11 @@ export interface DeadLetter {
 }
 
 export interface Bus {
+  /**
+   * Entries never leave this process (MemoryBus): writers may attach the message instead of
+   * encoding it (protocol/attached-entry.ts), and nothing is read by another program.
+   */
+  readonly inProcess: boolean;
   /**
    * Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000). Returns its id.
    * A bus with an outbox (RedisBus while Redis is unreachable) makes commands and events wait
@@ -137,6 +159,8 @@ export type BusErrorReason =
   | "outbox_full"
   /** The server answered with an error (wrong type, bad id...). Retrying will not help. */
   | "command_failed"
+  /** A commit's precondition (an `absent` op) did not hold; nothing was written. */
+  | "conflict"
   /** The bus was shut down. */
   | "closed";
 

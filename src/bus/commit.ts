@@ -24,5 +24,9 @@ export const commitShapeError = (ops: readonly CommitOp[]): BusError | undefined
 /** Ops that would change nothing (an ack of no ids, an hset of no values) are dropped, as Redis rejects them as malformed. */
 export const effectiveOps = (ops: readonly CommitOp[]): readonly CommitOp[] =>
   ops.filter((op) =>
-    op.op === "hset" ? Object.keys(op.values).length > 0 : op.op === "ack" || op.op === "xdel" ? op.ids.length > 0 : true,
+    op.op === "hset" ? (op.values instanceof Map ? op.values.size > 0 : Object.keys(op.values).length > 0) : op.op === "ack" || op.op === "xdel" ? op.ids.length > 0 : op.op === "absent" ? op.fields.length > 0 : true,
   );
+
+/** The error of a commit whose `absent` precondition found fields present. */
+export const conflictError = (key: string, present: readonly string[]): BusError =>
+  new BusError({ reason: "conflict", message: `commit not applied: ${key} already holds ${present.join(", ")}` });

@@ -9,6 +9,8 @@ import {
   type Bus,
   type CommitOp,
   type DeadLetter,
+  type DeferredBytes,
+  type HashValue,
   type Entry,
   type EntryFields,
   type PendingEntry,
@@ -17,7 +19,7 @@ import {
 } from "./bus.ts";
 import { deadLetterOps } from "./dead-letters.ts";
 import { MemoryStream, type Stored } from "./memory-stream.ts";
-import { commitShapeError } from "./commit.ts";
+import { commitShapeError, conflictError } from "./commit.ts";
 import { isStreamId, parseRangeBound, parseStreamId } from "./stream-id.ts";
 
 export interface MemoryBusOptions {
@@ -80,10 +82,12 @@ export class MemoryBus implements Bus {
     return Layer.sync(BusService, () => new MemoryBus(options));
   }
 
+  readonly inProcess = true;
   private readonly now: () => number;
   private readonly maxLen: number;
   private readonly streams = new Map<string, Stream>();
-  private readonly hashes = new Map<string, Map<string, Uint8Array>>();
+  /** Values stay as committed (a DeferredBytes is encoded on its first read, see `bytesOf`). */
+  private readonly hashes = new Map<string, Map<string, Uint8Array | DeferredBytes>>();
   /** Blocked readers by stream key; a key may have waiters before it exists. */
   private readonly waiters = new Map<string, Set<() => void>>();
 
@@ -194,16 +198,25 @@ export class MemoryBus implements Bus {
     Effect.suspend(() => {
       const invalid = this.validate(ops);
       if (invalid !== undefined) return Effect.fail(invalid);
+      for (const op of ops) {
+        if (op.op !== "absent") continue;
+        const hash = this.hashes.get(op.key);
+        const present = hash === undefined ? [] : op.fields.filter((field) => hash.has(field));
+        if (present.length > 0) return Effect.fail(conflictError(op.key, present));
+      }
       const ids: string[] = [];
       for (const op of ops) {
         switch (op.op) {
+          case "absent":
+            break;
           case "xadd":
             ids.push(this.append(this.streamFor(op.stream, true) as Stream, op.fields, op.maxLen).first.id);
             break;
           case "hset": {
             let hash = this.hashes.get(op.key);
             if (hash === undefined) this.hashes.set(op.key, (hash = new Map()));
-            for (const [field, value] of Object.entries(op.values)) hash.set(field, typeof value === "string" ? encoder.encode(value) : value);
+            const entries = op.values instanceof Map ? op.values : Object.entries(op.values);
+            for (const [field, value] of entries as Iterable<[string, HashValue]>) hash.set(field, typeof value === "string" ? encoder.encode(value) : value);
             break;
           }
           case "ack": {
@@ -256,13 +269,16 @@ export class MemoryBus implements Bus {
     Effect.suspend(() => {
       if (this.streams.has(key)) return Effect.fail(wrongType(key));
       const hash = this.hashes.get(key);
-      return Effect.succeed(fields.map((field) => hash?.get(field) ?? null));
+      return Effect.succeed(fields.map((field) => (hash === undefined ? null : bytesOf(hash, field))));
     });
 
   readonly hgetall = (key: string): Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError> =>
     Effect.suspend(() => {
       if (this.streams.has(key)) return Effect.fail(wrongType(key));
-      return Effect.succeed(Object.fromEntries(this.hashes.get(key) ?? []));
+      const hash = this.hashes.get(key);
+      const all: Record<string, Uint8Array> = {};
+      if (hash !== undefined) for (const field of hash.keys()) all[field] = bytesOf(hash, field)!;
+      return Effect.succeed(all);
     });
 
   readonly length = (stream: string): Effect.Effect<number, BusError> =>
@@ -421,8 +437,8 @@ export class MemoryBus implements Bus {
     if (shape !== undefined) return shape;
     const planned = new Map<string, "stream" | "hash">();
     for (const op of ops) {
-      const key = op.op === "hset" ? op.key : op.stream;
-      const want = op.op === "hset" ? "hash" : "stream";
+      const key = op.op === "hset" || op.op === "absent" ? op.key : op.stream;
+      const want = op.op === "hset" || op.op === "absent" ? "hash" : "stream";
       const current = planned.get(key) ?? (this.streams.has(key) ? "stream" : this.hashes.has(key) ? "hash" : undefined);
       if (current !== undefined && current !== want) return wrongType(key);
       if (op.op === "xadd" || op.op === "hset") planned.set(key, want);
@@ -430,5 +446,15 @@ export class MemoryBus implements Bus {
     return undefined;
   }
 }
+
+/** A hash value as bytes; a deferred one is encoded now, once, and kept encoded. */
+const bytesOf = (hash: Map<string, Uint8Array | DeferredBytes>, field: string): Uint8Array | null => {
+  const value = hash.get(field);
+  if (value === undefined) return null;
+  if (value instanceof Uint8Array) return value;
+  const bytes = value.encode();
+  hash.set(field, bytes);
+  return bytes;
+};
 
 const unGrouped = (stored: Stored): Entry => ({ stream: stored.first.stream, id: stored.first.id, fields: stored.first.fields, deliveries: 0 });

@@ -177,6 +177,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
       });
 
     return {
+      inProcess: false,
       publish: (stream, fields, maxLen = options.maxLen) =>
         Effect.suspend(() => {
           if (!direct()) return Effect.map(enqueue([{ stream, fields, maxLen }], [""]), (ids) => ids[0]!);

@@ -1,5 +1,5 @@
 import type { Redis } from "ioredis";
-import type { CommitOp } from "./bus.ts";
+import { BusError, type CommitOp } from "./bus.ts";
 import { fieldArgs, xaddArgs } from "./redis-replies.ts";
 
 /**
@@ -9,11 +9,13 @@ import { fieldArgs, xaddArgs } from "./redis-replies.ts";
  * fit. Redis runs a script atomically, and refuses a script's first write, never a later one,
  * under maxmemory, so nothing can fail between the first write and the last.
  *
+ * An `absent` op is checked with the types, before the first write, so a conflict writes nothing.
+ *
  * KEYS[k] is op k's key; ARGV is, per op, its kind, its argument count, then its arguments.
  * Returns the ids of the XADDs, in order.
  */
 const SCRIPT = `
-local wants = { xadd = 'stream', hset = 'hash', xack = 'stream', xdel = 'stream' }
+local wants = { xadd = 'stream', hset = 'hash', xack = 'stream', xdel = 'stream', absent = 'hash' }
 local types = {}
 local ops = {}
 local at = 1
@@ -27,6 +29,13 @@ for k = 1, #KEYS do
   end
   if t == 'none' and (kind == 'xadd' or kind == 'hset') then t = wants[kind] end
   types[key] = t
+  if kind == 'absent' and t == 'hash' then
+    local present = {}
+    for j = 1, argc do
+      if redis.call('HEXISTS', key, ARGV[at + 1 + j]) == 1 then present[#present + 1] = ARGV[at + 1 + j] end
+    end
+    if #present > 0 then return redis.error_reply('CONFLICT ' .. key .. ' already holds ' .. table.concat(present, ', ')) end
+  end
   ops[k] = { kind, at + 2, argc }
   at = at + 2 + argc
 end
@@ -39,6 +48,8 @@ for k = 1, #KEYS do
     ids[#ids + 1] = redis.call('XADD', KEYS[k], unpack(args))
   elseif kind == 'hset' then
     redis.call('HSET', KEYS[k], unpack(args))
+  elseif kind == 'absent' then
+    -- checked above, before any write
   elseif kind == 'xack' then
     redis.call('XACK', KEYS[k], unpack(args))
   else
@@ -69,6 +80,9 @@ const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string
       case "xdel":
         push(op.stream, "xdel", [...op.ids]);
         break;
+      case "absent":
+        push(op.key, "absent", [...op.fields]);
+        break;
     }
   }
   return { keys, argv };
@@ -84,5 +98,11 @@ const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string
 export const runCommit = async (redis: Redis, ops: readonly CommitOp[], defaultMaxLen: number): Promise<string[]> => {
   if (ops.length === 0) return [];
   const { keys, argv } = encode(ops, defaultMaxLen);
-  return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
+  try {
+    return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
+  } catch (error) {
+    const message = error instanceof Error ? error.message : "";
+    if (message.startsWith("CONFLICT ")) throw new BusError({ reason: "conflict", message: `commit not applied: ${message.slice("CONFLICT ".length)}` });
+    throw error;
+  }
 };

@@ -40,7 +40,7 @@ export const toBusError = (error: unknown, what: string): BusError => {
 const classify = <A>(exit: Exit.Exit<A, BusError>): CircuitBreaker.Outcome => {
   if (Exit.isSuccess(exit)) return CircuitBreaker.success;
   const error = Cause.findErrorOption(exit.cause);
-  return Option.isSome(error) && error.value.reason === "command_failed" ? CircuitBreaker.success : CircuitBreaker.failure();
+  return Option.isSome(error) && (error.value.reason === "command_failed" || error.value.reason === "conflict") ? CircuitBreaker.success : CircuitBreaker.failure();
 };
 
 export const makeGuard = (options: ResolvedRedisBusOptions): Effect.Effect<RedisGuard, never, Scope.Scope> =>

@@ -1,4 +1,4 @@
-import type { Entry, EntryFields } from "./bus.ts";
+import type { Entry, EntryFields, HashValue } from "./bus.ts";
 
 /**
  * Conversions between bus entries and what ioredis sends and receives with its Buffer command
@@ -7,13 +7,17 @@ import type { Entry, EntryFields } from "./bus.ts";
 
 export type RawEntry = [id: Buffer, fields: Buffer[] | null];
 
-const asBuffer = (value: Uint8Array | string): Buffer | string =>
-  typeof value === "string" || Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+const asBuffer = (value: HashValue): Buffer | string => {
+  if (typeof value === "string" || Buffer.isBuffer(value)) return value;
+  const bytes = value instanceof Uint8Array ? value : value.encode();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+};
 
 /** Field-value pairs for XADD/HSET; a plain Uint8Array is wrapped (not copied), as ioredis only sends Buffers as bytes. */
-export const fieldArgs = (fields: Readonly<Record<string, Uint8Array | string>>): (Buffer | string)[] => {
+export const fieldArgs = (fields: Readonly<Record<string, HashValue>> | ReadonlyMap<string, HashValue>): (Buffer | string)[] => {
   const args: (Buffer | string)[] = [];
-  for (const name in fields) args.push(name, asBuffer(fields[name]!));
+  if (fields instanceof Map) for (const [name, value] of fields) args.push(name, asBuffer(value));
+  else for (const name in fields) args.push(name, asBuffer((fields as Readonly<Record<string, HashValue>>)[name]!));
   return args;
 };
 

@@ -1,6 +1,7 @@
 import { Result } from "effect";
 import { createHmac, timingSafeEqual } from "node:crypto";
 import type { EntryFields } from "../bus/bus.ts";
+import { attachedEntry, attachmentOf } from "./attached-entry.ts";
 import { BodyError, DEFAULT_CODEC, decodeBody, encodeBody, type Codec } from "./codec.ts";
 import { decodeMessage } from "./decode-message.ts";
 import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
@@ -47,6 +48,16 @@ export const encodeEntry = (message: Message, options: EncodeOptions): EntryFiel
   return fields as EntryFields;
 };
 
+/**
+ * The same entry for a bus that keeps it in this process (MemoryBus): the message travels as an
+ * object and is encoded only if something reads `data` (attached-entry.ts). `trusted`: built by
+ * esper itself, so the reader skips the schema check.
+ */
+export const encodeEntryInProcess = (message: Message, options: EncodeOptions & { readonly trusted: boolean }): EntryFields => {
+  const codec = options.codec ?? DEFAULT_CODEC;
+  return attachedEntry(message, options.trusted, codec === "reference" ? undefined : codec, options.hmacKey !== undefined, encodeEntry, options);
+};
+
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
 
@@ -78,7 +89,9 @@ const signatureMatches = (key: HmacKey, stream: string, type: string, data: Uint
 /**
  * The message in an entry read from `stream`, or why there is none. Checks, in order: size of
  * the raw bytes, signature, codec, schema, so nothing is parsed that is too big or unsigned.
- * Never throws.
+ * An entry made in this process (encodeEntryInProcess) has no bytes to check or parse and cannot
+ * be forged from outside: its message is taken as it is when esper built it, else its schema is
+ * checked. Never throws.
  */
 export const decodeEntry = (
   stream: string,
@@ -87,6 +100,8 @@ export const decodeEntry = (
 ): Result.Result<Message, ProtocolError> => {
   let typeField: string | undefined;
   try {
+    const attached = attachmentOf(fields);
+    if (attached !== undefined) return attached.trusted ? Result.succeed(attached.message) : decodeMessage(attached.message, attached.message.message_type);
     typeField = text(fields.type);
     const data = bytes(fields.data);
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;

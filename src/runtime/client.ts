@@ -10,7 +10,7 @@
 import { Data, Effect, Fiber, type Scope } from "effect";
 import type { Bus, BusError, EntryFields } from "../bus/bus.ts";
 import type { Codec } from "../protocol/codec.ts";
-import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
+import { decodeEntry, encodeEntry, encodeEntryInProcess, type HmacKey } from "../protocol/entry.ts";
 import type { CommandResult, Message } from "../protocol/messages.ts";
 import { streams as streamNames } from "../protocol/streams.ts";
 import { commandResult, type CommandMessage } from "./messages.ts";
@@ -303,15 +303,32 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     const waitingTime = (command: CommandMessage, timeoutMs: number | undefined) =>
       timeoutMs ?? options.defaultTimeoutMs ?? (Number.isFinite(command.timeout_ms) ? command.timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) + 1_000;
 
+    // A caller's command is not trusted in process either: the layer checks its schema.
     const encode = (stream: string, command: CommandMessage) =>
-      encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) });
+      bus.inProcess
+        ? encodeEntryInProcess(command, { stream, codec, trusted: false, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) })
+        : encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) });
+
+    /**
+     * Commands sent in the same turn of the event loop go out in one publishMany (one pipeline
+     * on Redis), not one publish (and one fiber) each.
+     */
+    let outgoing: Array<{ readonly stream: string; readonly fields: EntryFields; readonly waiter: Waiter }> = [];
+    const flush = () => {
+      const batch = outgoing;
+      outgoing = [];
+      run(bus.publishMany(batch, options.maxLen)).then(undefined, (error: unknown) => {
+        for (const { waiter } of batch) {
+          forget(waiter);
+          waiter.reject(error);
+        }
+      });
+    };
 
     /** Publishes; when the bus refuses, the waiter is dropped and the BusError rejects the call. */
     const publishOrForget = (stream: string, fields: EntryFields, waiter: Waiter): void => {
-      run(bus.publish(stream, fields, options.maxLen)).then(undefined, (error: unknown) => {
-        forget(waiter);
-        waiter.reject(error);
-      });
+      if (outgoing.length === 0) queueMicrotask(flush);
+      outgoing.push({ stream, fields, waiter });
     };
 
     /**

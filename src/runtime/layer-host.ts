@@ -9,7 +9,7 @@
  */
 import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
 import { guardConfig, parseSeedState, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
-import { layerMachine, type LayerEmitted, type LayerEvent, type LayerResult, type SeedOrder } from "../../machines/layer.ts";
+import { layerMachine, screen, seedEventOf, type LayerEmitted, type LayerEvent, type LayerResult, type SeedOrder } from "../../machines/layer.ts";
 import { persistSeed, resumeSeed, seedMachine, type PersistedSeed, type SeedMachine, type SeedOutcome } from "../../machines/seed.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import { StateTable } from "../kasmina/state-table.ts";
@@ -121,14 +121,31 @@ export class LayerHost {
     }
     this.layerEmitted = [];
     this.outcomes = [];
-    const event = this.toLayerEvent(command);
-    this.actor.send(event);
-    this.watchSeeds();
+    if (!this.deliverDirect(command)) {
+      this.actor.send(this.toLayerEvent(command));
+      this.watchSeeds();
+    }
     this.refreshBlueprints(command);
     const applied = this.answer(command, startedAt);
     this.layerEmitted = [];
     this.outcomes = [];
     return applied;
+  }
+
+  /**
+   * A lifecycle order for one seed that the layer would pass on unchanged goes to the seed
+   * directly: the layer machine would only screen it (the same `screen`) and forward it, and that
+   * macrostep over a snapshot holding every seed cost more than the seed's own transition. Anything
+   * the layer refuses, and every batch, stop and whole-layer order, still goes through the layer.
+   */
+  private deliverDirect(command: HostedCommand): boolean {
+    if (command.message_type !== "LifecycleTransitionCommand" || command.seed_id === null) return false;
+    const order = toOrder(command, this.clock());
+    const context = this.actor.getSnapshot().context;
+    if (screen(context, this.stopped, order) !== null) return false;
+    context.seeds[order.seedId!]!.send(seedEventOf(order) as never);
+    this.watchSeeds();
+    return true;
   }
 
   /** A blueprint id the data plane's registry does not know is refused before any seed sees it. */
@@ -302,8 +319,9 @@ export class LayerHost {
   }
 
   private answer(command: HostedCommand, startedAt: number): Applied {
-    const transitions = this.outcomes.filter((o) => o.ok).map((o) => this.transitionEvent(o, command));
-    for (const t of transitions) this.options.onTransition?.(t);
+    const transitions: StateTransitionEvent[] = [];
+    for (const o of this.outcomes) if (o.ok) transitions.push(this.transitionEvent(o, command));
+    if (this.options.onTransition) for (const t of transitions) this.options.onTransition(t);
     const elapsed = Math.max(0, this.clock() - startedAt);
     const crash = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.details.crashed === true);
     const base = { source: this.source, layerId: this.layerId, command, elapsedMs: elapsed };
@@ -329,13 +347,16 @@ export class LayerHost {
   }
 
   private lifecycleResult(seedId: number | null, outcomes: readonly SeedOutcome[], base: ResultBase): CommandResult {
-    const failed = outcomes.find((o) => !o.ok);
     if (seedId !== null) {
       const o = outcomes[0];
-      if (!o) return commandResult({ ...base, seedId, code: "internal", error: "the seed gave no answer", details: {} });
-      if (o.ok) return commandResult({ ...base, seedId, code: "ok", error: null, details: { from_state: o.from, to_state: o.to } });
-      return commandResult({ ...base, seedId, code: o.code, error: o.error, details: { from_state: o.from, to_state: o.to, ...(o.guard ? { guard: o.guard, values: o.values } : {}) } });
+      // One seed, one answer: the common case, built without spreading `base` (hot path).
+      const one = (code: CommandResult["code"], error: string | null, details: Record<string, unknown>) =>
+        commandResult({ source: base.source, layerId: base.layerId, command: base.command, elapsedMs: base.elapsedMs, seedId, code, error, details });
+      if (!o) return one("internal", "the seed gave no answer", {});
+      if (o.ok) return one("ok", null, { from_state: o.from, to_state: o.to });
+      return one(o.code, o.error, o.guard ? { from_state: o.from, to_state: o.to, guard: o.guard, values: o.values } : { from_state: o.from, to_state: o.to });
     }
+    const failed = outcomes.find((o) => !o.ok);
     // Every seed of the layer: one result, with each seed's answer in details.
     const results = outcomes.map((o) => (o.ok ? { seed_id: o.seedId, code: "ok", from_state: o.from } : { seed_id: o.seedId, code: o.code, error: o.error }));
     const moved = outcomes.filter((o) => o.ok).length;

@@ -4,24 +4,26 @@
  * For each batch read from `P.control.layer.{L}` (group `kasmina`) or `P.control.all` (group
  * `kasmina.{L}`, so every layer sees every entry once):
  *   size check -> decode -> signature -> schema   (decodeEntry: a bad entry gets its code)
- *   -> duplicate check by message_id               (one HMGET per batch on P.results.layer.{L})
+ *   -> duplicate check by message_id               (against P.results.layer.{L}: see below)
  *   -> deadline (timeout_ms) and rate limit per source
  *   -> the layer actor, emergency stops first      (they overtake everything read with them)
  *   -> ONE commit: seed snapshots, events, results, dedupe records, acks.
+ * The duplicate check rides on the commit: it writes only if none of the batch's ids has a stored
+ * result. When one has (rare: a redelivery or a re-sent copy), the batch is rolled back, the
+ * stored results are read, and it is settled again. A batch holding a redelivery reads first.
  * A crash anywhere before the commit means redelivery, and the dedupe record written in the
  * same commit makes redelivery harmless: each command takes effect exactly once per seed.
  * A commit that does not land rolls the layer back in memory to where the batch found it, so
  * the redelivered entries are judged from what was stored. Once read, a batch is finished and
  * committed even when the Scope closes meanwhile.
  */
-import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import { Data, Duration, Effect, Exit, Schedule, Semaphore, type Scope } from "effect";
 import { RateLimiter } from "effect/persistence";
-import type { Bus, BusError, CommitOp, Entry, EntryFields } from "../bus/bus.ts";
+import type { Bus, BusError, CommitOp, DeferredBytes, Entry, EntryFields, HashValue } from "../bus/bus.ts";
 import { runJanitor } from "../bus/janitor.ts";
 import { decodeBody, encodeBody, type Codec } from "../protocol/codec.ts";
-import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
+import { decodeEntry, encodeEntry, encodeEntryInProcess, type HmacKey } from "../protocol/entry.ts";
 import { rejectionResult } from "../protocol/make.ts";
 import { COMMAND_TYPES, type CommandResult, type Message } from "../protocol/messages.ts";
 import { GROUPS, streams as streamNames, type Streams } from "../protocol/streams.ts";
@@ -29,6 +31,7 @@ import type { PersistedSeed } from "../../machines/seed.ts";
 import { boundedMessage } from "./bounded-message.ts";
 import type { LayerHost } from "./layer-host.ts";
 import { commandResult, type CommandMessage, type HostedCommand } from "./messages.ts";
+import { newMessageId } from "../protocol/message-id.ts";
 
 export interface BridgeOptions {
   /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
@@ -96,6 +99,25 @@ const layerOfCommand = (c: CommandMessage): string | null => (c.message_type ===
 
 /** Seed snapshots travel as msgpack in the state hash, field = seed id in decimal. */
 export const encodeSeed = (seed: PersistedSeed): Uint8Array => encodeBody(seed, "msgpack");
+/** A snapshot or an answer for a hash, encoded only when a bus needs the bytes (a class: no closure per value). */
+class Deferred implements DeferredBytes {
+  constructor(private readonly value: unknown) {}
+  encode(): Uint8Array {
+    return encodeBody(this.value, "msgpack");
+  }
+}
+const deferredSeed = (seed: PersistedSeed): DeferredBytes => new Deferred(seed);
+const deferredBody = (value: unknown): DeferredBytes => new Deferred(value);
+
+/** What a batch writes besides its events: collected while its entries are settled, committed with them. */
+interface BatchWrites {
+  /** Answers given in this batch, by message id: a copy later in the same batch is a duplicate. */
+  readonly seen: Map<string, CommandResult>;
+  /** P.state.layer.{L}: seed id -> snapshot. */
+  readonly state: Record<string, HashValue>;
+  /** P.results.layer.{L}: message id -> CommandResult. */
+  readonly results: Map<string, HashValue>;
+}
 export const decodeSeed = (bytes: Uint8Array): PersistedSeed => decodeBody(bytes, "msgpack") as PersistedSeed;
 
 interface LayerMeta {
@@ -136,15 +158,19 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     // One batch at a time per layer: apply order = commit order = event stream order.
     const lock = yield* Semaphore.make(1);
     // Everything written stays within the size every reader accepts (bounded-message.ts).
-    const encode = (message: Message) =>
-      boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }));
+    const encodeOptions = { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
+    // In process the answer travels as the object it is (attached-entry.ts): nobody reads its bytes.
+    const inProcessOptions = { ...encodeOptions, trusted: true };
+    const encode = bus.inProcess
+      ? (message: Message) => encodeEntryInProcess(message, inProcessOptions)
+      : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
 
     /**
      * What one entry comes to. A plain generator, delegated to with `yield*` from the batch's
      * Effect.gen, so that a throw (a bug: the host answers bad commands, it does not throw) reaches
      * the batch's try/catch as an exception instead of killing the fiber as a defect.
      */
-    const settleOne = function* (stream: string, entry: Entry, message: ReturnType<typeof decodeEntry>, stored: Uint8Array | null, seenInBatch: Map<string, CommandResult>, startedAt: number) {
+    const settleOne = function* (stream: string, entry: Entry, message: ReturnType<typeof decodeEntry>, stored: Uint8Array | null, batch: BatchWrites, startedAt: number) {
       if (message._tag === "Failure") {
         const result = rejectionResult(message.failure, layerId, `esper.layer.${layerId}`);
         return result
@@ -158,10 +184,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       const target = layerOfCommand(m);
       // P.control.all carries every layer's entries; one naming another layer is that layer's to answer.
       if (stream === keys.all && target !== null && target !== layerId) return { kind: "skip", entry, stream } as const;
-      const previous = stored ? (decodeBody(stored, "msgpack") as CommandResult) : seenInBatch.get(m.message_id);
+      const previous = stored ? (decodeBody(stored, "msgpack") as CommandResult) : batch.seen.get(m.message_id);
       if (previous) {
         // The same answer, as a message of its own: message ids are unique on the event stream too.
-        const again = { ...previous, message_id: randomUUID(), timestamp: clock() / 1000, details: { ...previous.details, duplicate: true } };
+        const again = { ...previous, message_id: newMessageId(), timestamp: clock() / 1000, details: { ...previous.details, duplicate: true } };
         return { kind: "answer", entry, stream, result: again, ops: [], applied: false } as const;
       }
       const command: HostedCommand = target === null ? ({ ...m, layer_id: layerId } as HostedCommand) : m;
@@ -171,22 +197,19 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
           : overdue(command, layerId, clock()) ?? (limiter ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
       const wasStopped = host.isStopped;
       const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
-      seenInBatch.set(m.message_id, result);
+      batch.seen.set(m.message_id, result);
       const ops: CommitOp[] = [];
-      // A blueprint update changes its seed without a transition: its snapshot is stored too.
-      const changed = new Set([...transitions.map((t) => t.seed_id), ...(refusal ? [] : blueprintSeeds(command, host.numSeeds))]);
-      if (changed.size > 0) {
-        const values: Record<string, Uint8Array> = {};
-        for (const seedId of changed) values[String(seedId)] = encodeSeed(host.seed(seedId));
-        ops.push({ op: "hset", key: keys.state, values });
-      }
+      // Snapshots of the seeds it moved (a blueprint update changes its seed without a transition),
+      // and its answer for the duplicate check: one hset each per batch, the last snapshot winning.
+      for (const t of transitions) batch.state[t.seed_id] = deferredSeed(host.seed(t.seed_id));
+      if (!refusal) for (const seedId of blueprintSeeds(command, host.numSeeds)) batch.state[seedId] = deferredSeed(host.seed(seedId));
+      batch.results.set(m.message_id, deferredBody(result));
       // The layer's stop is stored when it changes (a second stop keeps the first reason, as the layer does).
       if (host.isStopped !== wasStopped) {
         stopReason = host.isStopped ? ((m as { reason?: string }).reason ?? "") : null;
         ops.push({ op: "hset", key: keys.meta, values: { layer: encodeBody({ stopped: host.isStopped, reason: stopReason } satisfies LayerMeta, "msgpack") } });
       }
       for (const t of transitions) ops.push({ op: "xadd", stream: keys.events, fields: encode(t), maxLen: o.maxLen });
-      ops.push({ op: "hset", key: keys.results, values: { [m.message_id]: encodeBody(result, "msgpack") } });
       return { kind: "answer", entry, stream, result, ops, applied: !refusal } as const;
     };
 
@@ -219,34 +242,63 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
             lock,
             Effect.uninterruptibleMask((interruptible) => {
               const before = checkpoint();
-              return Effect.gen(function* () {
-                const startedAt = clock();
-                const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
-                const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
-                const known = yield* bus.hmget(keys.results, ids.map((id) => id || "-"));
-                // Emergency stops overtake everything read with them (stable for the rest).
-                const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
-                const settled: Settled[] = [];
-                const seenInBatch = new Map<string, CommandResult>();
-                for (const i of order) {
-                  const { entry, message } = decoded[i]!;
-                  try {
-                    settled.push(yield* settleOne(stream, entry, message, ids[i] ? (known[i] ?? null) : null, seenInBatch, startedAt));
-                  } catch (error) {
-                    // A bug, not a bad command: the entry is set aside where an operator sees it, and the worker goes on.
-                    settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
+              const startedAt = clock();
+              const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
+              const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
+              const commandIds = ids.filter((id) => id !== "");
+              // Emergency stops overtake everything read with them (stable for the rest).
+              const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
+
+              /**
+               * Settles every entry and commits. `known`: the stored results of the batch's ids, when
+               * they were read first; null when the commit itself checks that none is stored.
+               */
+              const settleAndCommit = (known: readonly (Uint8Array | null)[] | null) =>
+                Effect.gen(function* () {
+                  const settled: Settled[] = [];
+                  const batch: BatchWrites = { seen: new Map(), state: {}, results: new Map() };
+                  for (const i of order) {
+                    const { entry, message } = decoded[i]!;
+                    try {
+                      settled.push(yield* settleOne(stream, entry, message, known !== null && ids[i] ? (known[i] ?? null) : null, batch, startedAt));
+                    } catch (error) {
+                      // A bug, not a bad command: the entry is set aside where an operator sees it, and the worker goes on.
+                      settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
+                    }
                   }
-                }
-                yield* commitBatch(bus, settled, group, keys.events, encode, names, o.maxLen, interruptible, { key: keys.meta, field: `commit.${consumer}` });
-                // Counted once committed: a batch rolled back and delivered again counts once.
-                stats.commits++;
-                stats.entries += entries.length;
-                for (const s of settled) {
-                  if (s.kind === "dead") stats.deadLettered++;
-                  else if (s.kind === "answer" && s.applied) stats.applied++;
-                  else if (s.kind === "answer" && s.result.details.duplicate === true) stats.duplicates++;
-                }
-              }).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
+                  const precondition: CommitOp[] = known === null && commandIds.length > 0 ? [{ op: "absent", key: keys.results, fields: commandIds }] : [];
+                  const hashes: CommitOp[] = [
+                    { op: "hset", key: keys.state, values: batch.state },
+                    { op: "hset", key: keys.results, values: batch.results },
+                  ];
+                  yield* commitBatch(bus, settled, precondition, hashes, group, keys.events, encode, names, o.maxLen, interruptible, { key: keys.meta, field: `commit.${consumer}` });
+                  // Counted once committed: a batch rolled back and delivered again counts once.
+                  stats.commits++;
+                  stats.entries += entries.length;
+                  for (const s of settled) {
+                    if (s.kind === "dead") stats.deadLettered++;
+                    else if (s.kind === "answer" && s.applied) stats.applied++;
+                    else if (s.kind === "answer" && s.result.details.duplicate === true) stats.duplicates++;
+                  }
+                });
+              const readKnown = bus.hmget(keys.results, ids.map((id) => id || "-"));
+
+              // Most batches hold only new commands: apply them at once and let the commit refuse if
+              // one was applied before (saving a round trip per batch); on that refusal, or when the
+              // batch holds a redelivery (likely applied before), read what is stored first.
+              const redelivered = entries.some((e) => e.deliveries > 1);
+              const run = redelivered
+                ? Effect.flatMap(readKnown, settleAndCommit)
+                : settleAndCommit(null).pipe(
+                    Effect.catchIf(
+                      (error: BusError) => error.reason === "conflict",
+                      () => Effect.suspend(() => {
+                        rollback(before);
+                        return Effect.flatMap(readKnown, settleAndCommit);
+                      }),
+                    ),
+                  );
+              return run.pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
             }),
           );
 
@@ -288,6 +340,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
 const commitBatch = (
   bus: Bus,
   settled: readonly Settled[],
+  /** Checked before anything is written (the batch's ids are not answered yet). */
+  precondition: readonly CommitOp[],
+  /** The batch's snapshots and answers (hsets). */
+  hashes: readonly CommitOp[],
   group: string,
   events: string,
   encode: (m: Message) => EntryFields,
@@ -297,7 +353,7 @@ const commitBatch = (
   /** Where the commit leaves its token (one field per consumer: its commits are serialized by the layer's lock). */
   marker: { readonly key: string; readonly field: string },
 ): Effect.Effect<void, BusError> => {
-  const ops: CommitOp[] = [];
+  const ops: CommitOp[] = [...precondition];
   const acks = new Map<string, string[]>();
   for (const s of settled) {
     if (s.kind === "dead") {
@@ -315,10 +371,11 @@ const commitBatch = (
     list.push(s.entry.id);
     acks.set(s.stream, list);
   }
+  ops.push(...hashes);
   for (const [stream, ids] of acks) ops.push({ op: "ack", stream, group, ids });
-  const token = randomUUID();
+  const token = newMessageId();
   ops.push({ op: "hset", key: marker.key, values: { [marker.field]: token } });
-  const retryable = (error: BusError) => error.reason !== "closed" && error.reason !== "command_failed";
+  const retryable = (error: BusError) => error.reason === "unavailable" || error.reason === "outbox_full";
   const commit = bus.commit(ops);
   // A failed attempt may still have landed: Redis ran it but its reply was lost (connection cut)
   // or came after the call's time limit. Running it again would append its events and results a

@@ -3,10 +3,10 @@
  * these do not run the Schema decoder on what they build (about 16 us a message): the types
  * already guarantee the shape, and a command's answer must cost less than the command.
  */
-import { randomUUID } from "node:crypto";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import type { ResultCode, SeedState } from "../../machines/lifecycle.ts";
-import type { Command, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import type { Command, CommandResult, LifecycleTransitionCommand, StateTransitionEvent } from "../protocol/messages.ts";
+import { newMessageId } from "../protocol/message-id.ts";
 
 /** Every command a layer hosts: the protocol's control-stream commands. */
 export type CommandMessage = Command;
@@ -14,11 +14,41 @@ export type HostedCommand = Command;
 
 export const envelope = <T extends string>(messageType: T, source: string, correlationId?: string) => ({
   message_type: messageType,
-  message_id: randomUUID(),
+  message_id: newMessageId(),
   timestamp: Date.now() / 1000,
   source,
   version: "1.0" as const,
   ...(correlationId !== undefined ? { correlation_id: correlationId } : {}),
+});
+
+/**
+ * The hot command, field by field in one literal: spreading an envelope into it made an object
+ * V8 could not give a fixed shape, and every reader of it paid for that.
+ */
+export const lifecycleTransitionCommand = (c: {
+  readonly source: string;
+  readonly timestamp: number;
+  readonly layerId: string;
+  readonly seedId: number | null;
+  readonly target: SeedState;
+  readonly metrics?: Metrics | undefined;
+  readonly timeoutMs: number;
+  readonly force: boolean;
+  readonly reason: string;
+}): LifecycleTransitionCommand => ({
+  message_type: "LifecycleTransitionCommand",
+  message_id: newMessageId(),
+  timestamp: c.timestamp,
+  source: c.source,
+  version: "1.0",
+  layer_id: c.layerId,
+  seed_id: c.seedId,
+  target_state: c.target,
+  parameters: c.metrics ? { metrics: c.metrics } : {},
+  priority: "normal",
+  timeout_ms: c.timeoutMs,
+  force: c.force,
+  reason: c.reason,
 });
 
 export const commandResult = (r: {
@@ -33,7 +63,7 @@ export const commandResult = (r: {
 }): CommandResult => ({
   // Field by field, not spread from envelope(): this runs once per command and per transition.
   message_type: "CommandResult",
-  message_id: randomUUID(),
+  message_id: newMessageId(),
   timestamp: Date.now() / 1000,
   source: r.source,
   version: "1.0",
@@ -60,7 +90,7 @@ export const stateTransitionEvent = (t: {
   readonly triggeredBy: "user" | "system" | "policy";
 }): StateTransitionEvent => ({
   message_type: "StateTransitionEvent",
-  message_id: randomUUID(),
+  message_id: newMessageId(),
   timestamp: Date.now() / 1000,
   source: t.source,
   version: "1.0",

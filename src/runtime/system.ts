@@ -17,7 +17,7 @@ import { makeClient } from "./client.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
 import { runLayerBridge, type LayerBridge } from "./mailbox-bridge.ts";
-import { commandResult, envelope, type CommandMessage, type HostedCommand } from "./messages.ts";
+import { commandResult, envelope, lifecycleTransitionCommand, type CommandMessage, type HostedCommand } from "./messages.ts";
 
 export const LAYER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -215,14 +215,14 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       send,
       transition: (layerId, seedId, target, options = {}) =>
         send(
-          stamp({
-            ...envelope("LifecycleTransitionCommand", source),
-            layer_id: layerId,
-            seed_id: seedId,
-            target_state: target,
-            parameters: options.metrics ? { metrics: options.metrics } : {},
-            priority: "normal" as const,
-            timeout_ms: options.timeoutMs ?? 5_000,
+          lifecycleTransitionCommand({
+            source,
+            timestamp: clock() / 1000,
+            layerId,
+            seedId,
+            target,
+            metrics: options.metrics,
+            timeoutMs: options.timeoutMs ?? 5_000,
             force: options.force ?? false,
             reason: options.reason ?? "",
           }),

@@ -83,6 +83,34 @@ describe.each(BUS_KINDS)("on %s, a command delivered again changes nothing a sec
     expect(worker.bridge.stats()).toMatchObject({ applied: 1, duplicates: 1 });
   });
 
+  // The duplicate check rides on the commit: a batch that holds a copy of an applied command is
+  // applied, refused by the commit, rolled back and settled again knowing what is stored.
+  test("a copy read in one batch with new commands: the commit refuses, the batch is settled again, each new command applies once", async () => {
+    const worker = await startBridge(fx);
+    const client = await openClient(fx);
+    const applied = lifecycle("a", 0, "GERMINATED");
+    expect((await client.send(applied)).code).toBe("ok");
+    await worker.close();
+    const fresh = [lifecycle("a", 1, "GERMINATED"), lifecycle("a", 0, "TRAINING", { force: true }), lifecycle("a", 2, "GERMINATED")];
+    await publishCommand(fx, fresh[0]!);
+    await publishCommand(fx, applied);
+    for (const c of fresh.slice(1)) await publishCommand(fx, c);
+    const again = await startBridge(fx);
+    await settled(again, 4);
+    const results = await resultsOf(fx, "a");
+    expect(results.map((r) => [r.correlation_id, r.code, r.details.duplicate ?? false])).toEqual([
+      [applied.message_id, "ok", false],
+      [fresh[0]!.message_id, "ok", false],
+      [applied.message_id, "ok", true],
+      [fresh[1]!.message_id, "ok", false],
+      [fresh[2]!.message_id, "ok", false],
+    ]);
+    for (const c of [applied, ...fresh]) expect(await transitionsOf(fx, "a", c.message_id)).toHaveLength(1);
+    expect(again.host.seed(0).state).toBe("TRAINING");
+    expect(await storedState(fx, 0)).toBe("TRAINING");
+    expect(again.bridge.stats()).toMatchObject({ entries: 4, applied: 3, duplicates: 1 });
+  });
+
   test("a refused command redelivered is answered the same again, still without effect", async () => {
     const worker = await startBridge(fx);
     const client = await openClient(fx);

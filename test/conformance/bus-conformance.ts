@@ -372,6 +372,48 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(Object.keys(await run(bus.hgetall(hash)))).toEqual(["a"]);
     });
 
+    it("an absent precondition that finds a field present fails the commit as a conflict and writes nothing", async () => {
+      const s = h.key("control.layer.{L20}");
+      const events = h.key("event.layer.{L20}");
+      const results = h.key("results.layer.{L20}");
+      await run(bus.commit([{ op: "hset", key: results, values: { m1: "first answer" } }]));
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(1)));
+      const [cmd] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      const writes = [
+        { op: "xadd", stream: events, fields: entry(2) },
+        { op: "hset", key: results, values: { m2: "second", m1: "overwritten" } },
+        { op: "ack", stream: s, group: "kasmina", ids: [cmd!.id] },
+      ] as const;
+
+      const conflict = await failure(bus.commit([{ op: "absent", key: results, fields: ["m2", "m1"] }, ...writes]));
+      expect(conflict.reason).toBe("conflict");
+      expect(conflict.message).toContain("m1");
+      expect(conflict.message).not.toContain("m2");
+      expect(await run(bus.length(events))).toBe(0);
+      expect(Object.keys(await run(bus.hgetall(results)))).toEqual(["m1"]);
+      expect((await run(bus.pending(s, "kasmina"))).map((p) => p.id)).toEqual([cmd!.id]);
+
+      // Fields that are absent (on a hash that exists, and on one that does not) let it through.
+      await run(bus.commit([{ op: "absent", key: results, fields: ["m2", "m3"] }, { op: "absent", key: h.key("none.{L20}"), fields: ["x"] }, ...writes]));
+      expect(await run(bus.length(events))).toBe(1);
+      expect(Buffer.from((await run(bus.hmget(results, ["m1"])))[0]!).toString()).toBe("overwritten");
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+    });
+
+    it("hset takes a Map and deferred values, and hands deferred values back as the bytes they encode", async () => {
+      const state = h.key("state.layer.{L21}");
+      let encoded = 0;
+      const deferred = (...values: number[]) => ({ encode: () => (encoded++, bytes(...values)) });
+      await run(bus.commit([{ op: "hset", key: state, values: new Map<string, Uint8Array | string | { encode: () => Uint8Array }>([["0", deferred(1, 2)], ["1", "one"], ["2", deferred(3)]]) }]));
+      expect((await run(bus.hmget(state, ["0"]))).map((v) => Array.from(v!))).toEqual([[1, 2]]);
+      const all = await run(bus.hgetall(state));
+      expect(Object.fromEntries(Object.entries(all).map(([k, v]) => [k, Array.from(v)]))).toEqual({ "0": [1, 2], "1": [111, 110, 101], "2": [3] });
+      // Each value is encoded once at most, whenever the bus needs its bytes.
+      await run(bus.hgetall(state));
+      expect(encoded).toBe(2);
+    });
+
     it("hmget returns the asked fields of a hash in order, null where missing", async () => {
       const state = h.key("state.layer.{L18}");
       await run(bus.commit([{ op: "hset", key: state, values: { "0": bytes(0, 1), "2": "two" } }]));

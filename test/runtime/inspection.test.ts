@@ -48,6 +48,7 @@ describe("file:PATH", () => {
     const path = join(dir, "inspect.jsonl");
     const system = await startSystem({ layers: [{ id: "dense1", seeds: 2 }], inspect: `file:${path}` });
     await system.transition("dense1", 1, "GERMINATED", { reason: "plateau" });
+    await system.emergencyStop("dense1", "inspection");
     await system.close();
 
     const events = readLines(path);
@@ -58,7 +59,8 @@ describe("file:PATH", () => {
     const seed1 = sessionOf(events, "seed-1");
     expect(events.filter((e) => e.type === "@xstate.actor" && e.name?.startsWith("seed-")).map((e) => e.parentId)).toEqual([layer, layer]);
 
-    expect(events).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: layer, event: expect.objectContaining({ type: "command" }) }));
+    // A plain lifecycle command goes from the host to its seed directly (LayerHost.deliverDirect); a stop goes through the layer.
+    expect(events).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: layer, event: expect.objectContaining({ type: "emergency_stop" }) }));
     expect(events).toContainEqual(
       expect.objectContaining({ type: "@xstate.event", sessionId: seed1, event: expect.objectContaining({ type: "to.GERMINATED", reason: "plateau" }) }),
     );
