@@ -313,7 +313,18 @@ export interface PersistedSeed {
 }
 
 export const persistSeed = (snapshot: SeedSnapshot): PersistedSeed => {
-  const { config: _config, ...context } = snapshot.context;
+  const c = snapshot.context;
+  // Field by field rather than a rest pattern: it runs on every transition, and the type keeps the list whole.
+  const context: PersistedSeed["context"] = {
+    seedId: c.seedId,
+    blueprintId: c.blueprintId,
+    strategy: c.strategy,
+    alpha: c.alpha,
+    epochsInState: c.epochsInState,
+    errorCount: c.errorCount,
+    metrics: c.metrics,
+    history: c.history,
+  };
   return { state: snapshot.value as SeedState, context };
 };
 

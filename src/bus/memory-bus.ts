@@ -324,12 +324,33 @@ export class MemoryBus implements Bus {
     const stored = target.append(fields, this.now());
     target.trimTo(maxLen ?? this.maxLen);
     const blocked = this.waiters.get(target.key);
-    if (blocked !== undefined && blocked.size > 0) {
+    if (blocked !== undefined && blocked.size > 0) this.wakeSoon(target.key);
+    return stored;
+  }
+
+  /** Streams appended to whose blocked readers have not been woken yet. */
+  private readonly toWake = new Set<string>();
+
+  /**
+   * Wakes a stream's blocked readers once the current synchronous work is done, not inside the
+   * append: a reader woken in the middle of a commit would see half of it (Redis runs a commit as
+   * one script), and a reader woken per append read a 500-entry commit one entry at a time.
+   */
+  private wakeSoon(key: string): void {
+    if (this.toWake.size === 0) queueMicrotask(() => this.wakeAll());
+    this.toWake.add(key);
+  }
+
+  private wakeAll(): void {
+    const keys = [...this.toWake];
+    this.toWake.clear();
+    for (const key of keys) {
+      const blocked = this.waiters.get(key);
+      if (blocked === undefined || blocked.size === 0) continue;
       const wake = [...blocked];
       blocked.clear();
       for (const w of wake) w();
     }
-    return stored;
   }
 
   private ackIds(target: Stream, group: string, ids: readonly string[]): number {

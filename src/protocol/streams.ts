@@ -61,10 +61,19 @@ const KIND_PATTERN = /^[a-z][a-z0-9_]*$/;
 
 export const streams = (namespace: string = namespaceFromEnv()): Streams => {
   if (!isNamespace(namespace)) throw new RangeError(`namespace ${JSON.stringify(namespace)} is invalid: use 1 to 32 of [a-z0-9_-]`);
+  // Names are asked for on every command sent: each is checked and built once, then remembered.
+  const known = new Map<string, Map<string, string>>();
   const layerKey = (kind: string, layer: string): string => {
+    const cached = known.get(kind)?.get(layer);
+    if (cached !== undefined) return cached;
     if (!isLayerId(layer)) throw new RangeError(`layer id ${JSON.stringify(layer)} is invalid: use 1 to 64 of [A-Za-z0-9_-]`);
     if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
-    return `${namespace}.${kind}.layer.{${layer}}`;
+    const key = `${namespace}.${kind}.layer.{${layer}}`;
+    let byLayer = known.get(kind);
+    if (byLayer === undefined) known.set(kind, (byLayer = new Map()));
+    // Bounded: layer ids are few; a caller probing many bad ids never gets here (they throw).
+    if (byLayer.size < 10_000) byLayer.set(layer, key);
+    return key;
   };
   const dlqAll = `${namespace}.dlq.all`;
   return {

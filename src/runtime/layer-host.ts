@@ -260,7 +260,6 @@ export class LayerHost {
     });
   }
 
-  /** Re-reads one seed's snapshot into the persisted list and the state table. */
   /**
    * Re-reads one seed's snapshot into the persisted list and the state table. Alpha is written
    * only when the seed changed state (its value on entry): between transitions the data plane owns
@@ -274,14 +273,13 @@ export class LayerHost {
     const persisted = persistSeed(snapshot);
     this.persisted[seedId] = persisted;
     const c = persisted.context;
-    this.table.write(seedId, {
-      state: persisted.state,
-      blueprint: this.blueprintIndex(c.blueprintId),
-      epochsInState: c.epochsInState,
-      ...(transitioned ? { alpha: c.alpha } : {}),
-      strategy: c.strategy,
-      errorCount: c.errorCount,
-    });
+    const blueprint = this.blueprintIndex(c.blueprintId);
+    this.table.write(
+      seedId,
+      transitioned
+        ? { state: persisted.state, blueprint, epochsInState: c.epochsInState, alpha: c.alpha, strategy: c.strategy, errorCount: c.errorCount }
+        : { state: persisted.state, blueprint, epochsInState: c.epochsInState, strategy: c.strategy, errorCount: c.errorCount },
+    );
   }
 
   /** A blueprint update changes a seed without a transition (no outcome follows it), so it is mirrored here. */
@@ -323,8 +321,12 @@ export class LayerHost {
     for (const o of this.outcomes) if (o.ok) transitions.push(this.transitionEvent(o, command));
     if (this.options.onTransition) for (const t of transitions) this.options.onTransition(t);
     const elapsed = Math.max(0, this.clock() - startedAt);
-    const crash = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.details.crashed === true);
     const base = { source: this.source, layerId: this.layerId, command, elapsedMs: elapsed };
+    // The common case: one seed moved (or refused) and the layer itself said nothing.
+    if (this.layerEmitted.length === 0 && command.message_type === "LifecycleTransitionCommand" && command.seed_id !== null) {
+      return { result: this.lifecycleResult(command.seed_id, this.outcomes, base), transitions };
+    }
+    const crash = this.layerEmitted.find((e): e is LayerResult => e.type === "result" && e.details.crashed === true);
 
     if (command.message_type === "BatchCommand") {
       return { result: this.batchResult(command, base, crash), transitions };

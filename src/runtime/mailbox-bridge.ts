@@ -117,6 +117,8 @@ interface BatchWrites {
   readonly state: Record<string, HashValue>;
   /** P.results.layer.{L}: message id -> CommandResult. */
   readonly results: Map<string, HashValue>;
+  /** Sources whose every command in this batch fit their rate, taken in one go (consumeBatchRate). */
+  readonly withinRate: ReadonlySet<string>;
 }
 export const decodeSeed = (bytes: Uint8Array): PersistedSeed => decodeBody(bytes, "msgpack") as PersistedSeed;
 
@@ -194,7 +196,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       const refusal =
         target !== null && target !== layerId
           ? refuse(command, layerId, "unknown_layer", `command for layer ${target} arrived on ${stream}, the stream of layer ${layerId}; send it to its own layer's stream`)
-          : overdue(command, layerId, clock()) ?? (limiter ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
+          : overdue(command, layerId, clock()) ?? (limiter && !batch.withinRate.has(command.source) ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
       const wasStopped = host.isStopped;
       const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
       batch.seen.set(m.message_id, result);
@@ -256,7 +258,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
               const settleAndCommit = (known: readonly (Uint8Array | null)[] | null) =>
                 Effect.gen(function* () {
                   const settled: Settled[] = [];
-                  const batch: BatchWrites = { seen: new Map(), state: {}, results: new Map() };
+                  const batch: BatchWrites = { seen: new Map(), state: {}, results: new Map(), withinRate };
                   for (const i of order) {
                     const { entry, message } = decoded[i]!;
                     try {
@@ -282,12 +284,14 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   }
                 });
               const readKnown = bus.hmget(keys.results, ids.map((id) => id || "-"));
+              const withinRate = new Set<string>();
 
               // Most batches hold only new commands: apply them at once and let the commit refuse if
               // one was applied before (saving a round trip per batch); on that refusal, or when the
               // batch holds a redelivery (likely applied before), read what is stored first.
               const redelivered = entries.some((e) => e.deliveries > 1);
-              const run = redelivered
+              const rated = limiter ? consumeBatchRate(limiter, decoded, o.ratePerSource, withinRate) : Effect.void;
+              const settle = redelivered
                 ? Effect.flatMap(readKnown, settleAndCommit)
                 : settleAndCommit(null).pipe(
                     Effect.catchIf(
@@ -298,7 +302,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                       }),
                     ),
                   );
-              return run.pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
+              return Effect.andThen(rated, settle).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
             }),
           );
 
@@ -424,6 +428,34 @@ const overdue = (command: HostedCommand, layerId: string, now: number): CommandR
   return waited > timeoutMs
     ? refuse(command, layerId, "timeout", `waited ${Math.round(waited)} ms since it was sent, longer than its timeout_ms ${timeoutMs}; not applied`, { waited_ms: Math.round(waited) })
     : null;
+};
+
+/**
+ * Takes each source's tokens for all its commands in the batch at once: one RateLimiter call per
+ * source per batch, not per command (it cost a kilobyte of garbage a command). A source whose
+ * commands do not all fit is left out of `within`, and its commands are then checked one by one,
+ * so exactly those beyond the limit are refused (a refused take takes nothing). Every command read
+ * counts toward its source's rate, a copy or an overdue one too: the source sent it.
+ */
+const consumeBatchRate = (
+  limiter: RateLimiter.RateLimiter,
+  decoded: ReadonlyArray<{ readonly message: ReturnType<typeof decodeEntry> }>,
+  perSecond: number,
+  within: Set<string>,
+): Effect.Effect<void> => {
+  const counts = new Map<string, number>();
+  for (const { message } of decoded) {
+    if (message._tag === "Success" && isCommand(message.success)) counts.set(message.success.source, (counts.get(message.success.source) ?? 0) + 1);
+  }
+  return Effect.forEach(
+    counts,
+    ([source, tokens]) =>
+      limiter.consume({ key: `source:${source}`, limit: perSecond, window: Duration.seconds(1), tokens, onExceeded: "fail", algorithm: "fixed-window" }).pipe(
+        Effect.map(() => void within.add(source)),
+        Effect.catch(() => Effect.void),
+      ),
+    { discard: true },
+  );
 };
 
 const rateCheck = (limiter: RateLimiter.RateLimiter, command: HostedCommand, layerId: string, perSecond: number): Effect.Effect<CommandResult | null> =>
