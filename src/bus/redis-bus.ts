@@ -13,7 +13,7 @@ import {
 import { commitShapeError, effectiveOps } from "./commit.ts";
 import { deadLetterOps } from "./dead-letters.ts";
 import { Outbox, type Settled } from "./outbox.ts";
-import { runCommit } from "./redis-commit.ts";
+import { runCommit, SCRIPT_RELOADED } from "./redis-commit.ts";
 import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
 import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
@@ -173,7 +173,10 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
         const invalid = commitShapeError(ops);
         if (invalid !== undefined) return Effect.fail(invalid);
         const effective = effectiveOps(ops);
-        return guard.run(`commit of ${effective.length} ops`, () => runCommit(main, effective, options.maxLen));
+        // Retried here only when the attempt itself came back (never after a timeout): see runCommit.
+        return guard
+          .run(`commit of ${effective.length} ops`, () => runCommit(main, effective, options.maxLen))
+          .pipe(Effect.retry({ times: 1, while: (e) => e.cause === SCRIPT_RELOADED }));
       });
 
     return {

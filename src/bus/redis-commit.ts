@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { Redis } from "ioredis";
 import { BusError, type CommitOp } from "./bus.ts";
 import { fieldArgs, xaddArgs } from "./redis-replies.ts";
@@ -88,21 +89,31 @@ const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string
   return { keys, argv };
 };
 
+const SCRIPT_SHA = createHash("sha1").update(SCRIPT).digest("hex");
+
+/** The cause of a commit refused because Redis lacked the script (now loaded): nothing ran, so a caller still waiting may commit again at once. */
+export const SCRIPT_RELOADED = "esper.commit-script-reloaded";
+
 /**
- * Runs the commit script with EVAL: one command per commit, never EVALSHA then EVAL on NOSCRIPT.
- * A caller that gave up on a commit (its time limit passed while Redis was stalled) retries it
- * after checking that it did not land; a NOSCRIPT fallback still pending from the abandoned
- * attempt would send a second EVAL behind that check and apply the commit twice. The script's
- * text costs about a kilobyte per commit; Redis caches it by its hash all the same.
+ * Runs the commit script with EVALSHA: its kilobyte of text is not sent (and encoded into the
+ * command) with every commit. When Redis does not have it (a restart, SCRIPT FLUSH), the attempt
+ * loads it and fails as `unavailable` instead of sending EVAL behind the caller's back: a caller
+ * that gave up on this attempt may already have checked that it did not land and committed again,
+ * and a fallback EVAL arriving after that would apply the commit twice. NOSCRIPT means nothing
+ * ran, so a retry by a caller still waiting for this attempt is safe (RedisBus.commit does one).
  */
 export const runCommit = async (redis: Redis, ops: readonly CommitOp[], defaultMaxLen: number): Promise<string[]> => {
   if (ops.length === 0) return [];
   const { keys, argv } = encode(ops, defaultMaxLen);
   try {
-    return (await redis.eval(SCRIPT, keys.length, ...keys, ...argv)) as string[];
+    return (await redis.evalsha(SCRIPT_SHA, keys.length, ...keys, ...argv)) as string[];
   } catch (error) {
     const message = error instanceof Error ? error.message : "";
     if (message.startsWith("CONFLICT ")) throw new BusError({ reason: "conflict", message: `commit not applied: ${message.slice("CONFLICT ".length)}` });
+    if (message.startsWith("NOSCRIPT")) {
+      await redis.script("LOAD", SCRIPT);
+      throw new BusError({ reason: "unavailable", message: "the commit script was not loaded on Redis (restarted or flushed); it is loaded now, commit again", cause: SCRIPT_RELOADED });
+    }
     throw error;
   }
 };

@@ -117,8 +117,6 @@ interface BatchWrites {
   readonly state: Record<string, HashValue>;
   /** P.results.layer.{L}: message id -> CommandResult. */
   readonly results: Map<string, HashValue>;
-  /** Sources whose every command in this batch fit their rate, taken in one go (consumeBatchRate). */
-  readonly withinRate: ReadonlySet<string>;
 }
 export const decodeSeed = (bytes: Uint8Array): PersistedSeed => decodeBody(bytes, "msgpack") as PersistedSeed;
 
@@ -168,11 +166,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
 
     /**
-     * What one entry comes to. A plain generator, delegated to with `yield*` from the batch's
-     * Effect.gen, so that a throw (a bug: the host answers bad commands, it does not throw) reaches
-     * the batch's try/catch as an exception instead of killing the fiber as a defect.
+     * What one entry comes to. Synchronous (the rate was taken for the whole batch before), so a
+     * throw (a bug: the host answers bad commands, it does not throw) reaches the batch's
+     * try/catch as an exception. `overRate`: its source is past its rate.
      */
-    const settleOne = function* (stream: string, entry: Entry, message: ReturnType<typeof decodeEntry>, stored: Uint8Array | null, batch: BatchWrites, startedAt: number) {
+    const settleOne = (stream: string, entry: Entry, message: ReturnType<typeof decodeEntry>, stored: Uint8Array | null, batch: BatchWrites, startedAt: number, overRate: boolean): Settled => {
       if (message._tag === "Failure") {
         const result = rejectionResult(message.failure, layerId, `esper.layer.${layerId}`);
         return result
@@ -196,7 +194,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       const refusal =
         target !== null && target !== layerId
           ? refuse(command, layerId, "unknown_layer", `command for layer ${target} arrived on ${stream}, the stream of layer ${layerId}; send it to its own layer's stream`)
-          : overdue(command, layerId, clock()) ?? (limiter && !batch.withinRate.has(command.source) ? yield* rateCheck(limiter, command, layerId, o.ratePerSource) : null);
+          : overdue(command, layerId, clock()) ??
+            (overRate ? refuse(command, layerId, "rate_limited", `source ${command.source} sent more than ${o.ratePerSource} commands in one second; slow down and retry`) : null);
       const wasStopped = host.isStopped;
       const { result, transitions } = refusal ? { result: refusal, transitions: [] } : host.apply(command, startedAt);
       batch.seen.set(m.message_id, result);
@@ -258,11 +257,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
               const settleAndCommit = (known: readonly (Uint8Array | null)[] | null) =>
                 Effect.gen(function* () {
                   const settled: Settled[] = [];
-                  const batch: BatchWrites = { seen: new Map(), state: {}, results: new Map(), withinRate };
+                  const batch: BatchWrites = { seen: new Map(), state: {}, results: new Map() };
                   for (const i of order) {
                     const { entry, message } = decoded[i]!;
                     try {
-                      settled.push(yield* settleOne(stream, entry, message, known !== null && ids[i] ? (known[i] ?? null) : null, batch, startedAt));
+                      settled.push(settleOne(stream, entry, message, known !== null && ids[i] ? (known[i] ?? null) : null, batch, startedAt, overRate.has(i)));
                     } catch (error) {
                       // A bug, not a bad command: the entry is set aside where an operator sees it, and the worker goes on.
                       settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
@@ -284,13 +283,13 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   }
                 });
               const readKnown = bus.hmget(keys.results, ids.map((id) => id || "-"));
-              const withinRate = new Set<string>();
+              const overRate = new Set<number>();
 
               // Most batches hold only new commands: apply them at once and let the commit refuse if
               // one was applied before (saving a round trip per batch); on that refusal, or when the
               // batch holds a redelivery (likely applied before), read what is stored first.
               const redelivered = entries.some((e) => e.deliveries > 1);
-              const rated = limiter ? consumeBatchRate(limiter, decoded, o.ratePerSource, withinRate) : Effect.void;
+              const rated = limiter ? takeRate(limiter, decoded, o.ratePerSource, overRate) : Effect.void;
               const settle = redelivered
                 ? Effect.flatMap(readKnown, settleAndCommit)
                 : settleAndCommit(null).pipe(
@@ -432,37 +431,38 @@ const overdue = (command: HostedCommand, layerId: string, now: number): CommandR
 
 /**
  * Takes each source's tokens for all its commands in the batch at once: one RateLimiter call per
- * source per batch, not per command (it cost a kilobyte of garbage a command). A source whose
- * commands do not all fit is left out of `within`, and its commands are then checked one by one,
- * so exactly those beyond the limit are refused (a refused take takes nothing). Every command read
+ * source per batch, not per command (that cost a kilobyte of garbage a command). For a source
+ * whose commands do not all fit, they are taken one by one, and exactly those beyond the limit
+ * go into `over` (by position in the batch; a refused take takes nothing). Every command read
  * counts toward its source's rate, a copy or an overdue one too: the source sent it.
  */
-const consumeBatchRate = (
+const takeRate = (
   limiter: RateLimiter.RateLimiter,
   decoded: ReadonlyArray<{ readonly message: ReturnType<typeof decodeEntry> }>,
   perSecond: number,
-  within: Set<string>,
+  over: Set<number>,
 ): Effect.Effect<void> => {
-  const counts = new Map<string, number>();
-  for (const { message } of decoded) {
-    if (message._tag === "Success" && isCommand(message.success)) counts.set(message.success.source, (counts.get(message.success.source) ?? 0) + 1);
-  }
+  const bySource = new Map<string, number[]>();
+  decoded.forEach(({ message }, i) => {
+    if (message._tag !== "Success" || !isCommand(message.success)) return;
+    const list = bySource.get(message.success.source);
+    if (list === undefined) bySource.set(message.success.source, [i]);
+    else list.push(i);
+  });
+  const take = (source: string, tokens: number) =>
+    limiter.consume({ key: `source:${source}`, limit: perSecond, window: Duration.seconds(1), tokens, onExceeded: "fail", algorithm: "fixed-window" }).pipe(
+      Effect.as(true),
+      Effect.catch(() => Effect.succeed(false)),
+    );
   return Effect.forEach(
-    counts,
-    ([source, tokens]) =>
-      limiter.consume({ key: `source:${source}`, limit: perSecond, window: Duration.seconds(1), tokens, onExceeded: "fail", algorithm: "fixed-window" }).pipe(
-        Effect.map(() => void within.add(source)),
-        Effect.catch(() => Effect.void),
+    bySource,
+    ([source, indices]) =>
+      Effect.flatMap(take(source, indices.length), (all) =>
+        all ? Effect.void : Effect.forEach(indices, (i) => Effect.map(take(source, 1), (ok) => void (ok || over.add(i))), { discard: true }),
       ),
     { discard: true },
   );
 };
-
-const rateCheck = (limiter: RateLimiter.RateLimiter, command: HostedCommand, layerId: string, perSecond: number): Effect.Effect<CommandResult | null> =>
-  limiter.consume({ key: `source:${command.source}`, limit: perSecond, window: Duration.seconds(1), onExceeded: "fail", algorithm: "fixed-window" }).pipe(
-    Effect.as(null),
-    Effect.catch(() => Effect.succeed(refuse(command, layerId, "rate_limited", `source ${command.source} sent more than ${perSecond} commands in one second; slow down and retry`))),
-  );
 
 /** The orders the bridge gives its own layer to put a stop back, or lift it, when it restores the layer. */
 const stopOrder = (layerId: string, reason: string): HostedCommand =>
