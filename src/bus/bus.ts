@@ -71,7 +71,8 @@ export type HashValue = Uint8Array | string | DeferredBytes;
  * `xdel` removes entries (dead-letter replay removes the letter in the same commit).
  * `absent` is a precondition, not a write: when any of its hash fields exists, the commit writes
  * nothing and fails with reason `conflict` (the bridge's duplicate check rides on its commit so,
- * instead of costing a round trip before it).
+ * instead of costing a round trip before it). `rotate` bounds a hash that only grows: once `key`
+ * holds `atFields` fields, it becomes `to` (replacing what `to` held) and `key` starts empty.
  */
 export type CommitOp =
   | { readonly op: "absent"; readonly key: string; readonly fields: readonly string[] }
@@ -79,7 +80,8 @@ export type CommitOp =
   /** `values` may be a Map: a record keyed by ids gives V8 a new hidden class for every key. */
   | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, HashValue>> | ReadonlyMap<string, HashValue> }
   | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] }
-  | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] };
+  | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] }
+  | { readonly op: "rotate"; readonly key: string; readonly to: string; readonly atFields: number };
 
 export interface DeadLetter {
   /** The dead-letter stream to append to (P.dlq.layer.{L} or P.dlq.all). */

@@ -14,6 +14,9 @@ export const commitShapeError = (ops: readonly CommitOp[]): BusError | undefined
         }
       }
     }
+    if (op.op === "rotate" && !(Number.isInteger(op.atFields) && op.atFields >= 1)) {
+      return new BusError({ reason: "command_failed", message: `ERR rotate needs a positive integer field count: ${op.atFields}` });
+    }
     if (op.op === "xadd" && op.maxLen !== undefined && !(Number.isInteger(op.maxLen) && op.maxLen >= 0)) {
       return new BusError({ reason: "command_failed", message: `ERR MAXLEN must be a non-negative integer: ${op.maxLen}` });
     }

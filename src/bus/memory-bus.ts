@@ -209,6 +209,14 @@ export class MemoryBus implements Bus {
         switch (op.op) {
           case "absent":
             break;
+          case "rotate": {
+            const full = this.hashes.get(op.key);
+            if (full !== undefined && full.size >= op.atFields) {
+              this.hashes.set(op.to, full);
+              this.hashes.delete(op.key);
+            }
+            break;
+          }
           case "xadd":
             ids.push(this.append(this.streamFor(op.stream, true) as Stream, op.fields, op.maxLen).first.id);
             break;
@@ -458,8 +466,9 @@ export class MemoryBus implements Bus {
     if (shape !== undefined) return shape;
     const planned = new Map<string, "stream" | "hash">();
     for (const op of ops) {
-      const key = op.op === "hset" || op.op === "absent" ? op.key : op.stream;
-      const want = op.op === "hset" || op.op === "absent" ? "hash" : "stream";
+      if (op.op === "rotate" && this.streams.has(op.to)) return wrongType(op.to);
+      const key = op.op === "hset" || op.op === "absent" || op.op === "rotate" ? op.key : op.stream;
+      const want = op.op === "hset" || op.op === "absent" || op.op === "rotate" ? "hash" : "stream";
       const current = planned.get(key) ?? (this.streams.has(key) ? "stream" : this.hashes.has(key) ? "hash" : undefined);
       if (current !== undefined && current !== want) return wrongType(key);
       if (op.op === "xadd" || op.op === "hset") planned.set(key, want);

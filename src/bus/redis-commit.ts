@@ -16,7 +16,7 @@ import { fieldArgs, xaddArgs } from "./redis-replies.ts";
  * Returns the ids of the XADDs, in order.
  */
 const SCRIPT = `
-local wants = { xadd = 'stream', hset = 'hash', xack = 'stream', xdel = 'stream', absent = 'hash' }
+local wants = { xadd = 'stream', hset = 'hash', xack = 'stream', xdel = 'stream', absent = 'hash', rotate = 'hash' }
 local types = {}
 local ops = {}
 local at = 1
@@ -30,6 +30,14 @@ for k = 1, #KEYS do
   end
   if t == 'none' and (kind == 'xadd' or kind == 'hset') then t = wants[kind] end
   types[key] = t
+  if kind == 'rotate' then
+    local to = ARGV[at + 2]
+    local tt = types[to]
+    if tt == nil then tt = redis.call('TYPE', to)['ok'] end
+    if tt ~= 'none' and tt ~= 'hash' then
+      return redis.error_reply('WRONGTYPE Operation against a key holding the wrong kind of value (rotate ' .. to .. ')')
+    end
+  end
   if kind == 'absent' and t == 'hash' then
     local present = {}
     for j = 1, argc do
@@ -51,6 +59,9 @@ for k = 1, #KEYS do
     redis.call('HSET', KEYS[k], unpack(args))
   elseif kind == 'absent' then
     -- checked above, before any write
+  elseif kind == 'rotate' then
+    -- args[1] shares the key's hash tag (one slot); RENAME replaces what it held
+    if redis.call('HLEN', KEYS[k]) >= tonumber(args[2]) then redis.call('RENAME', KEYS[k], args[1]) end
   elseif kind == 'xack' then
     redis.call('XACK', KEYS[k], unpack(args))
   else
@@ -83,6 +94,9 @@ const encode = (ops: readonly CommitOp[], defaultMaxLen: number): { keys: string
         break;
       case "absent":
         push(op.key, "absent", [...op.fields]);
+        break;
+      case "rotate":
+        push(op.key, "rotate", [op.to, String(op.atFields)]);
         break;
     }
   }

@@ -24,8 +24,8 @@ export const namespaceFromEnv = (env: Readonly<Record<string, string | undefined
 export const GROUPS = { kasmina: "kasmina", tamiyo: "tamiyo" } as const;
 export type Group = (typeof GROUPS)[keyof typeof GROUPS];
 
-/** The per-layer key kinds of PROTOCOL.md, plus `results` (the command dedupe table). */
-export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results"] as const;
+/** The per-layer key kinds of PROTOCOL.md, plus `results` and `results_old` (the command dedupe table, in two generations). */
+export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results", "results_old"] as const;
 export type LayerKeyKind = (typeof LAYER_KEY_KINDS)[number];
 
 export interface Streams {
@@ -48,6 +48,8 @@ export interface Streams {
   readonly state: (layer: string) => string;
   /** Hash: results of commands already applied to layer L, by message_id (redelivery dedupe). */
   readonly results: (layer: string) => string;
+  /** Hash: the generation of `results` before the current one (see the bridge's `dedupeWindow`). */
+  readonly resultsOld: (layer: string) => string;
   /**
    * Any further key of layer L (claim-check payloads, leases): `P.{kind}.layer.{L}`, in the
    * layer's slot. `kind` is a lower-case word.
@@ -87,6 +89,7 @@ export const streams = (namespace: string = namespaceFromEnv()): Streams => {
     coordination: `${namespace}.coordination`,
     state: (l) => layerKey("state", l),
     results: (l) => layerKey("results", l),
+    resultsOld: (l) => layerKey("results_old", l),
     layerKey,
     dlqFor: (stream) => {
       const layer = layerOf(stream);

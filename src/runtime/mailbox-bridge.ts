@@ -4,7 +4,7 @@
  * For each batch read from `P.control.layer.{L}` (group `kasmina`) or `P.control.all` (group
  * `kasmina.{L}`, so every layer sees every entry once):
  *   size check -> decode -> signature -> schema   (decodeEntry: a bad entry gets its code)
- *   -> duplicate check by message_id               (against P.results.layer.{L}: see below)
+ *   -> duplicate check by message_id               (against P.results(_old).layer.{L}: see below)
  *   -> deadline (timeout_ms) and rate limit per source
  *   -> the layer actor, emergency stops first      (they overtake everything read with them)
  *   -> ONE commit: seed snapshots, events, results, dedupe records, acks.
@@ -56,6 +56,13 @@ export interface BridgeOptions {
   readonly ratePerSource?: number;
   /** MAXLEN ~ for the event stream. Default 100000. */
   readonly maxLen?: number;
+  /**
+   * How many answers are kept to recognise a command that comes again: the last `dedupeWindow`
+   * to 2 x `dedupeWindow` commands (two generations of P.results.layer.{L}; the older is dropped
+   * when the newer fills). A copy arriving later than that is applied again. Default 100000,
+   * as the event stream's MAXLEN: what is still in the event stream can be recognised.
+   */
+  readonly dedupeWindow?: number;
   readonly clock?: () => number;
 }
 
@@ -68,6 +75,7 @@ export const BRIDGE_DEFAULTS = {
   blockMs: 1_000,
   ratePerSource: 100_000,
   maxLen: 100_000,
+  dedupeWindow: 100_000,
 };
 
 export interface BridgeStats {
@@ -144,6 +152,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       events: names.events(layerId),
       state: names.state(layerId),
       results: names.results(layerId),
+      resultsOld: names.resultsOld(layerId),
       meta: names.layerKey("meta", layerId),
     };
     const stats = { entries: 0, applied: 0, duplicates: 0, deadLettered: 0, commits: 0 };
@@ -267,9 +276,16 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                       settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
                     }
                   }
-                  const precondition: CommitOp[] = known === null && commandIds.length > 0 ? [{ op: "absent", key: keys.results, fields: commandIds }] : [];
+                  const precondition: CommitOp[] =
+                    known === null && commandIds.length > 0
+                      ? [
+                          { op: "absent", key: keys.results, fields: commandIds },
+                          { op: "absent", key: keys.resultsOld, fields: commandIds },
+                        ]
+                      : [];
                   const hashes: CommitOp[] = [
                     { op: "hset", key: keys.state, values: batch.state },
+                    { op: "rotate", key: keys.results, to: keys.resultsOld, atFields: o.dedupeWindow },
                     { op: "hset", key: keys.results, values: batch.results },
                   ];
                   yield* commitBatch(bus, settled, precondition, hashes, group, keys.events, encode, names, o.maxLen, interruptible, { key: keys.meta, field: `commit.${consumer}` });
@@ -282,7 +298,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                     else if (s.kind === "answer" && s.result.details.duplicate === true) stats.duplicates++;
                   }
                 });
-              const readKnown = bus.hmget(keys.results, ids.map((id) => id || "-"));
+              const asked = ids.map((id) => id || "-");
+              const readKnown = Effect.zipWith(bus.hmget(keys.results, asked), bus.hmget(keys.resultsOld, asked), (now, old) => now.map((v, i) => v ?? old[i] ?? null));
               const overRate = new Set<number>();
 
               // Most batches hold only new commands: apply them at once and let the commit refuse if

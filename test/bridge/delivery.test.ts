@@ -111,6 +111,28 @@ describe.each(BUS_KINDS)("on %s, a command delivered again changes nothing a sec
     expect(again.bridge.stats()).toMatchObject({ entries: 4, applied: 3, duplicates: 1 });
   });
 
+  test("answers are kept for the last dedupeWindow to 2 x dedupeWindow commands: a copy within is a duplicate, one older is judged again", async () => {
+    const worker = await startBridge(fx, { numSeeds: 8, options: { dedupeWindow: 2 } });
+    const client = await openClient(fx);
+    const results = await watchResults(client, "a");
+    // Five answers with room for 2 to 4: the generations hold c2, c3 then c4 when the copies come.
+    const commands = [0, 1, 2, 3, 4].map((seed) => lifecycle("a", seed, "GERMINATED"));
+    for (const c of commands) expect((await client.send(c)).code).toBe("ok");
+    const stored = async () =>
+      Object.keys(await run(fx.bus.hgetall(fx.names.results("a")))).length + Object.keys(await run(fx.bus.hgetall(fx.names.resultsOld("a")))).length;
+    expect(await stored()).toBe(3);
+    await publishCommand(fx, commands[3]!);
+    await publishCommand(fx, commands[0]!);
+    await waitFor("both copies answered", () => results.seen.length === 7);
+    expect(results.seen.slice(5).map((r) => [r.correlation_id, r.code, r.details.duplicate ?? false])).toEqual([
+      [commands[3]!.message_id, "ok", true],
+      // Out of the window: judged again, and seed 0 is no longer DORMANT.
+      [commands[0]!.message_id, "invalid_transition", false],
+    ]);
+    expect(worker.host.seed(0).state).toBe("GERMINATED");
+    expect(await transitionsOf(fx, "a", commands[0]!.message_id)).toHaveLength(1);
+  });
+
   test("a refused command redelivered is answered the same again, still without effect", async () => {
     const worker = await startBridge(fx);
     const client = await openClient(fx);

@@ -401,6 +401,24 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
     });
 
+    it("rotate moves a hash that reached its field count to the other key, replacing it, and leaves a smaller one alone", async () => {
+      const now = h.key("results.layer.{L22}");
+      const old = h.key("results_old.layer.{L22}");
+      await run(bus.commit([{ op: "hset", key: old, values: { stale: "x" } }, { op: "hset", key: now, values: { a: "1", b: "2" } }]));
+      await run(bus.commit([{ op: "rotate", key: now, to: old, atFields: 3 }, { op: "hset", key: now, values: { c: "3" } }]));
+      expect(Object.keys(await run(bus.hgetall(now))).sort()).toEqual(["a", "b", "c"]);
+      expect(Object.keys(await run(bus.hgetall(old)))).toEqual(["stale"]);
+      await run(bus.commit([{ op: "rotate", key: now, to: old, atFields: 3 }, { op: "hset", key: now, values: { d: "4" } }]));
+      expect(Object.keys(await run(bus.hgetall(now)))).toEqual(["d"]);
+      expect(Object.keys(await run(bus.hgetall(old))).sort()).toEqual(["a", "b", "c"]);
+      // A `to` that is not a hash refuses the whole commit.
+      const s = h.key("event.layer.{L22}");
+      await run(bus.publish(s, entry(1)));
+      const refused = await failure(bus.commit([{ op: "hset", key: now, values: { e: "5" } }, { op: "rotate", key: now, to: s, atFields: 1 }]));
+      expect(refused.reason).toBe("command_failed");
+      expect(Object.keys(await run(bus.hgetall(now)))).toEqual(["d"]);
+    });
+
     it("hset takes a Map and deferred values, and hands deferred values back as the bytes they encode", async () => {
       const state = h.key("state.layer.{L21}");
       let encoded = 0;
