@@ -2,10 +2,11 @@ import { SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
 import { LAYER_ID_PATTERN, PRIORITIES, type Priority, VERSION_PATTERN } from "./fields.ts";
 import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
 import type { LifecycleTransitionCommand } from "./messages.ts";
+import { absent, isPlainMap, type WireMap } from "./wire-map.ts";
 
 /**
  * A hand-written decoder for LifecycleTransitionCommand, the hot command (one per seed transition
- * a controller asks for). Its Schema measured ~50 µs a command; this one well under 1 µs.
+ * a controller asks for). Its Schema measured ~5 µs a command; this one well under 1 µs.
  *
  * It is a fast path, not a second definition: it returns the decoded command when the input is
  * plainly valid, and `undefined` for anything else (invalid, or merely unusual, such as a msgpack
@@ -16,13 +17,6 @@ import type { LifecycleTransitionCommand } from "./messages.ts";
  * telemetry-records.ts: the decoded message owns the parsed input.
  */
 
-type WireMap = Record<string, unknown>;
-const isPlainMap = (u: unknown): u is WireMap => {
-  if (typeof u !== "object" || u === null) return false;
-  const proto = Object.getPrototypeOf(u);
-  return proto === Object.prototype || proto === null;
-};
-const absent = (u: unknown): u is null | undefined => u === undefined || u === null;
 
 const STATES: ReadonlySet<string> = new Set(SEED_STATES);
 const PRIORITY_SET: ReadonlySet<string> = new Set(PRIORITIES);

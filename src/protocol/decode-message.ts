@@ -1,5 +1,6 @@
 import { Result, Schema } from "effect";
 import { decodeLifecycleTransitionCommand } from "./command-records.ts";
+import { decodeCommandResult, decodeStateTransitionEvent } from "./event-records.ts";
 import { PROTOCOL_VERSION, VERSION_PATTERN } from "./fields.ts";
 import { isMessageType, MESSAGE_SCHEMAS, MESSAGE_TYPES, type Message, type MessageOf, type MessageType } from "./messages.ts";
 import { attribute, ProtocolError } from "./protocol-error.ts";
@@ -8,7 +9,8 @@ import { decodeTelemetry, isTelemetryType } from "./telemetry-records.ts";
 /**
  * A parsed map (the output of a codec) to a typed message, or an `invalid_message` error.
  * Telemetry goes through the hand-written decoders of telemetry-records.ts, a plainly valid
- * LifecycleTransitionCommand through the fast path of command-records.ts, everything else
+ * LifecycleTransitionCommand through the fast path of command-records.ts, a plainly valid
+ * CommandResult or StateTransitionEvent through those of event-records.ts, everything else
  * through its Schema. Never throws.
  */
 
@@ -63,6 +65,13 @@ export const decodeMessage = (parsed: unknown, typeField?: string): Result.Resul
     if (type === "LifecycleTransitionCommand") {
       // The hot command: the fast path decides what is plainly valid, the Schema the rest (and says why).
       const fast = decodeLifecycleTransitionCommand(parsed);
+      if (fast !== undefined) return Result.succeed(fast);
+    } else if (type === "CommandResult") {
+      // The events every client and controller reads most: same split as the hot command.
+      const fast = decodeCommandResult(parsed);
+      if (fast !== undefined) return Result.succeed(fast);
+    } else if (type === "StateTransitionEvent") {
+      const fast = decodeStateTransitionEvent(parsed);
       if (fast !== undefined) return Result.succeed(fast);
     }
     const decoded = schemaDecoders[type](parsed);
