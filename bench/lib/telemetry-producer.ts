@@ -41,7 +41,7 @@ const esper = async (compression: "none" | "deflate") => {
     for (let w = 0; w < perLayer; w++) {
       for (const layer of LAYERS) {
         publisher.publishWindow(layer, { window: [w * 10 + 1, w * 10 + 10], step: w * 10 + 10, totalSeeds: SEEDS, activeSeeds: SEEDS / 4 }, { columns: COLUMNS, rows: windows[w % windows.length]! });
-        while (publisher.backlogBytes() > BACKLOG_BYTES) await new Promise((r) => setImmediate(r));
+        if (publisher.backlogBytes() > BACKLOG_BYTES) await Effect.runPromise(publisher.backlogAtMost(BACKLOG_BYTES));
       }
     }
     await Effect.runPromise(publisher.flush);

@@ -20,8 +20,9 @@ export class MsgpackWriter {
   view: DataView;
   pos = 0;
 
-  constructor(initialBytes = 64 * 1024) {
-    this.bytes = uninitialized(initialBytes);
+  /** Writes into `buffer` when given one (its bytes are overwritten), else into a new one of that many bytes. */
+  constructor(initial: number | Uint8Array = 64 * 1024) {
+    this.bytes = typeof initial === "number" ? uninitialized(initial) : initial;
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
   }
 
@@ -146,22 +147,12 @@ export class MsgpackWriter {
 
   /** A non-negative integer below 2^53 as a decimal string: a health_metrics seed key. */
   decimalKey(n: number): void {
-    if (n >= 0x80000000) {
+    if (n > MAX_DECIMAL_KEY) {
       this.str(String(n));
       return;
     }
-    const digits = n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : n < 100000 ? 5 : n < 1000000 ? 6 : n < 10000000 ? 7 : n < 100000000 ? 8 : n < 1000000000 ? 9 : 10;
-    this.ensure(digits + 1);
-    const out = this.bytes;
-    out[this.pos] = 0xa0 | digits;
-    let p = this.pos + digits;
-    this.pos = p + 1;
-    for (let x = n; ; ) {
-      const q = (x / 10) | 0;
-      out[p--] = 0x30 + (x - q * 10);
-      if (q === 0) break;
-      x = q;
-    }
+    this.ensure(11);
+    this.pos = putDecimalKey(this.bytes, this.pos, n);
   }
 
   /** The smallest exact form (putNumber). */
@@ -177,6 +168,26 @@ export class MsgpackWriter {
     this.pos += 9;
   }
 }
+
+/** Largest seed id putDecimalKey writes; larger ones go through `str`. */
+export const MAX_DECIMAL_KEY = 0x7fffffff;
+
+/**
+ * A non-negative integer up to MAX_DECIMAL_KEY as a msgpack fixstr of its decimal digits. Needs
+ * 11 bytes of room at `p`; returns the position after it.
+ */
+export const putDecimalKey = (out: Uint8Array, p: number, n: number): number => {
+  const digits = n < 10 ? 1 : n < 100 ? 2 : n < 1000 ? 3 : n < 10000 ? 4 : n < 100000 ? 5 : n < 1000000 ? 6 : n < 10000000 ? 7 : n < 100000000 ? 8 : n < 1000000000 ? 9 : 10;
+  out[p] = 0xa0 | digits;
+  let q = p + digits;
+  for (let x = n; ; ) {
+    const d = (x / 10) | 0;
+    out[q--] = 0x30 + (x - d * 10);
+    if (d === 0) break;
+    x = d;
+  }
+  return p + digits + 1;
+};
 
 /**
  * The smallest exact form of a number: fixint/uint32/int32 for integers (not -0), float32 when

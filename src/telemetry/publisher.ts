@@ -72,6 +72,13 @@ export interface TelemetryPublisher {
   readonly stats: () => TelemetryPublisherStats;
   /** Bytes of sealed entries waiting for the bus (stats().queuedBytes, without building the stats). */
   readonly backlogBytes: () => number;
+  /**
+   * Waits until at most `bytes` of sealed entries wait for the bus: backpressure for a producer
+   * that outruns Redis, woken by the writes themselves. Polling backlogBytes instead (on
+   * setImmediate) keeps the producer's process at full CPU while it waits, taken from Redis
+   * and the readers when they share the machine.
+   */
+  readonly backlogAtMost: (bytes: number) => Effect.Effect<void>;
 }
 
 export interface TelemetryPublisherConfig extends TelemetryPublisherOptions {
@@ -103,7 +110,12 @@ interface Sealed {
   readonly rawBytes: number;
   /** The reference's window when the entry goes by claim check. */
   readonly claim: PreparedWindow | null;
+  /** The batch buffer `data` lies in, to be used again once the bus holds a copy; null when it may not be. */
+  readonly buffer: Uint8Array | null;
 }
+
+/** Spare batch buffers kept: as many as one write takes by default (entriesPerWrite). */
+const MAX_SPARE_BUFFERS = 64;
 
 /** Starts a publisher in the current Scope; closing the Scope flushes what is open. */
 export const makeTelemetryPublisher = (bus: Bus, config: TelemetryPublisherConfig = {}): Effect.Effect<TelemetryPublisher, never, Scope.Scope> =>
@@ -122,7 +134,15 @@ class Publisher {
   private readonly open = new Map<string, OpenBatch>();
   private readonly lastStep = new Map<string, number>();
   private readonly queue: Sealed[] = [];
+  /**
+   * Batch buffers whose bytes the bus no longer needs. A fresh buffer of ~100 KB costs more in
+   * page faults and garbage collection than filling it does; reused, it is already mapped. Only
+   * for a bus that keeps a copy of what it is given (RedisBus: Redis holds the bytes once it has
+   * answered with an id): an in-process bus keeps the very buffer, so nothing comes back here.
+   */
+  private readonly spare: Uint8Array[] = [];
   private timer: ReturnType<typeof setTimeout> | null = null;
+  private readonly backlogWaiters: { readonly bytes: number; readonly resume: () => void }[] = [];
   private pumping: Promise<void> | null = null;
   private closed = false;
   private readonly s = { records: 0, recordsWritten: 0, entries: 0, dropped: 0, claims: 0, bytes: 0, rawBytes: 0, queuedBytes: 0, errors: 0, lastError: null as string | null };
@@ -147,6 +167,7 @@ class Publisher {
     settle: Effect.promise(() => this.settle()),
     stats: () => ({ ...this.s, queued: this.queue.length }),
     backlogBytes: () => this.s.queuedBytes,
+    backlogAtMost: (bytes) => Effect.promise(() => this.backlogAtMost(bytes)),
   };
 
   private keyBytes = (metric: string): EncodedKey => {
@@ -210,7 +231,9 @@ class Publisher {
     let batch = this.open.get(layerId);
     if (batch === undefined) {
       // Sized like this layer's last entry, so it rarely grows (a growth is a copy).
-      const w = new MsgpackWriter(Math.min(this.lastSize.get(layerId) ?? 64 * 1024, this.o.maxEntryBytes) + this.reserve + 4096);
+      const size = Math.min(this.lastSize.get(layerId) ?? 64 * 1024, this.o.maxEntryBytes) + this.reserve + 4096;
+      const spare = this.spare.length > 0 && this.spare[this.spare.length - 1]!.length >= size ? this.spare.pop()! : undefined;
+      const w = new MsgpackWriter(spare ?? size);
       w.pos = this.reserve;
       batch = { layerId, w, reports: 0, first: null, lastWindowEnd: 0, records: 0, openedAt: Date.now() };
       this.open.set(layerId, batch);
@@ -253,13 +276,18 @@ class Publisher {
       return;
     }
     const claim = data.length > this.o.claimCheckThreshold ? { ...batch.first!, window: [batch.first!.window[0], batch.lastWindowEnd] as const } : null;
-    this.queue.push({ layerId: batch.layerId, fields: fields as EntryFields, records: batch.records, rawBytes: data.length, claim });
+    // Deflate made a copy: the buffer is free now. Otherwise it is the entry's data until written.
+    if (deflate) this.reuse(w.bytes);
+    const buffer = deflate || claim !== null || this.bus.inProcess ? null : w.bytes;
+    this.queue.push({ layerId: batch.layerId, fields: fields as EntryFields, records: batch.records, rawBytes: data.length, claim, buffer });
     this.s.queuedBytes += data.length;
     while (this.s.queuedBytes > this.o.maxQueuedBytes && this.queue.length > 1) {
       const oldest = this.queue.shift()!;
       this.s.queuedBytes -= oldest.rawBytes;
       this.s.dropped += oldest.records;
+      if (oldest.buffer !== null) this.reuse(oldest.buffer);
     }
+    this.backlogShrank();
     this.kick();
   }
 
@@ -291,6 +319,7 @@ class Publisher {
       if (head.claim !== null) {
         this.queue.shift();
         this.s.queuedBytes -= head.rawBytes;
+        this.backlogShrank();
         await this.writeClaim(head);
         continue;
       }
@@ -298,14 +327,20 @@ class Publisher {
       while (n < this.queue.length && n < this.o.entriesPerWrite && this.queue[n]!.claim === null) n++;
       const batch = this.queue.splice(0, n);
       for (const e of batch) this.s.queuedBytes -= e.rawBytes;
+      this.backlogShrank();
       const exit = await Effect.runPromiseExit(
         this.bus.publishMany(
           batch.map((e) => ({ stream: this.names.telemetry(e.layerId), fields: e.fields })),
           this.o.maxLen,
         ),
       );
-      if (exit._tag === "Success") for (const e of batch) this.written(e);
-      else {
+      if (exit._tag === "Success") {
+        batch.forEach((e, i) => {
+          this.written(e);
+          // An empty id: the bus holds the entry for later (Redis away), buffer and all.
+          if (e.buffer !== null && exit.value[i] !== "") this.reuse(e.buffer);
+        });
+      } else {
         for (const e of batch) this.s.dropped += e.records;
         this.fail(String(exit.cause));
       }
@@ -344,6 +379,10 @@ class Publisher {
     }
   }
 
+  private reuse(buffer: Uint8Array): void {
+    if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buffer);
+  }
+
   private written(e: Sealed): void {
     this.s.entries++;
     this.s.recordsWritten += e.records;
@@ -353,6 +392,20 @@ class Publisher {
   private fail(message: string): void {
     this.s.errors++;
     this.s.lastError = message;
+  }
+
+  private backlogAtMost(bytes: number): Promise<void> {
+    if (this.s.queuedBytes <= bytes) return Promise.resolve();
+    return new Promise((resume) => this.backlogWaiters.push({ bytes, resume }));
+  }
+
+  private backlogShrank(): void {
+    for (let i = this.backlogWaiters.length - 1; i >= 0; i--) {
+      const waiter = this.backlogWaiters[i]!;
+      if (this.s.queuedBytes > waiter.bytes) continue;
+      this.backlogWaiters.splice(i, 1);
+      waiter.resume();
+    }
   }
 
   private async settle(): Promise<void> {

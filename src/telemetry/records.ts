@@ -1,5 +1,5 @@
 import { SEED_KEY_PATTERN } from "../protocol/messages.ts";
-import { putKey, putNumber, type EncodedKey, type MsgpackWriter } from "./msgpack-writer.ts";
+import { MAX_DECIMAL_KEY, putDecimalKey, putNumber, type EncodedKey, type MsgpackWriter } from "./msgpack-writer.ts";
 
 /**
  * What the data plane hands the publisher: one window of one layer's per-seed metrics, in
@@ -59,17 +59,31 @@ const rowsSource = ({ columns, rows, seedIds }: SeedRows, key: KeyBytes): Record
     for (let i = 0; i < count; i++) if (!isSeedId(seedIds[i])) throw new RangeError(`seedIds[${i}] = ${seedIds[i]} is not a seed id (a non-negative integer)`);
   }
   const keys = columns.map(key);
+  // Every key's words in one array, column c's at [wordAt[c], wordAt[c + 1]): the loop below
+  // reads no object per key.
+  const wordAt = new Int32Array(nc + 1);
+  for (let c = 0; c < nc; c++) wordAt[c + 1] = wordAt[c]! + keys[c]!.words.length;
+  const words = new Int32Array(wordAt[nc]!);
+  const keyLength = new Int32Array(nc);
+  for (let c = 0; c < nc; c++) {
+    words.set(keys[c]!.words, wordAt[c]!);
+    keyLength[c] = keys[c]!.bytes.length;
+  }
+  // A value from a Float32Array that is not an integer goes out as float32, exactly: no need
+  // to test whether it would need a float64.
+  const float32 = rows instanceof Float32Array;
   // Room one record can take: seed key, map header, and per metric its key (in whole words) and a float64.
-  let room = 16 + 5;
-  for (const k of keys) room += k.words.length * 4 + 9;
+  const room = 16 + 5 + words.length * 4 + nc * 9;
   return {
     count,
     write: (w, i) => {
-      w.decimalKey(seedIds === undefined ? i : seedIds[i]!);
+      const seed = seedIds === undefined ? i : seedIds[i]!;
+      if (seed > MAX_DECIMAL_KEY) w.decimalKey(seed);
       w.ensure(room);
       const out = w.bytes;
       const view = w.view;
       let p = w.pos;
+      if (seed <= MAX_DECIMAL_KEY) p = putDecimalKey(out, p, seed);
       const base = i * nc;
       // The map header goes in front once the NaNs are left out: one byte when under 16 columns.
       const header = p;
@@ -78,8 +92,13 @@ const rowsSource = ({ columns, rows, seedIds }: SeedRows, key: KeyBytes): Record
       for (let c = 0; c < nc; c++) {
         const v = rows[base + c]!;
         if (v !== v) continue;
-        p = putKey(view, p, keys[c]!);
-        p = putNumber(out, view, p, v);
+        for (let k = wordAt[c]!, end = wordAt[c + 1]!, q = p; k < end; k++, q += 4) view.setInt32(q, words[k]!);
+        p += keyLength[c]!;
+        if (float32 && !Number.isInteger(v)) {
+          out[p] = 0xca;
+          view.setFloat32(p + 1, v);
+          p += 5;
+        } else p = putNumber(out, view, p, v);
         n++;
       }
       if (nc < 16) out[header] = 0x80 | n;

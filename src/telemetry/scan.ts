@@ -278,12 +278,31 @@ const seedKey = (): number => {
 
 const PROTO = "__proto__";
 
-/** Big-endian int32 words of a name's bytes (the last 0-3 bytes are compared one by one). */
-const wordsOf = (name: Uint8Array): Int32Array => {
-  const words = new Int32Array(name.length >> 2);
-  for (let i = 0; i < words.length; i++) words[i] = (name[4 * i]! << 24) | (name[4 * i + 1]! << 16) | (name[4 * i + 2]! << 8) | name[4 * i + 3]!;
+/**
+ * A metric name's key as it appeared on the wire (its str header and bytes), as little-endian
+ * int32 words for the hot loop (read with getInt32(at, true): no byte swap). Word i is at byte
+ * 4i, except the last, which ends with the key and may overlap the one before: a key of k >= 4
+ * bytes, header included, is compared in ceil(k / 4) reads. A shorter one has no words and
+ * takes the general path.
+ */
+const keyWordsOf = (key: Uint8Array): Int32Array => {
+  const k = key.length;
+  if (k < 4) return new Int32Array(0);
+  const words = new Int32Array((k + 3) >> 2);
+  for (let i = 0; i < words.length; i++) {
+    const at = i < words.length - 1 ? 4 * i : k - 4;
+    words[i] = key[at]! | (key[at + 1]! << 8) | (key[at + 2]! << 16) | (key[at + 3]! << 24);
+  }
   return words;
 };
+
+/** A column of the report being read: its name's bytes, its key as first seen (keyWordsOf), its values. */
+interface Column {
+  readonly name: Uint8Array;
+  readonly keyWords: Int32Array;
+  readonly keyLength: number;
+  readonly values: Float64Array;
+}
 
 /**
  * Columns of one report come out of one NaN-filled block, sized for as many columns as the
@@ -293,8 +312,13 @@ let expectedColumns = 8;
 
 /**
  * health_metrics at pos, as columns. The hot loop keeps the cursor in a local and handles the
- * forms esper writes (fixstr seed keys, fixmaps, fixstr names, float32/float64/fixint values)
- * inline; any other form goes through the general readers above.
+ * forms esper writes (fixstr seed keys, fixmaps, float32/float64/fixint values) inline; any
+ * other form goes through the general readers above.
+ *
+ * Metric names are predicted: the j-th name of a seed is almost always the j-th of the seed
+ * before. A predicted key is confirmed by comparing its bytes as they were first seen for that
+ * column, header included, a word at a time; only an exact match takes the fast path, so a
+ * name written in another str form, or another name, goes the general way and is read in full.
  */
 const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> => {
   const rows = mapHeader();
@@ -305,9 +329,7 @@ const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> =
   const block = new Float64Array(rows * (expectedColumns + 1)).fill(Number.NaN);
   const seeds = block.subarray(0, rows);
   const names: string[] = [];
-  // Per column: its name's bytes, the same as big-endian words, its values.
-  const bytesOfColumn: Uint8Array[] = [];
-  const wordsOfColumn: Int32Array[] = [];
+  const columns: Column[] = [];
   const valuesOfColumn: Float64Array[] = [];
   const index = new Map<string, number>();
   /** Column of the j-th metric of the previous seed: this seed's j-th is very likely the same. */
@@ -355,52 +377,38 @@ const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> =
       p = pos;
     }
     for (let j = 0; j < m; j++) {
-      // Fast path: the name predicted from the previous seed, as a fixstr, and a value in a form
-      // esper writes; with room for the longest fixstr and a float64, no bounds check is needed.
-      if (j < order.length && p + 42 <= end) {
-        const c = order[j]!;
-        const h = d[p]!;
-        const n = h & 0x1f;
-        const words = wordsOfColumn[c]!;
-        if ((h & 0xe0) === 0xa0 && n === bytesOfColumn[c]!.length) {
-          let same = true;
-          const q = p + 1;
-          for (let k = 0; k < words.length; k++) {
-            if (dv.getInt32(q + 4 * k) !== words[k]) {
-              same = false;
-              break;
-            }
-          }
-          if (same) {
-            const bytes = bytesOfColumn[c]!;
-            for (let k = words.length * 4; k < n; k++) {
-              if (d[q + k] !== bytes[k]) {
-                same = false;
-                break;
-              }
-            }
-          }
-          if (same) {
-            const at = q + n;
+      // Fast path: the predicted key, byte for byte, and a value in a form esper writes; with
+      // room for the key and a float64 after it, no other bounds check is needed.
+      if (j < order.length) {
+        const col = columns[order[j]!]!;
+        const k = col.keyLength;
+        const words = col.keyWords;
+        const last = words.length - 1;
+        if (last >= 0 && p + k + 9 <= end) {
+          let w = 0;
+          while (w < last && dv.getInt32(p + 4 * w, true) === words[w]) w++;
+          if (w === last && dv.getInt32(p + k - 4, true) === words[last]) {
+            const at = p + k;
             const t = d[at]!;
             if (t === 0xca) {
-              valuesOfColumn[c]![r] = dv.getFloat32(at + 1);
+              col.values[r] = dv.getFloat32(at + 1);
               p = at + 5;
               continue;
             }
             if (t < 0x80) {
-              valuesOfColumn[c]![r] = t;
+              col.values[r] = t;
               p = at + 1;
               continue;
             }
             if (t === 0xcb) {
-              valuesOfColumn[c]![r] = dv.getFloat64(at + 1);
+              col.values[r] = dv.getFloat64(at + 1);
               p = at + 9;
               continue;
             }
           }
         }
       }
+      const keyAt = p;
       b = p < end ? d[p]! : bail();
       let n: number;
       if ((b & 0xe0) === 0xa0) {
@@ -414,7 +422,7 @@ const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> =
       if (p + n > end) bail();
       let c = j < order.length ? order[j]! : -1;
       if (c >= 0) {
-        const bytes = bytesOfColumn[c]!;
+        const bytes = columns[c]!.name;
         if (bytes.length !== n) c = -1;
         else {
           for (let k = 0; k < n; k++) {
@@ -438,10 +446,10 @@ const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> =
           c = names.length;
           index.set(s, c);
           names.push(s);
-          const name = d.slice(p, p + n);
-          bytesOfColumn.push(name);
-          wordsOfColumn.push(wordsOf(name));
-          valuesOfColumn.push(c < expectedColumns ? block.subarray((c + 1) * rows, (c + 2) * rows) : new Float64Array(rows).fill(Number.NaN));
+          const key = d.slice(keyAt, p + n);
+          const values = c < expectedColumns ? block.subarray((c + 1) * rows, (c + 2) * rows) : new Float64Array(rows).fill(Number.NaN);
+          columns.push({ name: d.slice(p, p + n), keyWords: keyWordsOf(key), keyLength: key.length, values });
+          valuesOfColumn.push(values);
         }
         order[j] = c;
       }
@@ -464,7 +472,7 @@ const healthColumns = (): Pick<TelemetryFrame, "seeds" | "columns" | "values"> =
         v = number();
         p = pos;
       }
-      valuesOfColumn[c]![r] = v;
+      columns[c]!.values[r] = v;
     }
   }
   pos = p;

@@ -207,6 +207,86 @@ describe("compression, claim check, signatures", () => {
   });
 });
 
+describe("batch buffers", () => {
+  /** Window w fills one batch (batchSize 64) with mean = w * 1000 + seed: each entry tells which window it holds. */
+  const publishWindow = (publisher: TelemetryPublisher, w: number) =>
+    publisher.publishWindow("L1", { window: [w, w + 1] }, { columns: ["mean"], rows: Float32Array.from({ length: 64 }, (_, s) => w * 1000 + s) });
+  const windowOf = (data: Uint8Array) => read({ data, type: "LayerHealthReport", enc: "msgpack" }).frames[0]!.values[0]![0]! / 1000;
+  /** A bus that is not in-process, answering each entry with `id` and keeping what it was given. */
+  const outOfProcess = (id: string) => {
+    const given: Uint8Array[] = [];
+    const bus = {
+      ...new MemoryBus(),
+      inProcess: false,
+      publishMany: (entries: readonly { fields: { data: Uint8Array } }[]) =>
+        Effect.sync(() => {
+          for (const e of entries) given.push(e.fields.data);
+          return entries.map(() => id);
+        }),
+    } as unknown as Bus;
+    return { bus, given };
+  };
+
+  it("are used again once a bus that keeps its own copy has answered with an id", async () => {
+    const { bus, given } = outOfProcess("1-1");
+    const { publisher } = await start({ batchSize: 64 }, bus);
+    const copies: number[] = [];
+    for (let w = 0; w < 4; w++) {
+      publishWindow(publisher, w);
+      await Effect.runPromise(publisher.settle);
+      copies.push(windowOf(given[w]!));
+    }
+    expect(copies).toEqual([0, 1, 2, 3]);
+    expect(new Set(given.map((d) => d.buffer)).size).toBe(1);
+  });
+
+  it("are never used again while the bus holds them for later (an empty id: Redis away)", async () => {
+    const { bus, given } = outOfProcess("");
+    const { publisher } = await start({ batchSize: 64 }, bus);
+    for (let w = 0; w < 4; w++) {
+      publishWindow(publisher, w);
+      await Effect.runPromise(publisher.settle);
+    }
+    expect(given.map(windowOf)).toEqual([0, 1, 2, 3]);
+  });
+
+  it("are never used again on an in-process bus, which keeps the very bytes it is given", async () => {
+    const { bus, publisher } = await start({ batchSize: 64 });
+    for (let w = 0; w < 4; w++) {
+      publishWindow(publisher, w);
+      await Effect.runPromise(publisher.settle);
+    }
+    expect((await entriesOf(bus)).map((e) => windowOf(e.fields.data))).toEqual([0, 1, 2, 3]);
+  });
+});
+
+describe("backpressure", () => {
+  it("backlogAtMost resolves once the writes have taken the backlog down to the bound, not before", async () => {
+    const releases: (() => void)[] = [];
+    const bus = new MemoryBus();
+    const slow: Bus = { ...bus, publishMany: (entries, maxLen) => Effect.andThen(Effect.promise(() => new Promise<void>((r) => releases.push(r))), bus.publishMany(entries, maxLen)) } as Bus;
+    const { publisher } = await start({ batchSize: 10, entriesPerWrite: 1 }, slow);
+    for (let i = 0; i < 4; i++) publisher.publishWindow("L1", { window: [i, i + 1] }, rows(10));
+    // One entry is being written, three wait.
+    const entryBytes = publisher.backlogBytes() / 3;
+    let resolved = false;
+    const waiting = Effect.runPromise(publisher.backlogAtMost(entryBytes)).then(() => (resolved = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(resolved).toBe(false);
+    releases.shift()!();
+    await new Promise((r) => setTimeout(r, 20));
+    expect(resolved).toBe(false);
+    releases.shift()!();
+    await waiting;
+    expect(publisher.backlogBytes()).toBeLessThanOrEqual(entryBytes);
+    await Effect.runPromise(publisher.backlogAtMost(1e9));
+    while (releases.length > 0 || publisher.stats().recordsWritten < 40) {
+      releases.shift()?.();
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  });
+});
+
 describe("losses are counted, never thrown at the data plane", () => {
   it("when the bus refuses", async () => {
     const refusing: Bus = { ...new MemoryBus(), publishMany: () => Effect.fail(new BusError({ reason: "command_failed", message: "no" })) } as Bus;

@@ -55,4 +55,42 @@ describe("telemetry over Redis", () => {
       await Effect.runPromise(Scope.close(scope, Exit.void));
     }
   });
+
+  it("holds every value of windows written back to back, though batch buffers are used again once Redis has them", async () => {
+    admin ??= await connectOrFail();
+    const scope = await Effect.runPromise(Scope.make());
+    try {
+      const frames: TelemetryFrame[] = [];
+      const { publisher, consumer } = await Effect.runPromise(
+        Scope.provide(scope)(
+          Effect.gen(function* () {
+            const bus = yield* makeRedisBus({ url: REDIS_URL });
+            const consumer = yield* makeTelemetryConsumer(bus, { namespace: NS, layers: ["L3"], blockMs: 50, onTelemetry: (c) => frames.push(...c.frames) });
+            const publisher = yield* makeTelemetryPublisher(bus, { namespace: NS });
+            return { publisher, consumer };
+          }),
+        ),
+      );
+      // Entries of ~50 KB: large enough to leave through the zero-copy XADD, in reused buffers.
+      const seeds = 4096;
+      const windows = 12;
+      for (let w = 0; w < windows; w++) {
+        publisher.publishWindow("L3", { window: [w, w + 1], step: w + 1 }, { columns: ["mean", "gradient_norm", "alpha"], rows: Float32Array.from({ length: 3 * seeds }, (_, i) => w * 100_000 + i) });
+        if (w % 3 === 2) await Effect.runPromise(publisher.settle);
+      }
+      await Effect.runPromise(publisher.flush);
+      expect(publisher.stats()).toMatchObject({ records: windows * seeds, recordsWritten: windows * seeds, dropped: 0 });
+      await vi.waitFor(() => expect(consumer.stats().records).toBe(windows * seeds), { timeout: 10_000, interval: 20 });
+      for (const frame of frames) {
+        const w = frame.window[0];
+        const { records } = canonical(frame);
+        for (const [seed, metrics] of Object.entries(records)) {
+          const i = 3 * Number(seed);
+          expect(metrics).toEqual({ mean: w * 100_000 + i, gradient_norm: w * 100_000 + i + 1, alpha: w * 100_000 + i + 2 });
+        }
+      }
+    } finally {
+      await Effect.runPromise(Scope.close(scope, Exit.void));
+    }
+  });
 });
