@@ -175,10 +175,10 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
         const invalid = commitShapeError(ops);
         if (invalid !== undefined) return Effect.fail(invalid);
         const effective = effectiveOps(ops);
-        // Retried here only when the attempt itself came back (never after a timeout): see runCommit.
-        return guard
-          .run(`commit of ${effective.length} ops`, () => runCommit(main, effective, options.maxLen))
-          .pipe(Effect.retry({ times: 1, while: (e) => e.cause === SCRIPT_RELOADED }));
+        // Tried again here only when the attempt itself came back (never after a timeout): see runCommit.
+        // (catchIf, not Effect.retry: a retry policy would be built for every commit.)
+        const attempt = guard.run(`commit of ${effective.length} ops`, () => runCommit(main, effective, options.maxLen));
+        return attempt.pipe(Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt));
       });
 
     return {

@@ -92,6 +92,25 @@ export class LayerHost {
     return this.restarts;
   }
 
+  /** While a batch is in hand: each changed seed's snapshot from before its first change (see beginUndo). */
+  private undo: Map<number, PersistedSeed> | null = null;
+
+  /**
+   * Starts keeping, for every seed that changes from now on, what it held before its first
+   * change, so a batch whose commit does not land can be undone. Costs nothing per unchanged
+   * seed (copying the whole snapshot list per batch did, at one command per batch).
+   */
+  beginUndo(): void {
+    this.undo = new Map();
+  }
+
+  /** What beginUndo kept (seed id -> snapshot before the batch), and stops keeping. */
+  endUndo(): ReadonlyMap<number, PersistedSeed> {
+    const kept = this.undo ?? new Map<number, PersistedSeed>();
+    this.undo = null;
+    return kept;
+  }
+
   /** The seed's persisted snapshot: what the state store keeps and a restart resumes from. */
   seed(seedId: number): PersistedSeed {
     const p = this.persisted[seedId];
@@ -271,6 +290,7 @@ export class LayerHost {
     const snapshot = ref.getSnapshot();
     if (snapshot.status !== "active") return;
     const persisted = persistSeed(snapshot);
+    if (this.undo !== null && !this.undo.has(seedId)) this.undo.set(seedId, this.persisted[seedId]!);
     this.persisted[seedId] = persisted;
     const c = persisted.context;
     const blueprint = this.blueprintIndex(c.blueprintId);

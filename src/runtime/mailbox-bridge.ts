@@ -228,14 +228,15 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
      * the commit does not land, the layer goes back to this, so the redelivered entries are judged
      * from what was stored, as a restarted worker would judge them.
      */
-    const checkpoint = () => ({ seeds: host.seeds().slice(), stopped: host.isStopped, reason: stopReason });
+    const checkpoint = () => {
+      host.beginUndo();
+      return { stopped: host.isStopped, reason: stopReason };
+    };
+    /** Back to the checkpoint; the host keeps recording, as the batch may be settled again. */
     const rollback = (before: ReturnType<typeof checkpoint>) => {
       if (host.isStopped !== before.stopped) host.apply(before.stopped ? stopOrder(layerId, before.reason ?? "") : resumeOrder(layerId));
-      const changed = new Map<number, PersistedSeed>();
-      host.seeds().forEach((seed, seedId) => {
-        if (seed !== before.seeds[seedId]) changed.set(seedId, before.seeds[seedId]!);
-      });
-      host.restore(changed);
+      host.restore(host.endUndo());
+      host.beginUndo();
       stopReason = before.reason;
     };
 
@@ -318,7 +319,14 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                       }),
                     ),
                   );
-              return Effect.andThen(rated, settle).pipe(Effect.onExit((exit) => (Exit.isFailure(exit) ? Effect.sync(() => rollback(before)) : Effect.void)));
+              return Effect.andThen(rated, settle).pipe(
+                Effect.onExit((exit) =>
+                  Effect.sync(() => {
+                    if (Exit.isFailure(exit)) rollback(before);
+                    host.endUndo();
+                  }),
+                ),
+              );
             }),
           );
 
