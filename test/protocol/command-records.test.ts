@@ -5,6 +5,7 @@ import { SEED_STATES } from "../../machines/lifecycle.ts";
 import { decodeLifecycleTransitionCommand } from "../../src/protocol/command-records.ts";
 import * as P from "../../src/protocol/index.ts";
 import { SAMPLES } from "./samples.ts";
+import { anyMap, field, strip } from "./arbitraries.ts";
 
 /**
  * The fast LifecycleTransitionCommand decoder must agree with the Schema it stands in for: same
@@ -12,37 +13,24 @@ import { SAMPLES } from "./samples.ts";
  * sometimes wrong in each field. decodeMessage must agree with the Schema on all of it too.
  */
 
-const ABSENT = Symbol("absent");
-/** Mostly a valid value; sometimes absent, null, undefined, or one of the wrong ones. */
-const field = <T>(valid: fc.Arbitrary<T>, ...wrong: unknown[]) =>
-  fc.oneof(
-    { weight: 12, arbitrary: valid as fc.Arbitrary<unknown> },
-    { weight: 1, arbitrary: fc.constant(ABSENT) },
-    { weight: 1, arbitrary: fc.constant(null) },
-    { weight: 1, arbitrary: fc.constant(undefined) },
-    { weight: 2, arbitrary: wrong.length > 0 ? fc.constantFrom(...wrong) : fc.anything() },
-  );
-const strip = (r: Record<string, unknown>) => Object.fromEntries(Object.entries(r).filter(([, v]) => v !== ABSENT));
-
-const anyMap = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue());
 
 const lifecycleTransitionCommand = fc
   .record({
     message_type: fc.oneof({ weight: 20, arbitrary: fc.constant("LifecycleTransitionCommand") }, fc.constantFrom("BlueprintUpdateCommand", 7)),
-    message_id: field(fc.uuid(), "", "x".repeat(129), 42),
-    timestamp: field(fc.double({ min: 0, max: 2e9, noNaN: true }), Number.NaN, Infinity, "now"),
-    source: field(fc.string({ maxLength: 10 }), 5, {}),
-    version: field(fc.constantFrom("1.0", "1", "1.2"), "2.0", "1.0.0", 1, "1."),
-    correlation_id: field(fc.string({ maxLength: 10 }), 5),
-    metadata: field(anyMap, [1], "meta"),
-    layer_id: field(fc.constantFrom("layer_1", "L-2", "a".repeat(64)), "a b", "", "a".repeat(65), 3),
-    seed_id: field(fc.nat(), -1, 1.5, "3", 2 ** 60, Number.NaN),
-    target_state: field(fc.constantFrom(...SEED_STATES, "training", "Grafting", "germinated"), "BOGUS", 3, ""),
-    parameters: field(anyMap, [], 1, "p"),
-    priority: field(fc.constantFrom("low", "normal", "high", "critical"), "NORMAL", "urgent", 2),
-    timeout_ms: field(fc.oneof(fc.nat(), fc.double({ min: 0, max: 1e7, noNaN: true })), -1, Infinity, Number.NaN, "5000"),
-    force: field(fc.boolean(), 0, "true"),
-    reason: field(fc.string({ maxLength: 10 }), 1, {}),
+    message_id: field(fc.uuid(), ["", "x".repeat(129), 42]),
+    timestamp: field(fc.double({ min: 0, max: 2e9, noNaN: true }), [Number.NaN, Infinity, "now"]),
+    source: field(fc.string({ maxLength: 10 }), [5, {}]),
+    version: field(fc.constantFrom("1.0", "1", "1.2"), ["2.0", "1.0.0", 1, "1."]),
+    correlation_id: field(fc.string({ maxLength: 10 }), [5]),
+    metadata: field(anyMap, [[1], "meta"]),
+    layer_id: field(fc.constantFrom("layer_1", "L-2", "a".repeat(64)), ["a b", "", "a".repeat(65), 3]),
+    seed_id: field(fc.nat(), [-1, 1.5, "3", 2 ** 60, Number.NaN]),
+    target_state: field(fc.constantFrom(...SEED_STATES, "training", "Grafting", "germinated"), ["BOGUS", 3, ""]),
+    parameters: field(anyMap, [[], 1, "p"]),
+    priority: field(fc.constantFrom("low", "normal", "high", "critical"), ["NORMAL", "urgent", 2]),
+    timeout_ms: field(fc.oneof(fc.nat(), fc.double({ min: 0, max: 1e7, noNaN: true })), [-1, Infinity, Number.NaN, "5000"]),
+    force: field(fc.boolean(), [0, "true"]),
+    reason: field(fc.string({ maxLength: 10 }), [1, {}]),
   })
   .map(strip);
 
