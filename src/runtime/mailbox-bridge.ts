@@ -300,7 +300,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   }
                 });
               const asked = ids.map((id) => id || "-");
-              const readKnown = Effect.zipWith(bus.hmget(keys.results, asked), bus.hmget(keys.resultsOld, asked), (now, old) => now.map((v, i) => v ?? old[i] ?? null));
+              // Built only when needed (rarely): a bus call builds its guard, retry policy and all, when called.
+              const readKnown = Effect.suspend(() =>
+                Effect.zipWith(bus.hmget(keys.results, asked), bus.hmget(keys.resultsOld, asked), (now, old) => now.map((v, i) => v ?? old[i] ?? null)),
+              );
               const overRate = new Set<number>();
 
               // Most batches hold only new commands: apply them at once and let the commit refuse if
@@ -409,7 +412,7 @@ const commitBatch = (
   // or came after the call's time limit. Running it again would append its events and results a
   // second time, so each retry first reads the token back (on the same connection, behind the
   // attempt) and commits only if it is not there.
-  const landed = Effect.map(bus.hmget(marker.key, [marker.field]), ([stored]) => stored != null && Buffer.from(stored).toString("utf8") === token);
+  const landed = Effect.suspend(() => Effect.map(bus.hmget(marker.key, [marker.field]), ([stored]) => stored != null && Buffer.from(stored).toString("utf8") === token));
   const again = Effect.flatMap(landed, (done) => (done ? Effect.void : Effect.asVoid(commit)));
   return commit.pipe(Effect.catchIf(retryable, () => interruptible(again.pipe(Effect.retry({ schedule: COMMIT_RETRY, while: retryable })))), Effect.asVoid);
 };
