@@ -9,7 +9,7 @@
  */
 import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
 import { guardConfig, parseSeedState, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
-import { layerMachine, screen, seedEventOf, type LayerEmitted, type LayerEvent, type LayerResult, type SeedOrder } from "../../machines/layer.ts";
+import { layerMachine, screen, seedActorId, seedEventOf, type LayerEmitted, type LayerEvent, type LayerResult, type SeedOrder } from "../../machines/layer.ts";
 import { persistSeed, resumeSeed, seedMachine, type PersistedSeed, type SeedMachine, type SeedOutcome } from "../../machines/seed.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import { StateTable } from "../kasmina/state-table.ts";
@@ -72,8 +72,18 @@ export class LayerHost {
     this.clock = options.clock ?? Date.now;
     this.seedLogic = options.seedLogic ?? seedMachine;
     this.blueprintIndex = options.blueprintIndex ?? internBlueprints();
+    const seedLogic = this.seedLogic;
     this.actor = createActor(layerMachine.provide({ actors: { seed: this.seedLogic } }), {
-      input: { layerId: options.layerId, numSeeds: options.numSeeds, guards: guardConfig(options.guards) },
+      input: {
+        layerId: options.layerId,
+        numSeeds: options.numSeeds,
+        guards: guardConfig(options.guards),
+        // Made here, not spawned by the layer, so that stopping the layer stays O(n) (see LayerInput.makeSeeds).
+        makeSeeds: (layer, guards) =>
+          Array.from({ length: options.numSeeds }, (_, seedId) =>
+            createActor(seedLogic, { parent: layer, id: seedActorId(seedId), input: { seedId, config: guards } }).start(),
+          ),
+      },
       ...(options.inspect ? { inspect: options.inspect } : {}),
     });
     this.actor.on("*", (emitted) => this.onLayerEmitted(emitted as LayerEmitted));
@@ -212,6 +222,10 @@ export class LayerHost {
 
   stop(): void {
     this.actor.stop();
+    // The seeds the host made are not the layer's children, so stopping the layer left them
+    // running. XState refuses stop() on an actor with a parent; `_stop` is what it calls on
+    // children itself. Without it (another XState), they are simply left to the collector.
+    for (const seed of this.actor.getSnapshot().context.seeds) (seed as unknown as { _stop?: () => void })._stop?.();
   }
 
   private toLayerEvent(command: HostedCommand): LayerEvent {

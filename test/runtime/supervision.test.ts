@@ -136,3 +136,18 @@ describe("a seed that throws while entering GRAFTING", () => {
     expect(host.restartCount).toBe(0);
   });
 });
+
+describe("stopping a host", () => {
+  // The host makes its seeds itself (not as the layer's spawned children, whose stop XState does
+  // one at a time over a copy of all children: O(n^2)), so it must stop them itself too.
+  test("stops every seed actor, restarted ones included, and the layer", () => {
+    const { host } = hostWith(faultyOnGrafting(1), 3);
+    placeSeed(host, 1, "TRAINING");
+    expect(host.apply(lifecycle(L, 1, "GRAFTING", { force: true })).result.code).toBe("internal");
+    const seeds = () => (host as unknown as { actor: { getSnapshot(): { status: string; context: { seeds: { getSnapshot(): { status: string } }[] } } } }).actor.getSnapshot();
+    expect(seeds().context.seeds.map((s) => s.getSnapshot().status)).toEqual(["active", "active", "active"]);
+    host.stop();
+    expect(seeds().status).toBe("stopped");
+    expect(seeds().context.seeds.map((s) => s.getSnapshot().status)).toEqual(["stopped", "stopped", "stopped"]);
+  });
+});
