@@ -1,8 +1,9 @@
 /**
- * The layer machine: owns its seeds (spawned children), routes commands to them, runs batches
- * atomically, and handles emergency stop. Pure: it reads its children's snapshots and sends to
- * them, and everything the world must hear is emitted (`dispatched`, `result`, `stopped`...),
- * so the host (src/runtime/) turns emissions into state-table writes and protocol messages.
+ * The layer machine: owns its seeds (spawned children, or actors a host made with the layer as
+ * their parent), routes commands to them, runs batches atomically, and handles emergency stop.
+ * Pure: it reads its seeds' snapshots and sends to them, and everything the world must hear is
+ * emitted (`dispatched`, `result`, `stopped`...), so the host (src/runtime/) turns emissions into
+ * state-table writes and protocol messages.
  *
  * How a command is answered: every seed a command reaches answers with its own `outcome`
  * emission; the layer itself emits `result` for what it refuses before any seed sees it

@@ -5,7 +5,9 @@
  * restarts a seed that crashed from that snapshot.
  *
  * Everything here is synchronous: XState delivers a command to the layer and the layer's sends
- * to its seeds inside one `send`, so by the time `apply` returns, the answer is complete.
+ * to its seeds inside one `send`, so by the time `apply` returns, the answer is complete. A plain
+ * lifecycle command for one seed skips the layer's macrostep and goes to the seed directly, once
+ * the layer's own `screen` has let it through (deliverDirect).
  */
 import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
 import { guardConfig, parseSeedState, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
