@@ -48,24 +48,43 @@ for k = 1, #KEYS do
   ops[k] = { kind, at + 2, argc }
   at = at + 2 + argc
 end
+-- Lua unpacks at most ~8000 values in one call: a long HSET, XACK or XDEL goes in slices.
+local SLICE = 1000
+local function sliced(command, key, from, argc)
+  local j = 0
+  while j < argc do
+    local n = math.min(SLICE, argc - j)
+    redis.call(command, key, unpack(ARGV, from + j, from + j + n - 1))
+    j = j + n
+  end
+end
 local ids = {}
 for k = 1, #KEYS do
   local kind, from, argc = ops[k][1], ops[k][2], ops[k][3]
   local args = {}
-  for j = 1, argc do args[j] = ARGV[from + j - 1] end
+  if kind == 'xadd' or kind == 'rotate' then
+    for j = 1, argc do args[j] = ARGV[from + j - 1] end
+  end
   if kind == 'xadd' then
     ids[#ids + 1] = redis.call('XADD', KEYS[k], unpack(args))
   elseif kind == 'hset' then
-    redis.call('HSET', KEYS[k], unpack(args))
+    sliced('HSET', KEYS[k], from, argc)
   elseif kind == 'absent' then
     -- checked above, before any write
   elseif kind == 'rotate' then
     -- args[1] shares the key's hash tag (one slot); RENAME replaces what it held
     if redis.call('HLEN', KEYS[k]) >= tonumber(args[2]) then redis.call('RENAME', KEYS[k], args[1]) end
   elseif kind == 'xack' then
-    redis.call('XACK', KEYS[k], unpack(args))
+    -- the group, then the ids in slices
+    local group = ARGV[from]
+    local j = 1
+    while j < argc do
+      local n = math.min(SLICE, argc - j)
+      redis.call('XACK', KEYS[k], group, unpack(ARGV, from + j, from + j + n - 1))
+      j = j + n
+    end
   else
-    redis.call('XDEL', KEYS[k], unpack(args))
+    sliced('XDEL', KEYS[k], from, argc)
   end
 end
 return ids

@@ -432,6 +432,20 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(encoded).toBe(2);
     });
 
+    // A whole-layer command on a big layer writes one field per seed in one commit; Lua unpacks at most ~8000 values per call.
+    it("a commit with 10,000 hash fields and thousands of ids to ack and delete lands whole", async () => {
+      const state = h.key("state.layer.{L23}");
+      const s = h.key("control.layer.{L23}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      const values: Record<string, string> = {};
+      for (let i = 0; i < 10_000; i++) values[String(i)] = `v${i}`;
+      const ids = Array.from({ length: 5_000 }, (_, i) => `1-${i}`);
+      await run(bus.commit([{ op: "hset", key: state, values }, { op: "ack", stream: s, group: "kasmina", ids }, { op: "xdel", stream: s, ids }]));
+      const back = await run(bus.hgetall(state));
+      expect(Object.keys(back)).toHaveLength(10_000);
+      expect(Buffer.from(back["9999"]!).toString()).toBe("v9999");
+    });
+
     it("hmget returns the asked fields of a hash in order, null where missing", async () => {
       const state = h.key("state.layer.{L18}");
       await run(bus.commit([{ op: "hset", key: state, values: { "0": bytes(0, 1), "2": "two" } }]));
