@@ -314,14 +314,20 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
      * on Redis), not one publish (and one fiber) each.
      */
     let outgoing: Array<{ readonly stream: string; readonly fields: EntryFields; readonly waiter: Waiter }> = [];
+    const publishOne = (stream: string, fields: EntryFields, waiter: Waiter) =>
+      run(bus.publish(stream, fields, options.maxLen)).then(undefined, (error: unknown) => {
+        forget(waiter);
+        waiter.reject(error);
+      });
     const flush = () => {
       const batch = outgoing;
       outgoing = [];
-      run(bus.publishMany(batch, options.maxLen)).then(undefined, (error: unknown) => {
-        for (const { waiter } of batch) {
-          forget(waiter);
-          waiter.reject(error);
-        }
+      if (batch.length === 1) return void publishOne(batch[0]!.stream, batch[0]!.fields, batch[0]!.waiter);
+      // When the batch is refused, each entry goes again on its own, so only the sends the bus
+      // refuses fail. Those the batch did write are written twice: the layer answers the copy as
+      // a duplicate, with the first answer, and the waiter takes whichever comes first.
+      run(bus.publishMany(batch, options.maxLen)).then(undefined, () => {
+        for (const { stream, fields, waiter } of batch) void publishOne(stream, fields, waiter);
       });
     };
 

@@ -10,7 +10,7 @@ import { emergencyStopCommand } from "../../src/protocol/make.ts";
 import { makeClient } from "../../src/runtime/client.ts";
 import type { CommandMessage } from "../../src/runtime/messages.ts";
 import { lifecycle } from "../runtime/commands.ts";
-import { BUS_KINDS, commandFields, openClient, openFixture, publishRaw, resultsOf, run, startBridge, waitFor, type Fixture } from "./harness.ts";
+import { BUS_KINDS, commandFields, openClient, openFixture, publishRaw, resultsOf, run, startBridge, transitionsOf, waitFor, type Fixture } from "./harness.ts";
 
 describe.each(BUS_KINDS)("on %s, the client", (kind) => {
   let fx: Fixture;
@@ -129,5 +129,25 @@ describe.each(BUS_KINDS)("on %s, a client that re-sends", (kind) => {
     const result = await client.send(lifecycle("a", 1, "GERMINATED"), { timeoutMs: 400 });
     expect(result).toMatchObject({ code: "timeout", details: { local: true } });
     expect(lossy.publishes()).toBe(1);
+  });
+});
+
+describe.each(BUS_KINDS)("on %s, sends published together", (kind) => {
+  // The client sends what one turn of the event loop produced in one publishMany; a refused
+  // entry must fail only its own send, and a send that was written must not be reported failed.
+  test("one refused entry fails only its own send; the others are applied once and answered", async () => {
+    const fx = await openFixture(kind);
+    await startBridge(fx);
+    const client = await openClient(fx);
+    // Layer "bad"'s control key holds a hash: every publish to it is refused.
+    await run(fx.bus.commit([{ op: "hset", key: fx.names.control("bad"), values: { x: "1" } }]));
+    // One send to each layer first, so both followers are in place and the next sends leave in one tick.
+    await client.send(lifecycle("bad", 0, "GERMINATED")).catch(() => undefined);
+    await client.send(lifecycle("a", 3, "GERMINATED"));
+    const good = [lifecycle("a", 0, "GERMINATED"), lifecycle("a", 1, "GERMINATED")];
+    const [g0, bad, g1] = await Promise.allSettled([client.send(good[0]!), client.send(lifecycle("bad", 0, "GERMINATED")), client.send(good[1]!)]);
+    expect(bad).toMatchObject({ status: "rejected", reason: { _tag: "BusError" } });
+    expect([g0, g1].map((r) => (r.status === "fulfilled" ? r.value.code : r.status))).toEqual(["ok", "ok"]);
+    for (const c of good) expect(await transitionsOf(fx, "a", c.message_id)).toHaveLength(1);
   });
 });
