@@ -91,7 +91,8 @@ const signatureMatches = (key: HmacKey, stream: string, type: string, data: Uint
  * the raw bytes, signature, codec, schema, so nothing is parsed that is too big or unsigned.
  * An entry made in this process (encodeEntryInProcess) has no bytes to check or parse and cannot
  * be forged from outside: its message is taken as it is when esper built it, else its schema is
- * checked. Never throws.
+ * checked; unless the reader has an HMAC key, in which case its bytes are made and checked like
+ * any entry's (so an unsigned one is refused in process too). Never throws.
  */
 export const decodeEntry = (
   stream: string,
@@ -100,7 +101,8 @@ export const decodeEntry = (
 ): Result.Result<Message, ProtocolError> => {
   let typeField: string | undefined;
   try {
-    const attached = attachmentOf(fields);
+    // With a key, an in-process entry is judged from its bytes like any other: signed or refused.
+    const attached = options.hmacKey === undefined ? attachmentOf(fields) : undefined;
     if (attached !== undefined) return attached.trusted ? Result.succeed(attached.message) : decodeMessage(attached.message, attached.message.message_type);
     typeField = text(fields.type);
     const data = bytes(fields.data);

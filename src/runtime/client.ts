@@ -7,9 +7,10 @@
  * from the stream's last id at the time the client first used the layer), so a thousand pending
  * commands cost one reader, not a thousand.
  */
-import { Data, Effect, Fiber, type Scope } from "effect";
+import { Data, Effect, Fiber, Result, type Scope } from "effect";
 import type { Bus, BusError, EntryFields } from "../bus/bus.ts";
 import type { Codec } from "../protocol/codec.ts";
+import { decodeMessage } from "../protocol/decode-message.ts";
 import { decodeEntry, encodeEntry, encodeEntryInProcess, type HmacKey } from "../protocol/entry.ts";
 import type { CommandResult, Message } from "../protocol/messages.ts";
 import { streams as streamNames } from "../protocol/streams.ts";
@@ -303,11 +304,20 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     const waitingTime = (command: CommandMessage, timeoutMs: number | undefined) =>
       timeoutMs ?? options.defaultTimeoutMs ?? (Number.isFinite(command.timeout_ms) ? command.timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS) + 1_000;
 
-    // A caller's command is not trusted in process either: the layer checks its schema.
-    const encode = (stream: string, command: CommandMessage) =>
-      bus.inProcess
-        ? encodeEntryInProcess(command, { stream, codec, trusted: false, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) })
-        : encodeEntry(command, { stream, codec, ...(options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {}) });
+    /**
+     * The entry for a command, made when `send` is called: what is sent is the command as it was
+     * then, whatever the caller does with its object afterwards. In process that takes a copy: the
+     * command is decoded (checked) here, and the copy travels trusted; one that does not decode
+     * travels as it is, untrusted, and the layer answers it `invalid_message`.
+     */
+    const encode = (stream: string, command: CommandMessage) => {
+      const signing = options.hmacKey !== undefined ? { hmacKey: options.hmacKey } : {};
+      if (!bus.inProcess) return encodeEntry(command, { stream, codec, ...signing });
+      const checked = decodeMessage(command, command.message_type);
+      return Result.isSuccess(checked)
+        ? encodeEntryInProcess(checked.success, { stream, codec, trusted: true, ...signing })
+        : encodeEntryInProcess(command, { stream, codec, trusted: false, ...signing });
+    };
 
     /**
      * Commands sent in the same turn of the event loop go out in one publishMany (one pipeline
@@ -356,10 +366,8 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       next();
     };
 
-    const start = (command: CommandMessage, layerId: string, sendOptions: SendOptions): Promise<CommandResult> => {
+    const start = (command: CommandMessage, layerId: string, sendOptions: SendOptions, stream: string, fields: EntryFields): Promise<CommandResult> => {
       const { waiter, answer } = wait<CommandResult>(command, layerId, waitingTime(command, sendOptions.timeoutMs));
-      const stream = names.control(layerId);
-      const fields = encode(stream, command);
       publishOrForget(stream, fields, waiter);
       const resendAfterMs = sendOptions.resendAfterMs;
       if (resendAfterMs !== undefined && resendAfterMs > 0) resendUntilAnswered(stream, fields, waiter, resendAfterMs);
@@ -372,9 +380,13 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
           if (closed) throw new ClientClosedError({ message: "the client is closed" });
           const layerId = command.message_type === "BatchCommand" ? command.commands[0]!.layer_id : command.layer_id;
           if (layerId === null) throw new RangeError("an emergency stop without layer_id goes to every layer: use stopAll(command, layers)");
+          const stream = names.control(layerId);
+          const fields = encode(stream, command);
           const follower = follow(names.events(layerId), true);
-          if (follower.positioned) return start(command, layerId, sendOptions);
-          return follower.ready.then(() => (closed ? Promise.reject(new ClientClosedError({ message: "the client is closed" })) : start(command, layerId, sendOptions)));
+          if (follower.positioned) return start(command, layerId, sendOptions, stream, fields);
+          return follower.ready.then(() =>
+            closed ? Promise.reject(new ClientClosedError({ message: "the client is closed" })) : start(command, layerId, sendOptions, stream, fields),
+          );
         } catch (error) {
           return Promise.reject(error);
         }

@@ -215,6 +215,8 @@ export class LayerHost {
   /** Restores persisted seeds (from the state store) into a fresh host, e.g. when a worker restarts. */
   restore(seeds: ReadonlyMap<number, PersistedSeed>): void {
     for (const [seedId, persisted] of seeds) {
+      // The actor it replaces (a rollback replaces live ones) must not stay registered and running.
+      stopActor(this.actor.getSnapshot().context.seeds[seedId]);
       this.respawned.add(seedId);
       this.actor.send({ type: "seed.restart", seedId, logic: resumeSeed(this.seedLogic, persisted) });
       this.watchSeeds();
@@ -224,10 +226,8 @@ export class LayerHost {
 
   stop(): void {
     this.actor.stop();
-    // The seeds the host made are not the layer's children, so stopping the layer left them
-    // running. XState refuses stop() on an actor with a parent; `_stop` is what it calls on
-    // children itself. Without it (another XState), they are simply left to the collector.
-    for (const seed of this.actor.getSnapshot().context.seeds) (seed as unknown as { _stop?: () => void })._stop?.();
+    // The seeds the host made are not the layer's children: stopping the layer leaves them running.
+    for (const seed of this.actor.getSnapshot().context.seeds) stopActor(seed);
   }
 
   private toLayerEvent(command: HostedCommand): LayerEvent {
@@ -495,6 +495,12 @@ const internBlueprints = () => {
     return index;
   };
 };
+
+/**
+ * Stops a seed actor the host made. XState refuses stop() on an actor with a parent; `_stop` is
+ * what it calls on children itself. Without it (another XState), the actor is left to the collector.
+ */
+const stopActor = (seed: object | undefined): void => (seed as { _stop?: () => void } | undefined)?._stop?.();
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 

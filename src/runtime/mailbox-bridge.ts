@@ -114,7 +114,8 @@ class Deferred implements DeferredBytes {
     return encodeBody(this.value, "msgpack");
   }
 }
-const deferredSeed = (seed: PersistedSeed): DeferredBytes => new Deferred(seed);
+// A copy: the host counts epoch ticks into its snapshot objects in place, and what is committed must not change after.
+const deferredSeed = (seed: PersistedSeed): DeferredBytes => new Deferred({ state: seed.state, context: { ...seed.context } });
 const deferredBody = (value: unknown): DeferredBytes => new Deferred(value);
 
 /** What a batch writes besides its events: collected while its entries are settled, committed with them. */
@@ -170,8 +171,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const encodeOptions = { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
     // In process the answer travels as the object it is (attached-entry.ts): nobody reads its bytes.
     const inProcessOptions = { ...encodeOptions, trusted: true };
+    // Frozen: in process, every reader gets this very object (Redis would give each its own copy).
     const encode = bus.inProcess
-      ? (message: Message) => encodeEntryInProcess(message, inProcessOptions)
+      ? (message: Message) => encodeEntryInProcess(deepFreeze(message), inProcessOptions)
       : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
 
     /**
@@ -520,6 +522,15 @@ const restore = (bus: Bus, host: LayerHost, keys: { readonly state: string; read
     host.restore(seeds);
     return reason;
   });
+
+/** Freezes a message and the maps and lists in it (they are small: a result's details, an event's metrics). */
+const deepFreeze = <T>(value: T): T => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value) && !(value instanceof Uint8Array)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+};
 
 const definedOnly = <T extends object>(o: T): Partial<T> => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 
