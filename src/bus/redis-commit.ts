@@ -137,7 +137,14 @@ export const SCRIPT_RELOADED = "esper.commit-script-reloaded";
  */
 export const runCommit = async (redis: Redis, ops: readonly CommitOp[], defaultMaxLen: number): Promise<string[]> => {
   if (ops.length === 0) return [];
-  const { keys, argv } = encode(ops, defaultMaxLen);
+  let encoded: ReturnType<typeof encode>;
+  try {
+    encoded = encode(ops, defaultMaxLen);
+  } catch (error) {
+    // A value that cannot be encoded will not encode on a retry either: not `unavailable`.
+    throw new BusError({ reason: "command_failed", message: `commit could not be encoded: ${error instanceof Error ? error.message : String(error)}`, cause: error });
+  }
+  const { keys, argv } = encoded;
   try {
     return (await redis.evalsha(SCRIPT_SHA, keys.length, ...keys, ...argv)) as string[];
   } catch (error) {

@@ -279,11 +279,14 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                       settled.push({ kind: "dead", entry, stream, code: "internal", error: `the bridge could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
                     }
                   }
+                  // Every id answered here for the first time must still have no stored answer when
+                  // the commit runs (another consumer may have answered it since it was read).
+                  const fresh = known === null ? commandIds : ids.filter((id, i) => id !== "" && known[i] == null);
                   const precondition: CommitOp[] =
-                    known === null && commandIds.length > 0
+                    fresh.length > 0
                       ? [
-                          { op: "absent", key: keys.results, fields: commandIds },
-                          { op: "absent", key: keys.resultsOld, fields: commandIds },
+                          { op: "absent", key: keys.results, fields: fresh },
+                          { op: "absent", key: keys.resultsOld, fields: fresh },
                         ]
                       : [];
                   const hashes: CommitOp[] = [
