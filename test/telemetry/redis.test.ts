@@ -18,22 +18,26 @@ afterAll(async () => {
   }
 });
 
+/** A publisher and Tamiyo's consumer of `layers` on Redis, in `scope`; the consumer's frames land in `frames`. */
+const openPipeline = (scope: Scope.Scope, layers: readonly string[], frames: TelemetryFrame[], publisherOptions: Omit<Parameters<typeof makeTelemetryPublisher>[1], "namespace"> = {}) =>
+  Effect.runPromise(
+    Scope.provide(scope)(
+      Effect.gen(function* () {
+        const bus = yield* makeRedisBus({ url: REDIS_URL });
+        const consumer = yield* makeTelemetryConsumer(bus, { namespace: NS, layers, blockMs: 50, onTelemetry: (c) => frames.push(...c.frames) });
+        const publisher = yield* makeTelemetryPublisher(bus, { namespace: NS, ...publisherOptions });
+        return { publisher, consumer };
+      }),
+    ),
+  );
+
 describe("telemetry over Redis", () => {
   it("reaches Tamiyo's reader whole: every seed of every window, claim check included", async () => {
     admin = await connectOrFail();
     const scope = await Effect.runPromise(Scope.make());
     try {
       const frames: TelemetryFrame[] = [];
-      const { publisher, consumer } = await Effect.runPromise(
-        Scope.provide(scope)(
-          Effect.gen(function* () {
-            const bus = yield* makeRedisBus({ url: REDIS_URL });
-            const consumer = yield* makeTelemetryConsumer(bus, { namespace: NS, layers: ["L1", "L2"], blockMs: 50, onTelemetry: (c) => frames.push(...c.frames) });
-            const publisher = yield* makeTelemetryPublisher(bus, { namespace: NS, batchSize: 300, claimCheckThreshold: 64 * 1024, maxEntryBytes: 1 << 30 });
-            return { publisher, consumer };
-          }),
-        ),
-      );
+      const { publisher, consumer } = await openPipeline(scope, ["L1", "L2"], frames, { batchSize: 300, claimCheckThreshold: 64 * 1024, maxEntryBytes: 1 << 30 });
       const columns = ["mean", "gradient_norm"];
       for (let step = 1; step <= 3; step++) {
         publisher.publishWindow("L1", { window: [step - 1, step], step }, { columns, rows: Float32Array.from({ length: 2 * 1000 }, (_, i) => step * 10_000 + i) });
@@ -61,16 +65,7 @@ describe("telemetry over Redis", () => {
     const scope = await Effect.runPromise(Scope.make());
     try {
       const frames: TelemetryFrame[] = [];
-      const { publisher, consumer } = await Effect.runPromise(
-        Scope.provide(scope)(
-          Effect.gen(function* () {
-            const bus = yield* makeRedisBus({ url: REDIS_URL });
-            const consumer = yield* makeTelemetryConsumer(bus, { namespace: NS, layers: ["L3"], blockMs: 50, onTelemetry: (c) => frames.push(...c.frames) });
-            const publisher = yield* makeTelemetryPublisher(bus, { namespace: NS });
-            return { publisher, consumer };
-          }),
-        ),
-      );
+      const { publisher, consumer } = await openPipeline(scope, ["L3"], frames);
       // Entries of ~50 KB: large enough to leave through the zero-copy XADD, in reused buffers.
       const seeds = 4096;
       const windows = 12;
