@@ -99,16 +99,17 @@ export interface Bus {
    */
   readonly inProcess: boolean;
   /**
-   * Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000). Returns its id.
+   * Appends one entry, trimming with `MAXLEN ~ maxLen` (default 100000; null: no trimming, for
+   * streams whose unread entries must never be trimmed away, see `trimDelivered`). Returns its id.
    * A bus with an outbox (RedisBus while Redis is unreachable) makes commands and events wait
    * there and returns their id once written; an entry of a droppable (telemetry) stream is
    * accepted without waiting and its id is returned as `""`.
    */
-  readonly publish: (stream: string, fields: EntryFields, maxLen?: number) => Effect.Effect<string, BusError>;
+  readonly publish: (stream: string, fields: EntryFields, maxLen?: number | null) => Effect.Effect<string, BusError>;
   /** Appends many entries in one round trip (pipelined on Redis). Returns their ids in order. */
   readonly publishMany: (
     entries: ReadonlyArray<{ readonly stream: string; readonly fields: EntryFields }>,
-    maxLen?: number,
+    maxLen?: number | null,
   ) => Effect.Effect<readonly string[], BusError>;
   /** Creates the consumer group if missing (MKSTREAM). `startId` "0" = whole stream, "$" = only new entries. */
   readonly ensureGroup: (stream: string, group: string, startId?: "0" | "$") => Effect.Effect<void, BusError>;
@@ -145,6 +146,13 @@ export interface Bus {
   /** Values of some fields of a hash, in the order asked; null for a field (or hash) that is missing. */
   readonly hmget: (key: string, fields: readonly string[]) => Effect.Effect<readonly (Uint8Array | null)[], BusError>;
   readonly length: (stream: string) => Effect.Effect<number, BusError>;
+  /**
+   * Removes the entries every consumer group of the stream is done with: those older than each
+   * group's oldest pending entry, or than its next undelivered one when nothing is pending
+   * (XTRIM MINID). Unread and unacknowledged entries stay. Returns how many it removed; a stream
+   * without groups is left alone. How control streams stay bounded without MAXLEN losing commands.
+   */
+  readonly trimDelivered: (stream: string) => Effect.Effect<number, BusError>;
   /** Trims to exactly `maxLen` entries (XTRIM MAXLEN, no `~`); returns how many it removed. */
   readonly trim: (stream: string, maxLen: number) => Effect.Effect<number, BusError>;
   /** Removes keys (streams, hashes). For tests, benchmarks and `esper` admin commands. */

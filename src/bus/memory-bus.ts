@@ -96,7 +96,7 @@ export class MemoryBus implements Bus {
     this.maxLen = options.maxLen ?? DEFAULT_MAXLEN;
   }
 
-  readonly publish = (stream: string, fields: EntryFields, maxLen?: number): Effect.Effect<string, BusError> =>
+  readonly publish = (stream: string, fields: EntryFields, maxLen?: number | null): Effect.Effect<string, BusError> =>
     Effect.suspend(() => {
       const target = this.streamFor(stream, true);
       return target instanceof BusError ? Effect.fail(target) : Effect.succeed(this.append(target, fields, maxLen).first.id);
@@ -104,7 +104,7 @@ export class MemoryBus implements Bus {
 
   readonly publishMany = (
     entries: ReadonlyArray<{ readonly stream: string; readonly fields: EntryFields }>,
-    maxLen?: number,
+    maxLen?: number | null,
   ): Effect.Effect<readonly string[], BusError> =>
     Effect.suspend(() => {
       for (const { stream } of entries) if (this.hashes.has(stream)) return Effect.fail(wrongType(stream));
@@ -295,6 +295,21 @@ export class MemoryBus implements Bus {
       return target instanceof BusError ? Effect.fail(target) : Effect.succeed(target?.length ?? 0);
     });
 
+  readonly trimDelivered = (stream: string): Effect.Effect<number, BusError> =>
+    Effect.suspend(() => {
+      const target = this.streamFor(stream, false);
+      if (target instanceof BusError) return Effect.fail(target);
+      if (target === undefined || target.groups.size === 0) return Effect.succeed(0);
+      // The first position some group still needs: its oldest pending entry, else its next undelivered one.
+      let keep = Number.POSITIVE_INFINITY;
+      for (const g of target.groups.values()) {
+        let needed = g.cursor;
+        for (const p of g.pel.values()) needed = Math.min(needed, p.stored.pos);
+        keep = Math.min(keep, needed);
+      }
+      return Effect.succeed(target.dropBefore(keep));
+    });
+
   readonly trim = (stream: string, maxLen: number): Effect.Effect<number, BusError> =>
     Effect.suspend(() => {
       const target = this.streamFor(stream, false);
@@ -328,9 +343,9 @@ export class MemoryBus implements Bus {
     return target === undefined || g === undefined ? noGroup(stream, group) : { target, group: g };
   }
 
-  private append(target: Stream, fields: EntryFields, maxLen: number | undefined): Stored {
+  private append(target: Stream, fields: EntryFields, maxLen: number | null | undefined): Stored {
     const stored = target.append(fields, this.now());
-    target.trimTo(maxLen ?? this.maxLen);
+    if (maxLen !== null) target.trimTo(maxLen ?? this.maxLen);
     const blocked = this.waiters.get(target.key);
     if (blocked !== undefined && blocked.size > 0) this.wakeSoon(target.key);
     return stored;

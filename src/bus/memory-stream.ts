@@ -74,6 +74,17 @@ export class MemoryStream<Group> {
     return stored;
   }
 
+  /** Drops the live entries before absolute position `pos`; returns how many it dropped. */
+  dropBefore(pos: number): number {
+    let removed = 0;
+    while (this.start < pos && this.head < this.entries.length) {
+      const oldest = this.entries[this.head++]!;
+      if (oldest.deleted) this.tombstones--;
+      else removed++;
+    }
+    return removed;
+  }
+
   /** Drops the oldest entries until at most `maxLen` remain; returns how many it dropped. */
   trimTo(maxLen: number): number {
     let removed = 0;

@@ -12,7 +12,7 @@ import { BusError, type EntryFields } from "./bus.ts";
 export interface OutboxEntry {
   readonly stream: string;
   readonly fields: EntryFields;
-  readonly maxLen: number;
+  readonly maxLen: number | null;
   /** The publish waiting for this entry, and its place in that publish. Absent for droppable entries. */
   readonly ticket: Ticket | undefined;
   readonly index: number;
@@ -78,7 +78,7 @@ class Queue<A> {
 export interface Offer {
   readonly stream: string;
   readonly fields: EntryFields;
-  readonly maxLen: number;
+  readonly maxLen: number | null;
   readonly droppable: boolean;
   /** Its place in the publish's ids, when only part of a publishMany waits here. Default: its place in `offers`. */
   readonly index?: number;

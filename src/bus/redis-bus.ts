@@ -14,6 +14,7 @@ import { commitShapeError, effectiveOps } from "./commit.ts";
 import { deadLetterOps } from "./dead-letters.ts";
 import { Outbox, type Settled } from "./outbox.ts";
 import { runCommit, SCRIPT_RELOADED } from "./redis-commit.ts";
+import { runTrimDelivered } from "./redis-trim.ts";
 import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
 import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
@@ -42,7 +43,7 @@ export interface RedisBus extends Bus {
 interface Item {
   readonly stream: string;
   readonly fields: EntryFields;
-  readonly maxLen: number;
+  readonly maxLen: number | null;
   readonly index?: number;
 }
 
@@ -246,6 +247,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           ? Effect.succeed([])
           : guard.run(`HMGET ${key}`, () => main.hmgetBuffer(key, ...fields), { retry: true }),
       length: (stream) => guard.run(`XLEN ${stream}`, () => main.xlen(stream), { retry: true }),
+      trimDelivered: (stream) => guard.run(`XTRIM MINID ${stream}`, () => runTrimDelivered(main, stream)),
       trim: (stream, maxLen) => guard.run(`XTRIM ${stream}`, () => main.xtrim(stream, "MAXLEN", maxLen)),
       del: (keys) => (keys.length === 0 ? Effect.void : Effect.asVoid(guard.run(`DEL`, () => main.del(...keys)))),
       stats: Effect.map(guard.breakerState, (breaker) => ({

@@ -21,13 +21,9 @@ export const fieldArgs = (fields: Readonly<Record<string, HashValue>> | Readonly
   return args;
 };
 
-export const xaddArgs = (fields: EntryFields, maxLen: number): (Buffer | string)[] => [
-  "MAXLEN",
-  "~",
-  String(maxLen),
-  "*",
-  ...fieldArgs(fields),
-];
+/** XADD's arguments after the key; `maxLen` null: no MAXLEN (the stream is trimmed otherwise, see Bus.trimDelivered). */
+export const xaddArgs = (fields: EntryFields, maxLen: number | null): (Buffer | string)[] =>
+  maxLen === null ? ["*", ...fieldArgs(fields)] : ["MAXLEN", "~", String(maxLen), "*", ...fieldArgs(fields)];
 
 export const toFields = (raw: readonly Buffer[]): EntryFields => {
   const fields: Record<string, Uint8Array | string> = {};

@@ -64,7 +64,7 @@ export const hasLargeValue = (fields: EntryFields): boolean => {
  */
 export const zeroCopyXadds = (
   redis: Redis,
-  items: readonly { readonly stream: string; readonly fields: EntryFields; readonly maxLen: number }[],
+  items: readonly { readonly stream: string; readonly fields: EntryFields; readonly maxLen: number | null }[],
 ): Promise<[Error | null, string | null][]> => {
   const socket = redis.stream as unknown as Socket | undefined;
   socket?.cork();

@@ -25,7 +25,12 @@ export interface ClientOptions {
   readonly defaultTimeoutMs?: number;
   /** How long one follower read waits. Default 1000 ms. */
   readonly followBlockMs?: number;
-  readonly maxLen?: number;
+  /**
+   * MAXLEN for control streams. Default null: none, since trimming by length drops commands no
+   * worker has read yet when a backlog outgrows it; the layer's bridge trims what its group is
+   * done with instead (Bus.trimDelivered).
+   */
+  readonly maxLen?: number | null;
 }
 
 export interface SendOptions {
@@ -96,6 +101,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
   Effect.gen(function* () {
     const names = streamNames(options.namespace);
     const codec = options.codec ?? "msgpack";
+    const controlMaxLen = options.maxLen ?? null;
     const blockMs = options.followBlockMs ?? 1_000;
     const waiters = new Map<string, Waiter>();
     const followers = new Map<string, Follower>();
@@ -325,7 +331,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
      */
     let outgoing: Array<{ readonly stream: string; readonly fields: EntryFields; readonly waiter: Waiter }> = [];
     const publishOne = (stream: string, fields: EntryFields, waiter: Waiter) =>
-      run(bus.publish(stream, fields, options.maxLen)).then(undefined, (error: unknown) => {
+      run(bus.publish(stream, fields, controlMaxLen)).then(undefined, (error: unknown) => {
         forget(waiter);
         waiter.reject(error);
       });
@@ -336,7 +342,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       // When the batch is refused, each entry goes again on its own, so only the sends the bus
       // refuses fail. Those the batch did write are written twice: the layer answers the copy as
       // a duplicate, with the first answer, and the waiter takes whichever comes first.
-      run(bus.publishMany(batch, options.maxLen)).then(undefined, () => {
+      run(bus.publishMany(batch, controlMaxLen)).then(undefined, () => {
         for (const { stream, fields, waiter } of batch) void publishOne(stream, fields, waiter);
       });
     };
@@ -361,7 +367,7 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
       const again = () => {
         if (!pending()) return;
         delay = Math.min(delay * 2, 30_000);
-        run(bus.publish(stream, fields, options.maxLen)).then(next, next);
+        run(bus.publish(stream, fields, controlMaxLen)).then(next, next);
       };
       next();
     };

@@ -63,6 +63,11 @@ export interface BridgeOptions {
    * as the event stream's MAXLEN: what is still in the event stream can be recognised.
    */
   readonly dedupeWindow?: number;
+  /**
+   * How often the control streams are trimmed of what their groups are done with (delivered and
+   * acknowledged). Clients publish commands without MAXLEN, so this is what bounds them. Default 5000 ms.
+   */
+  readonly trimEveryMs?: number;
   readonly clock?: () => number;
 }
 
@@ -76,6 +81,7 @@ export const BRIDGE_DEFAULTS = {
   ratePerSource: 100_000,
   maxLen: 100_000,
   dedupeWindow: 100_000,
+  trimEveryMs: 5_000,
 };
 
 export interface BridgeStats {
@@ -365,6 +371,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
         handle: (entries) => handle(stream, group, entries),
       });
     }
+    // What every group has read and acknowledged goes; unread and pending commands stay.
+    const trimOnce = Effect.forEach([keys.control, keys.all], (stream) => bus.trimDelivered(stream), { discard: true }).pipe(
+      Effect.catchCause((cause) => Effect.logWarning(`layer ${layerId}: trimming the control streams failed`, { cause })),
+    );
+    yield* Effect.forkScoped(Effect.repeat(trimOnce, Schedule.spaced(Math.max(10, o.trimEveryMs))));
     return { layerId, host, stats: () => ({ ...stats }) };
   });
 

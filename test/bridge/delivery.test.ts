@@ -284,3 +284,19 @@ describe.each(BUS_KINDS)("on %s, a graceful close", (kind) => {
     expect(next.bridge.stats().entries).toBe(0);
   });
 });
+
+describe.each(BUS_KINDS)("on %s, a backlog of commands longer than the streams' MAXLEN", (kind) => {
+  // MAXLEN would trim commands nobody has read yet: control streams are published without it, and
+  // the bridge trims what its group has read and acknowledged instead (Bus.trimDelivered).
+  test("is applied whole, and the control stream is trimmed once it is done with", async () => {
+    const fx = await openFixture(kind, 4);
+    const client = await openClient(fx);
+    // Sent while no worker runs: twelve commands on a bus whose default MAXLEN is 4.
+    const answers = Array.from({ length: 12 }, (_, seed) => client.send(lifecycle("a", seed, "GERMINATED"), { timeoutMs: 10_000 }));
+    await waitFor("all twelve in the control stream", async () => (await run(fx.bus.length(fx.names.control("a")))) === 12);
+    const worker = await startBridge(fx, { numSeeds: 12, options: { trimEveryMs: 20 } });
+    expect((await Promise.all(answers)).map((r) => r.code)).toEqual(Array(12).fill("ok"));
+    expect(worker.host.seeds().every((s) => s.state === "GERMINATED")).toBe(true);
+    await waitFor("the control stream trimmed", async () => (await run(fx.bus.length(fx.names.control("a")))) === 0);
+  });
+});

@@ -58,15 +58,16 @@ const openScope = async (): Promise<Scope.Closeable> => {
   return scope;
 };
 
-export const openFixture = async (kind: BusKind): Promise<Fixture> => {
+/** A fresh namespace on a bus of `kind`; `maxLen`: the bus's default MAXLEN, when a test needs a small one. */
+export const openFixture = async (kind: BusKind, maxLen?: number): Promise<Fixture> => {
   const namespace = testNamespace();
   const names = streams(namespace);
-  if (kind === "MemoryBus") return { kind, bus: new MemoryBus(), names };
+  if (kind === "MemoryBus") return { kind, bus: new MemoryBus(maxLen === undefined ? {} : { maxLen }), names };
   admin ??= await connectOrFail();
   const cleaner = admin;
   defer(() => deleteNamespace(cleaner, `${namespace}.`));
   const scope = await openScope();
-  const bus = await Effect.runPromise(Scope.provide(scope)(makeRedisBus({ url: REDIS_URL })));
+  const bus = await Effect.runPromise(Scope.provide(scope)(makeRedisBus({ url: REDIS_URL, ...(maxLen === undefined ? {} : { maxLen }) })));
   return { kind, bus, names, admin: cleaner };
 };
 

@@ -446,6 +446,38 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(Buffer.from(back["9999"]!).toString()).toBe("v9999");
     });
 
+    it("trimDelivered removes what every group is done with and keeps pending and unread entries", async () => {
+      const s = h.key("control.all.{L24}");
+      await run(bus.ensureGroup(s, "a", "0"));
+      await run(bus.ensureGroup(s, "b", "0"));
+      const ids = await run(bus.publishMany([1, 2, 3, 4, 5, 6].map((n) => ({ stream: s, fields: entry(n) })), null));
+      const readAll = (group: string, count: number) =>
+        run(Effect.flatMap(bus.reader({ stream: s, group, consumer: "c", count, blockMs: 0 }), (r) => r.read));
+      // Group a: read 1-4, acked 1, 2 and 4 (3 still pending). Group b: read and acked 1-5 (6 unread).
+      const a = await readAll("a", 4);
+      await run(bus.ack(s, "a", [a[0]!.id, a[1]!.id, a[3]!.id]));
+      const b = await readAll("b", 5);
+      await run(bus.ack(s, "b", b.map((e) => e.id)));
+      // The oldest entry some group still needs is 3 (pending in a): 1 and 2 go.
+      expect(await run(bus.trimDelivered(s))).toBe(2);
+      expect(seqs(await run(bus.range(s)))).toEqual(["3", "4", "5", "6"]);
+      await run(bus.ack(s, "a", [a[2]!.id]));
+      // Now a needs 5 (its next unread), b needs 6.
+      expect(await run(bus.trimDelivered(s))).toBe(2);
+      expect((await run(bus.range(s))).map((e) => e.id)).toEqual(ids.slice(4));
+      expect(await run(bus.trimDelivered(h.key("no-such-stream")))).toBe(0);
+    });
+
+    it("publish with maxLen null never trims", async () => {
+      const s = h.key("control.layer.{L25}");
+      for (let n = 1; n <= 5; n++) await run(bus.publish(s, entry(n), null));
+      await run(bus.publishMany([6, 7].map((n) => ({ stream: s, fields: entry(n) })), null));
+      expect(await run(bus.length(s))).toBe(7);
+      await run(bus.trim(s, 3));
+      for (let n = 8; n <= 11; n++) await run(bus.publish(s, entry(n), null));
+      expect(seqs(await run(bus.range(s)))).toEqual(["5", "6", "7", "8", "9", "10", "11"]);
+    });
+
     it("hmget returns the asked fields of a hash in order, null where missing", async () => {
       const state = h.key("state.layer.{L18}");
       await run(bus.commit([{ op: "hset", key: state, values: { "0": bytes(0, 1), "2": "two" } }]));
