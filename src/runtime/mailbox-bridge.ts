@@ -177,6 +177,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const encodeOptions = { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
     // In process the answer travels as the object it is (attached-entry.ts): nobody reads its bytes.
     const inProcessOptions = { ...encodeOptions, trusted: true };
+    const decodeOptions = { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
     // Frozen: in process, every reader gets this very object (Redis would give each its own copy).
     const encode = bus.inProcess
       ? (message: Message) => encodeEntryInProcess(deepFreeze(message), inProcessOptions)
@@ -262,9 +263,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
             Effect.uninterruptibleMask((interruptible) => {
               const before = checkpoint();
               const startedAt = clock();
-              const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }) }));
+              const decoded = entries.map((entry) => ({ entry, message: decodeEntry(stream, entry.fields, decodeOptions) }));
               const ids = decoded.map((d) => (d.message._tag === "Success" && isCommand(d.message.success) ? d.message.success.message_id : ""));
-              const commandIds = ids.filter((id) => id !== "");
               // Emergency stops overtake everything read with them (stable for the rest).
               const order = decoded.map((_, i) => i).sort((a, b) => urgency(decoded[a]!.message) - urgency(decoded[b]!.message));
 
@@ -287,7 +287,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   }
                   // Every id answered here for the first time must still have no stored answer when
                   // the commit runs (another consumer may have answered it since it was read).
-                  const fresh = known === null ? commandIds : ids.filter((id, i) => id !== "" && known[i] == null);
+                  const fresh = ids.filter((id, i) => id !== "" && (known === null || known[i] == null));
                   const precondition: CommitOp[] =
                     fresh.length > 0
                       ? [

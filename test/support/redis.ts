@@ -39,14 +39,5 @@ export const connectOrFail = async (url: string = REDIS_URL): Promise<Redis> => 
 export const uniqueNamespace = (label: string): string =>
   `esper-test-${label}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
-/** Deletes every key under `prefix`. */
-export const deleteNamespace = async (redis: Redis, prefix: string): Promise<number> => {
-  let cursor = "0";
-  let deleted = 0;
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) deleted += await redis.del(...keys);
-  } while (cursor !== "0");
-  return deleted;
-};
+/** Deletes every key under `prefix` (the benchmarks' helper: one SCAN-and-DEL for both). */
+export { deleteKeys as deleteNamespace } from "../../bench/lib/redis.ts";
