@@ -16,6 +16,29 @@ export interface EntryFields {
   readonly [field: string]: Uint8Array | string;
 }
 
+/**
+ * Size of an entry's fields in bytes, as a reader's `maxEntryBytes` counts it. Fields made in
+ * this process whose bytes do not exist yet (protocol/attached-entry.ts marks them with
+ * `IN_PROCESS`) count 0: they never crossed a process boundary, and measuring them would encode them.
+ */
+export const IN_PROCESS: unique symbol = Symbol.for("esper.bus.inProcess");
+
+export const entryBytes = (fields: EntryFields): number => {
+  if ((fields as { readonly [IN_PROCESS]?: boolean })[IN_PROCESS] === true) return 0;
+  let total = 0;
+  for (const name of Object.keys(fields)) {
+    const value = fields[name]!;
+    total += Buffer.byteLength(name) + (typeof value === "string" ? Buffer.byteLength(value) : value.byteLength);
+  }
+  return total;
+};
+
+/** What an entry over a reader's limit comes back as: no data, its `type` only when short. */
+export const oversizeStub = (fields: EntryFields, bytes: number): { readonly fields: EntryFields; readonly oversize: number } => {
+  const type = typeof fields.type === "string" && fields.type.length <= 64 ? fields.type : "";
+  return { fields: { data: new Uint8Array(0), type }, oversize: bytes };
+};
+
 export interface Entry {
   readonly stream: string;
   /** Stream entry id, `ms-seq`. */
@@ -23,6 +46,13 @@ export interface Entry {
   readonly fields: EntryFields;
   /** How many times this entry has been delivered to a consumer of the group (1 on first read). 0 outside groups. */
   readonly deliveries: number;
+  /**
+   * Set when the entry's fields add up to more than the reader's `maxEntryBytes`: their total
+   * size in bytes. The fields were then left where they are (only a short `type` comes along,
+   * `data` is empty), so a hostile entry costs the reader nothing; dead-letter it with the
+   * `deadletter` commit op, which copies it on the server.
+   */
+  readonly oversize?: number;
 }
 
 export interface PendingEntry {
@@ -41,6 +71,18 @@ export interface ReaderOptions {
   readonly count?: number;
   /** How long a read waits for new entries before returning []. Default 1000 ms. */
   readonly blockMs?: number;
+  /**
+   * Largest entry (all its fields together, in bytes) handed over whole; a larger one comes back
+   * as an `oversize` stub. Default: no limit. On Redis the stub is made on the server, except
+   * for the one entry a blocking read may wake with.
+   */
+  readonly maxEntryBytes?: number;
+  /**
+   * When the group has vanished (Redis restarted without its data, or it was deleted): recreate
+   * it over what the stream holds (true, the default), or fail the read with a `command_failed`
+   * NOGROUP error so the owner can check what else was lost (false).
+   */
+  readonly recreateGroup?: boolean;
 }
 
 /**
@@ -76,12 +118,37 @@ export type HashValue = Uint8Array | string | DeferredBytes;
  */
 export type CommitOp =
   | { readonly op: "absent"; readonly key: string; readonly fields: readonly string[] }
-  | { readonly op: "xadd"; readonly stream: string; readonly fields: EntryFields; readonly maxLen?: number }
+  /** A precondition: the hash field holds exactly `value` (null: is missing), else the commit fails as a `conflict` naming `key`. */
+  | { readonly op: "expect"; readonly key: string; readonly field: string; readonly value: string | null }
+  /**
+   * Moves entry `id` of `stream` to the dead-letter stream `dlq` and acks it in `group`. The entry
+   * is copied where it lies (on Redis, by the script), so its fields need not travel to the
+   * caller and back. See dead-letters.ts for the letter's fields.
+   */
+  | {
+      readonly op: "deadletter";
+      readonly dlq: string;
+      readonly stream: string;
+      readonly group: string;
+      readonly id: string;
+      readonly code: string;
+      readonly error: string;
+      readonly deliveries: number;
+      readonly failedAt: number;
+      readonly maxLen?: number;
+    }
+  /** `maxLen`: MAXLEN ~; absent: the bus's default; null: no trimming (control streams, see `trimDelivered`). */
+  | { readonly op: "xadd"; readonly stream: string; readonly fields: EntryFields; readonly maxLen?: number | null }
   /** `values` may be a Map: a record keyed by ids gives V8 a new hidden class for every key. */
   | { readonly op: "hset"; readonly key: string; readonly values: Readonly<Record<string, HashValue>> | ReadonlyMap<string, HashValue> }
   | { readonly op: "ack"; readonly stream: string; readonly group: string; readonly ids: readonly string[] }
   | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] }
   | { readonly op: "rotate"; readonly key: string; readonly to: string; readonly atFields: number };
+
+export interface GroupInfo {
+  readonly lastDeliveredId: string;
+  readonly pending: number;
+}
 
 export interface DeadLetter {
   /** The dead-letter stream to append to (P.dlq.layer.{L} or P.dlq.all). */
@@ -128,10 +195,17 @@ export interface Bus {
     consumer: string,
     minIdleMs: number,
     count?: number,
+    /** As ReaderOptions.maxEntryBytes. */
+    maxEntryBytes?: number,
   ) => Effect.Effect<readonly Entry[], BusError>;
+  /**
+   * Where a group stands: the id of the last entry delivered to it (`0-0` when none) and how many
+   * entries it holds pending. undefined when the stream or the group does not exist.
+   */
+  readonly groupInfo: (stream: string, group: string) => Effect.Effect<GroupInfo | undefined, BusError>;
   /** Appends the entry with its reason to a dead-letter stream and acks it, atomically. */
   readonly deadLetter: (letter: DeadLetter) => Effect.Effect<string, BusError>;
-  /** Applies every op or none. Returns the ids of the `xadd` ops, in order. */
+  /** Applies every op or none. Returns the ids of the `xadd` and `deadletter` ops, in order. */
   readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<readonly string[], BusError>;
   /** Entries with start <= id <= end ("-" and "+" are the ends, "(" before an id excludes it), at most `count`. */
   readonly range: (stream: string, start?: string, end?: string, count?: number) => Effect.Effect<readonly Entry[], BusError>;
@@ -169,7 +243,7 @@ export type BusErrorReason =
   | "outbox_full"
   /** The server answered with an error (wrong type, bad id...). Retrying will not help. */
   | "command_failed"
-  /** A commit's precondition (an `absent` op) did not hold; nothing was written. */
+  /** A commit's precondition (an `absent` or `expect` op) did not hold; nothing was written. `key` names the hash. */
   | "conflict"
   /** The bus was shut down. */
   | "closed";
@@ -178,6 +252,8 @@ export class BusError extends Data.TaggedError("BusError")<{
   readonly reason: BusErrorReason;
   readonly message: string;
   readonly cause?: unknown;
+  /** The hash whose precondition failed (reason `conflict`). */
+  readonly key?: string;
 }> {}
 
 export const DEFAULT_MAXLEN = 100_000;

@@ -3,26 +3,60 @@ import { BusError, type Bus, type CommitOp, type DeadLetter, type Entry, type En
 
 /**
  * Dead letters as PROTOCOL.md fixes them: the original fields plus `stream`, `id`, `code`,
- * `error`, `deliveries`, `failed_at` (ms since the epoch). Both buses build letters here, so the
- * format has one definition; listing and replay work against any Bus.
+ * `error`, `deliveries`, `failed_at` (ms since the epoch). Both buses build letters from these
+ * definitions (MemoryBus here, RedisBus in its commit script, which copies the entry on the
+ * server), so listing and replay work against any Bus.
+ *
+ * An original field whose name is one of those six, or starts with `orig:`, is stored as
+ * `orig:` + its name: a letter never overwrites what it carries, and a replay restores every
+ * original field exactly (a writer's own `orig:x` comes back as `orig:x`).
  */
 export const DEAD_LETTER_FIELDS = ["stream", "id", "code", "error", "deliveries", "failed_at"] as const;
+export const ESCAPE_PREFIX = "orig:";
 
-export const deadLetterFields = (letter: DeadLetter, failedAt: number): EntryFields => ({
-  ...letter.entry.fields,
+const RESERVED: ReadonlySet<string> = new Set(DEAD_LETTER_FIELDS);
+
+/** The name an original field is stored under in a letter. */
+export const letterFieldName = (name: string): string => (RESERVED.has(name) || name.startsWith(ESCAPE_PREFIX) ? ESCAPE_PREFIX + name : name);
+
+/** The original name of a letter field that is not one of the six. */
+export const originalFieldName = (name: string): string => (name.startsWith(ESCAPE_PREFIX) ? name.slice(ESCAPE_PREFIX.length) : name);
+
+export interface LetterInfo {
+  readonly stream: string;
+  readonly id: string;
+  readonly code: string;
+  readonly error: string;
+  readonly deliveries: number;
+  readonly failedAt: number;
+}
+
+/** A letter: the original fields (escaped), then the six dead-letter fields. `original` undefined: the entry was gone. */
+export const letterFields = (original: Readonly<Record<string, Uint8Array | string>> | undefined, info: LetterInfo): EntryFields => {
+  const out: Record<string, Uint8Array | string> = {};
+  if (original !== undefined) for (const name of Object.keys(original)) out[letterFieldName(name)] = original[name]!;
+  out.stream = info.stream;
+  out.id = info.id;
+  out.code = info.code;
+  out.error = info.error;
+  out.deliveries = String(info.deliveries);
+  out.failed_at = String(info.failedAt);
+  return out as unknown as EntryFields;
+};
+
+/** The commit op that moves `letter.entry` to its dead-letter stream and acks it, atomically. */
+export const deadLetterOp = (letter: DeadLetter, failedAt: number, maxLen?: number): CommitOp => ({
+  op: "deadletter",
+  dlq: letter.dlq,
   stream: letter.entry.stream,
+  group: letter.group,
   id: letter.entry.id,
   code: letter.code,
   error: letter.error,
-  deliveries: String(letter.entry.deliveries),
-  failed_at: String(failedAt),
+  deliveries: letter.entry.deliveries,
+  failedAt,
+  ...(maxLen === undefined ? {} : { maxLen }),
 });
-
-/** Append and ack in one commit: an entry is never acked without its letter, nor lettered twice on success. */
-export const deadLetterOps = (letter: DeadLetter, failedAt: number): readonly CommitOp[] => [
-  { op: "xadd", stream: letter.dlq, fields: deadLetterFields(letter, failedAt) },
-  { op: "ack", stream: letter.entry.stream, group: letter.group, ids: [letter.entry.id] },
-];
 
 export interface DeadLetterRecord {
   readonly dlq: string;
@@ -35,7 +69,7 @@ export interface DeadLetterRecord {
   readonly error: string;
   readonly deliveries: number;
   readonly failedAt: number;
-  /** The original fields, dead-letter fields removed: what a replay appends. */
+  /** The original fields, under their original names: what a replay appends. */
   readonly fields: EntryFields;
 }
 
@@ -44,18 +78,20 @@ const text = (value: Uint8Array | string | undefined): string =>
 
 /** Reads a dead-letter stream entry; undefined when it lacks the fields every letter carries. */
 export const readDeadLetter = (dlq: string, entry: Entry): DeadLetterRecord | undefined => {
-  const { stream, id, code, error, deliveries, failed_at, ...original } = entry.fields;
-  if (stream === undefined || id === undefined) return undefined;
+  const f = entry.fields as Readonly<Record<string, Uint8Array | string>>;
+  if (f.stream === undefined || f.id === undefined) return undefined;
+  const original: Record<string, Uint8Array | string> = {};
+  for (const name of Object.keys(f)) if (!RESERVED.has(name)) original[originalFieldName(name)] = f[name]!;
   return {
     dlq,
     dlqId: entry.id,
-    stream: text(stream),
-    id: text(id),
-    code: text(code),
-    error: text(error),
-    deliveries: Number(text(deliveries)),
-    failedAt: Number(text(failed_at)),
-    fields: original as EntryFields,
+    stream: text(f.stream),
+    id: text(f.id),
+    code: text(f.code),
+    error: text(f.error),
+    deliveries: Number(text(f.deliveries)),
+    failedAt: Number(text(f.failed_at)),
+    fields: original as unknown as EntryFields,
   };
 };
 
@@ -105,10 +141,17 @@ export const replayDeadLetter = (bus: Bus, dlq: string, dlqId: string): Effect.E
     const [entry] = yield* bus.range(dlq, dlqId, dlqId, 1);
     const letter = entry === undefined ? undefined : readDeadLetter(dlq, entry);
     if (letter === undefined) {
-      return yield* new BusError({ reason: "command_failed", message: `no dead letter ${dlqId} in ${dlq}` });
+      return yield* new BusError({ reason: "command_failed", message: `no dead letter ${dlqId} in ${dlq}; list them with: esper dlq list` });
+    }
+    if (letter.fields.data === undefined) {
+      return yield* new BusError({
+        reason: "command_failed",
+        message: `dead letter ${dlqId} holds no original entry (it was trimmed from ${letter.stream} before it was dead-lettered); nothing to replay`,
+      });
     }
     const [id] = yield* bus.commit([
-      { op: "xadd", stream: letter.stream, fields: letter.fields },
+      // Not trimmed by length: a control stream must not lose unread commands to a replay.
+      { op: "xadd", stream: letter.stream, fields: letter.fields, maxLen: null },
       { op: "xdel", stream: dlq, ids: [dlqId] },
     ]);
     return id!;

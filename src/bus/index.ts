@@ -12,6 +12,7 @@ export {
   type DeferredBytes,
   type Entry,
   type EntryFields,
+  type GroupInfo,
   type HashValue,
   type PendingEntry,
   type Reader,
@@ -31,7 +32,8 @@ export {
 } from "./janitor.ts";
 export {
   DEAD_LETTER_FIELDS,
-  deadLetterFields,
+  deadLetterOp,
+  letterFields,
   listDeadLetters,
   readDeadLetter,
   replayDeadLetter,

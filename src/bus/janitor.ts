@@ -20,6 +20,8 @@ export interface JanitorOptions {
   readonly maxDeliveries?: number;
   /** Entries claimed per claim call. Default 128. */
   readonly count?: number;
+  /** Claimed entries over this size come back as `oversize` stubs (see ReaderOptions). Default: no limit. */
+  readonly maxEntryBytes?: number;
 }
 
 export const DEFAULT_MAX_DELIVERIES = 5;
@@ -44,7 +46,7 @@ export const sweep = (bus: Bus, options: JanitorOptions): Effect.Effect<Sweep, B
     const deadLettered: Entry[] = [];
     // Claimed entries are no longer idle, so a second claim in the same sweep cannot take them again.
     for (let batch = 0; batch < MAX_BATCHES_PER_SWEEP; batch++) {
-      const entries = yield* bus.claimIdle(options.stream, options.group, options.consumer, options.idleMs, count);
+      const entries = yield* bus.claimIdle(options.stream, options.group, options.consumer, options.idleMs, count, options.maxEntryBytes);
       for (const entry of entries) {
         if (entry.deliveries > maxDeliveries) {
           yield* bus.deadLetter({

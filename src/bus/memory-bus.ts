@@ -1,4 +1,4 @@
-import { Effect, Layer, type Scope } from "effect";
+import { Clock, Effect, Layer, type Scope } from "effect";
 import {
   BusError,
   BusService,
@@ -6,28 +6,26 @@ import {
   DEFAULT_MAXLEN,
   DEFAULT_PENDING_COUNT,
   DEFAULT_READ_COUNT,
+  entryBytes,
+  oversizeStub,
   type Bus,
   type CommitOp,
   type DeadLetter,
   type DeferredBytes,
-  type HashValue,
   type Entry,
   type EntryFields,
+  type GroupInfo,
+  type HashValue,
   type PendingEntry,
   type Reader,
   type ReaderOptions,
 } from "./bus.ts";
-import { deadLetterOps } from "./dead-letters.ts";
-import { MemoryStream, type Stored } from "./memory-stream.ts";
 import { commitShapeError, conflictError } from "./commit.ts";
+import { deadLetterOp, letterFields } from "./dead-letters.ts";
+import { MemoryStream, type Stored } from "./memory-stream.ts";
 import { isStreamId, parseRangeBound, parseStreamId } from "./stream-id.ts";
 
 export interface MemoryBusOptions {
-  /**
-   * Milliseconds since the epoch. Entry ids, idle times and `failed_at` come from it, so tests
-   * can pass a clock they move by hand. Blocking reads wait in real time. Default `Date.now`.
-   */
-  readonly now?: () => number;
   /** MAXLEN when a publish or an xadd names none. Default DEFAULT_MAXLEN. */
   readonly maxLen?: number;
 }
@@ -43,6 +41,8 @@ interface Pending {
 interface Group {
   /** Absolute position of the next entry never delivered to this group (Redis: last-delivered id + 1). */
   cursor: number;
+  /** Id of the last entry delivered to the group, `0-0` before the first. */
+  lastDelivered: string;
   /** Insertion order is id order: new deliveries only ever append, and claims update in place. */
   readonly pel: Map<string, Pending>;
 }
@@ -55,6 +55,7 @@ interface ReaderState {
   readonly consumer: string;
   readonly count: number;
   readonly blockMs: number;
+  readonly maxEntryBytes: number;
   /** Reading back what this consumer already holds, as XREADGROUP with id 0 does after a restart. */
   draining: boolean;
   drainAfter: number;
@@ -65,17 +66,21 @@ const EMPTY: readonly Entry[] = [];
 const encoder = new TextEncoder();
 
 const failure = (message: string) => new BusError({ reason: "command_failed", message });
-const wrongType = (key: string) =>
-  failure(`WRONGTYPE Operation against a key holding the wrong kind of value (${key})`);
+const wrongType = (key: string) => failure(`WRONGTYPE Operation against a key holding the wrong kind of value (${key})`);
 const noGroup = (stream: string, group: string) => failure(`NOGROUP No such key '${stream}' or consumer group '${group}'`);
 const badId = (id: string) => failure(`ERR Invalid stream ID specified as stream command argument: ${id}`);
+
+/** The current time in ms, from the Clock of the fiber that runs the operation (TestClock in tests). */
+const withNow = <A, E>(f: (now: number) => Effect.Effect<A, E>): Effect.Effect<A, E> =>
+  Effect.clockWith((clock) => Effect.suspend(() => f(clock.currentTimeMillisUnsafe())));
 
 /**
  * The embedded bus: Redis Streams semantics (ids, consumer groups, pending entries lists,
  * claims, dead letters, atomic commits) in one process, without Redis.
  *
  * Entries are stored by reference and never copied: a publisher must not mutate the fields it
- * published. `MAXLEN ~` trims exactly (cheap here: trimming moves an index).
+ * published. `MAXLEN ~` trims exactly (cheap here: trimming moves an index). Entry ids, idle
+ * times and block times come from Effect's Clock, so a TestClock drives them in tests.
  */
 export class MemoryBus implements Bus {
   static layer(options: MemoryBusOptions = {}): Layer.Layer<BusService> {
@@ -83,39 +88,42 @@ export class MemoryBus implements Bus {
   }
 
   readonly inProcess = true;
-  private readonly now: () => number;
   private readonly maxLen: number;
   private readonly streams = new Map<string, Stream>();
   /** Values stay as committed (a DeferredBytes is encoded on its first read, see `bytesOf`). */
   private readonly hashes = new Map<string, Map<string, Uint8Array | DeferredBytes>>();
   /** Blocked readers by stream key; a key may have waiters before it exists. */
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Streams appended to whose blocked readers have not been woken yet. */
+  private readonly toWake = new Set<string>();
 
   constructor(options: MemoryBusOptions = {}) {
-    this.now = options.now ?? Date.now;
     this.maxLen = options.maxLen ?? DEFAULT_MAXLEN;
   }
 
   readonly publish = (stream: string, fields: EntryFields, maxLen?: number | null): Effect.Effect<string, BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       const target = this.streamFor(stream, true);
-      return target instanceof BusError ? Effect.fail(target) : Effect.succeed(this.append(target, fields, maxLen).first.id);
+      return target instanceof BusError ? Effect.fail(target) : Effect.succeed(this.append(target, fields, maxLen, now).first.id);
     });
 
   readonly publishMany = (
     entries: ReadonlyArray<{ readonly stream: string; readonly fields: EntryFields }>,
     maxLen?: number | null,
   ): Effect.Effect<readonly string[], BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       for (const { stream } of entries) if (this.hashes.has(stream)) return Effect.fail(wrongType(stream));
-      return Effect.succeed(entries.map(({ stream, fields }) => this.append(this.streamFor(stream, true) as Stream, fields, maxLen).first.id));
+      return Effect.succeed(entries.map(({ stream, fields }) => this.append(this.streamFor(stream, true) as Stream, fields, maxLen, now).first.id));
     });
 
   readonly ensureGroup = (stream: string, group: string, startId: "0" | "$" = "$"): Effect.Effect<void, BusError> =>
     Effect.suspend(() => {
       const target = this.streamFor(stream, true);
       if (target instanceof BusError) return Effect.fail(target);
-      if (!target.groups.has(group)) target.groups.set(group, { cursor: startId === "0" ? 0 : target.end, pel: new Map() });
+      if (!target.groups.has(group)) {
+        const atEnd = startId === "$";
+        target.groups.set(group, { cursor: atEnd ? target.end : 0, lastDelivered: atEnd ? (target.newest()?.first.id ?? "0-0") : "0-0", pel: new Map() });
+      }
       return Effect.void;
     });
 
@@ -129,11 +137,12 @@ export class MemoryBus implements Bus {
             consumer: options.consumer,
             count: options.count ?? DEFAULT_READ_COUNT,
             blockMs: options.blockMs ?? DEFAULT_BLOCK_MS,
+            maxEntryBytes: options.maxEntryBytes ?? Number.POSITIVE_INFINITY,
             draining: true,
             drainAfter: -1,
             closed: false,
           };
-          return { state, reader: { read: this.blocking(state.stream, state.blockMs, () => this.readGroup(state)) } };
+          return { state, reader: { read: this.blocking(state.stream, state.blockMs, (now) => this.readGroup(state, now)) } };
         }),
       ),
       ({ state }) =>
@@ -151,10 +160,9 @@ export class MemoryBus implements Bus {
     });
 
   readonly pending = (stream: string, group: string, count = DEFAULT_PENDING_COUNT): Effect.Effect<readonly PendingEntry[], BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       const found = this.groupOf(stream, group);
       if (found instanceof BusError) return Effect.fail(found);
-      const now = this.now();
       const out: PendingEntry[] = [];
       for (const [id, p] of found.group.pel) {
         if (out.length >= count) break;
@@ -169,12 +177,12 @@ export class MemoryBus implements Bus {
     consumer: string,
     minIdleMs: number,
     count = DEFAULT_READ_COUNT,
+    maxEntryBytes = Number.POSITIVE_INFINITY,
   ): Effect.Effect<readonly Entry[], BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       const found = this.groupOf(stream, group);
       if (found instanceof BusError) return Effect.fail(found);
       const { target, group: g } = found;
-      const now = this.now();
       const out: Entry[] = [];
       for (const [id, p] of g.pel) {
         if (out.length >= count) break;
@@ -186,28 +194,42 @@ export class MemoryBus implements Bus {
         p.consumer = consumer;
         p.deliveries += 1;
         p.deliveredAt = now;
-        out.push({ stream, id, fields: p.stored.first.fields, deliveries: p.deliveries });
+        out.push(delivered(stream, id, p.stored.first.fields, p.deliveries, maxEntryBytes));
       }
       return Effect.succeed(out);
     });
 
+  readonly groupInfo = (stream: string, group: string): Effect.Effect<GroupInfo | undefined, BusError> =>
+    Effect.suspend(() => {
+      const target = this.streamFor(stream, false);
+      if (target instanceof BusError) return Effect.fail(target);
+      const g = target?.groups.get(group);
+      return Effect.succeed(g === undefined ? undefined : { lastDeliveredId: g.lastDelivered, pending: g.pel.size });
+    });
+
   readonly deadLetter = (letter: DeadLetter): Effect.Effect<string, BusError> =>
-    Effect.map(this.commit(deadLetterOps(letter, this.now())), (ids) => ids[0]!);
+    withNow((now) => Effect.map(this.commit([deadLetterOp(letter, now)]), (ids) => ids[0]!));
 
   readonly commit = (ops: readonly CommitOp[]): Effect.Effect<readonly string[], BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       const invalid = this.validate(ops);
       if (invalid !== undefined) return Effect.fail(invalid);
       for (const op of ops) {
-        if (op.op !== "absent") continue;
-        const hash = this.hashes.get(op.key);
-        const present = hash === undefined ? [] : op.fields.filter((field) => hash.has(field));
-        if (present.length > 0) return Effect.fail(conflictError(op.key, present));
+        if (op.op === "absent") {
+          const hash = this.hashes.get(op.key);
+          const present = hash === undefined ? [] : op.fields.filter((field) => hash.has(field));
+          if (present.length > 0) return Effect.fail(conflictError(op.key, `already holds ${present.join(", ")}`));
+        } else if (op.op === "expect") {
+          const held = this.hashes.get(op.key) === undefined ? null : bytesOf(this.hashes.get(op.key)!, op.field);
+          const value = held === null ? null : Buffer.from(held).toString("utf8");
+          if (value !== op.value) return Effect.fail(conflictError(op.key, `field ${op.field} holds ${value === null ? "nothing" : JSON.stringify(value)}, expected ${op.value === null ? "nothing" : JSON.stringify(op.value)}`));
+        }
       }
       const ids: string[] = [];
       for (const op of ops) {
         switch (op.op) {
           case "absent":
+          case "expect":
             break;
           case "rotate": {
             const full = this.hashes.get(op.key);
@@ -218,8 +240,16 @@ export class MemoryBus implements Bus {
             break;
           }
           case "xadd":
-            ids.push(this.append(this.streamFor(op.stream, true) as Stream, op.fields, op.maxLen).first.id);
+            ids.push(this.append(this.streamFor(op.stream, true) as Stream, op.fields, op.maxLen, now).first.id);
             break;
+          case "deadletter": {
+            const source = this.streams.get(op.stream);
+            const [found] = source === undefined ? [] : source.slice({ id: parseStreamId(op.id)!, exclusive: false }, { id: parseStreamId(op.id)!, exclusive: false }, 1);
+            const fields = letterFields(found?.first.fields, op);
+            ids.push(this.append(this.streamFor(op.dlq, true) as Stream, fields, op.maxLen, now).first.id);
+            if (source !== undefined) this.ackIds(source, op.group, [op.id]);
+            break;
+          }
           case "hset": {
             let hash = this.hashes.get(op.key);
             if (hash === undefined) this.hashes.set(op.key, (hash = new Map()));
@@ -343,16 +373,13 @@ export class MemoryBus implements Bus {
     return target === undefined || g === undefined ? noGroup(stream, group) : { target, group: g };
   }
 
-  private append(target: Stream, fields: EntryFields, maxLen: number | null | undefined): Stored {
-    const stored = target.append(fields, this.now());
+  private append(target: Stream, fields: EntryFields, maxLen: number | null | undefined, now: number): Stored {
+    const stored = target.append(fields, now);
     if (maxLen !== null) target.trimTo(maxLen ?? this.maxLen);
     const blocked = this.waiters.get(target.key);
     if (blocked !== undefined && blocked.size > 0) this.wakeSoon(target.key);
     return stored;
   }
-
-  /** Streams appended to whose blocked readers have not been woken yet. */
-  private readonly toWake = new Set<string>();
 
   /**
    * Wakes a stream's blocked readers once the current synchronous work is done, not inside the
@@ -385,18 +412,15 @@ export class MemoryBus implements Bus {
   }
 
   /** One XREADGROUP: this consumer's pending entries first (after a restart), then new ones. */
-  private readGroup(state: ReaderState): readonly Entry[] | BusError {
+  private readGroup(state: ReaderState, now: number): readonly Entry[] | BusError {
     if (state.closed) return new BusError({ reason: "closed", message: `reader ${state.consumer} on ${state.stream} is closed` });
     let target = this.streamFor(state.stream, false);
     if (target instanceof BusError) return target;
     let g = target?.groups.get(state.group);
     if (target === undefined || g === undefined) {
-      // The stream or group was deleted under the reader; recreate it as a restarted Redis would need.
-      target = this.streamFor(state.stream, true) as Stream;
-      g = { cursor: 0, pel: new Map() };
-      target.groups.set(state.group, g);
+      // The stream or group was deleted under the reader: as on Redis, the read fails with NOGROUP.
+      return noGroup(state.stream, state.group);
     }
-    const now = this.now();
     if (state.draining) {
       const held = this.drain(state, target, g, now);
       if (held.length > 0) return held;
@@ -414,7 +438,8 @@ export class MemoryBus implements Bus {
       const stored = target.at(pos)!;
       if (stored.deleted) continue;
       g.pel.set(stored.first.id, { stored, consumer: state.consumer, deliveries: 1, deliveredAt: now });
-      out.push(stored.first);
+      g.lastDelivered = stored.first.id;
+      out.push(state.maxEntryBytes === Number.POSITIVE_INFINITY ? stored.first : delivered(state.stream, stored.first.id, stored.first.fields, 1, state.maxEntryBytes));
     }
     g.cursor = pos;
     return out;
@@ -433,46 +458,37 @@ export class MemoryBus implements Bus {
       p.deliveries += 1;
       p.deliveredAt = now;
       state.drainAfter = p.stored.pos;
-      out.push({ stream: state.stream, id, fields: p.stored.first.fields, deliveries: p.deliveries });
+      out.push(delivered(state.stream, id, p.stored.first.fields, p.deliveries, state.maxEntryBytes));
     }
     return out;
   }
 
   /**
    * Runs `attempt`; when it finds nothing, parks until an append to `key` (then tries again) or
-   * until `blockMs` have passed. No polling: an append calls the parked waiters directly.
+   * until `blockMs` have passed on the Clock. No polling: an append calls the parked waiters directly.
    */
-  private blocking(
-    key: string,
-    blockMs: number,
-    attempt: () => readonly Entry[] | BusError,
-  ): Effect.Effect<readonly Entry[], BusError> {
-    const once = (deadline: number): Effect.Effect<readonly Entry[], BusError> =>
+  private blocking(key: string, blockMs: number, attempt: (now: number) => readonly Entry[] | BusError): Effect.Effect<readonly Entry[], BusError> {
+    const once = (clock: Clock.Clock, deadline: number): Effect.Effect<readonly Entry[], BusError> =>
       Effect.suspend(() => {
-        const got = attempt();
+        const now = clock.currentTimeMillisUnsafe();
+        const got = attempt(now);
         if (got instanceof BusError) return Effect.fail(got);
         if (got.length > 0) return Effect.succeed(got);
-        const remaining = deadline - performance.now();
+        const remaining = deadline - now;
         if (remaining <= 0) return Effect.succeed(EMPTY);
-        return Effect.callback<readonly Entry[], BusError>((resume) => {
-          const wake = () => {
-            clearTimeout(timer);
-            resume(once(deadline));
-          };
-          const timer = setTimeout(() => {
-            this.waiters.get(key)?.delete(wake);
-            resume(Effect.succeed(EMPTY));
-          }, remaining);
+        const woken = Effect.callback<void>((resume) => {
+          const wake = () => resume(Effect.void);
           let set = this.waiters.get(key);
           if (set === undefined) this.waiters.set(key, (set = new Set()));
           set.add(wake);
-          return Effect.sync(() => {
-            clearTimeout(timer);
-            this.waiters.get(key)?.delete(wake);
-          });
+          return Effect.sync(() => void this.waiters.get(key)?.delete(wake));
         });
+        return woken.pipe(
+          Effect.timeoutOption(remaining),
+          Effect.flatMap((wake) => (wake._tag === "Some" ? once(clock, deadline) : Effect.succeed(EMPTY))),
+        );
       });
-    return Effect.suspend(() => once(performance.now() + blockMs));
+    return Effect.clockWith((clock) => once(clock, clock.currentTimeMillisUnsafe() + blockMs));
   }
 
   /** All-or-nothing: every op is checked against the key types it would meet before any applies. */
@@ -480,13 +496,25 @@ export class MemoryBus implements Bus {
     const shape = commitShapeError(ops);
     if (shape !== undefined) return shape;
     const planned = new Map<string, "stream" | "hash">();
-    for (const op of ops) {
-      if (op.op === "rotate" && this.streams.has(op.to)) return wrongType(op.to);
-      const key = op.op === "hset" || op.op === "absent" || op.op === "rotate" ? op.key : op.stream;
-      const want = op.op === "hset" || op.op === "absent" || op.op === "rotate" ? "hash" : "stream";
-      const current = planned.get(key) ?? (this.streams.has(key) ? "stream" : this.hashes.has(key) ? "hash" : undefined);
+    const kindOf = (key: string) => planned.get(key) ?? (this.streams.has(key) ? "stream" : this.hashes.has(key) ? "hash" : undefined);
+    const check = (key: string, want: "stream" | "hash", writes: boolean): BusError | undefined => {
+      const current = kindOf(key);
       if (current !== undefined && current !== want) return wrongType(key);
-      if (op.op === "xadd" || op.op === "hset") planned.set(key, want);
+      if (writes) planned.set(key, want);
+      return undefined;
+    };
+    for (const op of ops) {
+      const problem =
+        op.op === "rotate"
+          ? (check(op.key, "hash", false) ?? check(op.to, "hash", false))
+          : op.op === "hset"
+            ? check(op.key, "hash", true)
+            : op.op === "absent" || op.op === "expect"
+              ? check(op.key, "hash", false)
+              : op.op === "deadletter"
+                ? (check(op.stream, "stream", false) ?? check(op.dlq, "stream", true))
+                : check(op.stream, "stream", op.op === "xadd");
+      if (problem !== undefined) return problem;
     }
     return undefined;
   }
@@ -500,6 +528,15 @@ const bytesOf = (hash: Map<string, Uint8Array | DeferredBytes>, field: string): 
   const bytes = value.encode();
   hash.set(field, bytes);
   return bytes;
+};
+
+/** A group delivery of an entry, as an oversize stub when its fields pass `maxEntryBytes`. */
+const delivered = (stream: string, id: string, fields: EntryFields, deliveries: number, maxEntryBytes: number): Entry => {
+  if (maxEntryBytes !== Number.POSITIVE_INFINITY) {
+    const bytes = entryBytes(fields);
+    if (bytes > maxEntryBytes) return { stream, id, deliveries, ...oversizeStub(fields, bytes) };
+  }
+  return { stream, id, fields, deliveries };
 };
 
 const unGrouped = (stored: Stored): Entry => ({ stream: stored.first.stream, id: stored.first.id, fields: stored.first.fields, deliveries: 0 });

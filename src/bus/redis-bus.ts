@@ -8,18 +8,19 @@ import {
   type CommitOp,
   type Entry,
   type EntryFields,
+  type GroupInfo,
   type PendingEntry,
 } from "./bus.ts";
 import { commitShapeError, effectiveOps } from "./commit.ts";
-import { deadLetterOps } from "./dead-letters.ts";
+import { deadLetterOp } from "./dead-letters.ts";
 import { Outbox, type Settled } from "./outbox.ts";
-import { runCommit, SCRIPT_RELOADED } from "./redis-commit.ts";
-import { runTrimDelivered } from "./redis-trim.ts";
+import { runCommit } from "./redis-commit.ts";
+import { CLAIM, runScript, SCRIPT_RELOADED, TRIM_DELIVERED } from "./redis-scripts.ts";
 import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
 import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
 import { makeRedisReader } from "./redis-reader.ts";
-import { firstStreamEntries, toEntries, xaddArgs, type PendingRow, type RawEntry } from "./redis-replies.ts";
+import { firstStreamEntries, scriptEntries, toEntries, xaddArgs, type PendingRow, type RawEntry } from "./redis-replies.ts";
 import { hasLargeValue, zeroCopyXadds } from "./redis-zero-copy-xadd.ts";
 
 export interface RedisBusStats {
@@ -204,21 +205,25 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
         guard
           .run(`XPENDING ${stream} ${group}`, () => main.xpending(stream, group, "-", "+", count), { retry: true })
           .pipe(Effect.map((rows) => (rows as PendingRow[]).map(toPending))),
-      claimIdle: (stream, group, consumer, minIdleMs, count = DEFAULT_READ_COUNT) =>
-        Effect.gen(function* () {
-          // XPENDING gives the delivery counts XCLAIM does not return; XCLAIM re-checks the idle
-          // time itself, so an entry taken or read again in between is not claimed twice.
-          const idle = (yield* guard.run(`XPENDING IDLE ${stream}`, () =>
-            main.xpending(stream, group, "IDLE", minIdleMs, "-", "+", count),
-          )) as PendingRow[];
-          if (idle.length === 0) return [] as Entry[];
-          const claimed = (yield* guard.run(`XCLAIM ${stream}`, () =>
-            main.callBuffer("XCLAIM", [stream, group, consumer, minIdleMs, ...idle.map(([id]) => id)]),
-          )) as RawEntry[];
-          const before = new Map(idle.map(([id, , , n]) => [id, Number(n)]));
-          return toEntries(stream, claimed, 0).map((e) => ({ ...e, deliveries: (before.get(e.id) ?? 0) + 1 }));
-        }),
-      deadLetter: (letter) => Effect.map(commit(deadLetterOps(letter, Date.now())), (ids) => ids[0]!),
+      claimIdle: (stream, group, consumer, minIdleMs, count = DEFAULT_READ_COUNT, maxEntryBytes = Number.POSITIVE_INFINITY) => {
+        const attempt = guard.run(`XCLAIM ${stream}`, () =>
+          runScript(main, CLAIM, [stream], [group, consumer, String(minIdleMs), String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]),
+        );
+        return attempt.pipe(
+          Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
+          Effect.map((rows) => scriptEntries(stream, rows as unknown[])),
+        );
+      },
+      groupInfo: (stream, group) =>
+        guard.run(`XINFO GROUPS ${stream}`, () => main.xinfo("GROUPS", stream), { retry: true }).pipe(
+          Effect.map((rows) => groupInfoOf(rows as unknown[][], group)),
+          // No such stream: no such group either.
+          Effect.catchIf(
+            (e) => e.reason === "command_failed" && /no such key/i.test(e.message),
+            () => Effect.succeed(undefined),
+          ),
+        ),
+      deadLetter: (letter) => Effect.clockWith((clock) => Effect.map(commit([deadLetterOp(letter, clock.currentTimeMillisUnsafe())]), (ids) => ids[0]!)),
       commit,
       range: (stream, start = "-", end = "+", count) =>
         guard
@@ -247,7 +252,13 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           ? Effect.succeed([])
           : guard.run(`HMGET ${key}`, () => main.hmgetBuffer(key, ...fields), { retry: true }),
       length: (stream) => guard.run(`XLEN ${stream}`, () => main.xlen(stream), { retry: true }),
-      trimDelivered: (stream) => guard.run(`XTRIM MINID ${stream}`, () => runTrimDelivered(main, stream)),
+      trimDelivered: (stream) => {
+        const attempt = guard.run(`XTRIM MINID ${stream}`, () => runScript(main, TRIM_DELIVERED, [stream], []));
+        return attempt.pipe(
+          Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
+          Effect.map(Number),
+        );
+      },
       trim: (stream, maxLen) => guard.run(`XTRIM ${stream}`, () => main.xtrim(stream, "MAXLEN", maxLen)),
       del: (keys) => (keys.length === 0 ? Effect.void : Effect.asVoid(guard.run(`DEL`, () => main.del(...keys)))),
       stats: Effect.map(guard.breakerState, (breaker) => ({
@@ -260,6 +271,16 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
       })),
     } satisfies RedisBus;
   });
+
+/** A group's row of XINFO GROUPS (a flat list of name, value pairs). */
+const groupInfoOf = (rows: readonly unknown[][], group: string): GroupInfo | undefined => {
+  for (const row of rows) {
+    const info = new Map<string, unknown>();
+    for (let i = 0; i + 1 < row.length; i += 2) info.set(String(row[i]), row[i + 1]);
+    if (String(info.get("name")) === group) return { lastDeliveredId: String(info.get("last-delivered-id") ?? "0-0"), pending: Number(info.get("pending") ?? 0) };
+  }
+  return undefined;
+};
 
 const toPending = ([id, consumer, idleMs, deliveries]: PendingRow): PendingEntry => ({
   id,

@@ -25,15 +25,38 @@ const BREAKER_KEY = "redis";
 /** Server replies that mean "not now" rather than "never". */
 const TRANSIENT_REPLY = /^(LOADING|BUSY|TRYAGAIN|CLUSTERDOWN|MASTERDOWN|READONLY)\b/;
 
+/** Socket-level failures: the server could not be reached, or the connection went away mid-call. */
+const NETWORK_CODES: ReadonlySet<string> = new Set([
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENETDOWN",
+]);
+/** What ioredis says when a command meets a connection that is closed, closing or never opened. */
+const CONNECTION_GONE = /Connection is closed|Stream isn't writeable|enableOfflineQueue|Connection ended|Socket closed unexpectedly|Connection lost|write after end/i;
+
 /**
- * A reply error (the server answered: wrong type, bad id...) will fail again on retry; anything
- * else (refused, reset, closed, not writeable, timed out) means the server was not reachable.
+ * An outage is only what says so: a network error, a closed connection, or a transient server
+ * reply. A reply error (wrong type, OOM, a script error) means the server answered and will
+ * answer the same again; anything else (a RangeError from a call too big to build, a TypeError)
+ * is a fault of the call itself. Neither is `unavailable`, so neither is retried as if Redis
+ * were away: a commit retried forever on a RangeError froze a layer for good.
  */
 export const toBusError = (error: unknown, what: string): BusError => {
   if (error instanceof BusError) return error;
   const e = error instanceof Error ? error : new Error(String(error));
-  const answered = e.name === "ReplyError" && !TRANSIENT_REPLY.test(e.message);
-  return new BusError({ reason: answered ? "command_failed" : "unavailable", message: `${what}: ${e.message}`, cause: error });
+  const code = (e as { code?: unknown }).code;
+  const outage =
+    e.name === "ReplyError"
+      ? TRANSIENT_REPLY.test(e.message)
+      : e.name === "MaxRetriesPerRequestError" || (typeof code === "string" && NETWORK_CODES.has(code)) || CONNECTION_GONE.test(e.message);
+  return new BusError({ reason: outage ? "unavailable" : "command_failed", message: `${what}: ${e.message}`, cause: error });
 };
 
 /** The server answered, even with an error: Redis is healthy as far as the breaker cares. */

@@ -44,8 +44,13 @@ export const toEntries = (stream: string, raw: readonly RawEntry[] | null | unde
   return out;
 };
 
-export const goneIds = (raw: readonly RawEntry[]): string[] =>
-  raw.filter(([, fields]) => fields === null).map(([id]) => id.toString("latin1"));
+/** The entries of a READ_GROUP or CLAIM script reply: `{ id, deliveries, size (-1 = whole), fields }` each. */
+export const scriptEntries = (stream: string, rows: readonly unknown[]): Entry[] =>
+  rows.map((row) => {
+    const [id, deliveries, size, fields] = row as [Buffer, number, number, Buffer[]];
+    const entry = { stream, id: id.toString("latin1"), fields: toFields(fields), deliveries: Number(deliveries) };
+    return Number(size) >= 0 ? { ...entry, fields: { data: new Uint8Array(0), type: (entry.fields.type as string | undefined) ?? "" }, oversize: Number(size) } : entry;
+  });
 
 /** XREAD/XREADGROUP reply for one stream: `[[key, entries]]` or null. */
 export const firstStreamEntries = (reply: unknown): RawEntry[] => {

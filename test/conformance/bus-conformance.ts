@@ -7,8 +7,12 @@ import { maxDeliveriesError, runJanitor, sweep } from "../../src/bus/janitor.ts"
 /** What the suite needs from a bus under test. */
 export interface BusHarness {
   readonly bus: Bus;
-  /** Lets `ms` of idle time pass for pending entries: a real sleep on Redis, a clock move on MemoryBus. */
+  /** Runs a bus call the way the bus under test reads time (MemoryBus: under the harness's TestClock). */
+  readonly provide: <A, E, R>(effect: Effect.Effect<A, E, R>) => Effect.Effect<A, E, R>;
+  /** Lets `ms` pass for pending entries and blocked reads: a real sleep on Redis (its own clock), a TestClock move on MemoryBus. */
   readonly letIdle: (ms: number) => Promise<void>;
+  /** The bus's time in ms (the TestClock on MemoryBus, the wall clock on Redis). */
+  readonly now: () => number;
   /** The idle time tests claim after (small on Redis, where it is real time). */
   readonly idleMs: number;
   /** A key of this test alone, under its namespace. */
@@ -16,17 +20,26 @@ export interface BusHarness {
   readonly close: () => Promise<void>;
 }
 
-const run = <A>(effect: Effect.Effect<A, BusError, Scope.Scope>): Promise<A> => Effect.runPromise(Effect.scoped(effect));
+let current: BusHarness | undefined;
+const provided = <A, E, R>(effect: Effect.Effect<A, E, R>): Effect.Effect<A, E, R> => (current === undefined ? effect : current.provide(effect));
+
+const run = <A>(effect: Effect.Effect<A, BusError, Scope.Scope>): Promise<A> => Effect.runPromise(provided(Effect.scoped(effect)));
 
 const failure = async (effect: Effect.Effect<unknown, BusError, Scope.Scope>): Promise<BusError> => {
-  const exit = await Effect.runPromise(Effect.exit(Effect.scoped(effect)));
+  const exit = await Effect.runPromise(provided(Effect.exit(Effect.scoped(effect))));
   if (Exit.isSuccess(exit)) throw new Error("expected a BusError, got success");
   const error = exit.cause.reasons.find((r) => r._tag === "Fail");
   if (error === undefined || error._tag !== "Fail") throw new Error(`expected a BusError, got ${String(exit.cause)}`);
   return error.error;
 };
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Lets the event loop turn until `done()` holds (the bus delivers on its own fibers): no fixed sleep. */
+const until = async (done: () => boolean, what: string): Promise<void> => {
+  for (let turns = 0; !done(); turns++) {
+    if (turns > 10_000) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+};
 const bytes = (...values: number[]) => new Uint8Array(values);
 const entry = (n: number, extra: Record<string, string> = {}): EntryFields => ({
   data: bytes(0, 255, n, 10, 13),
@@ -38,10 +51,10 @@ const seqs = (entries: readonly Entry[]) => entries.map((e) => e.fields.seq);
 const dataOf = (fields: EntryFields) => Array.from(fields.data);
 
 /** A reader living in its own Scope, so a test can "restart" a consumer by closing it. */
-const openReader = async (bus: Bus, options: ReaderOptions): Promise<{ reader: Reader; close: () => Promise<void> }> => {
+const openReader = async (bus: Bus, options: ReaderOptions): Promise<{ reader: Reader; read: () => Promise<readonly Entry[]>; close: () => Promise<void> }> => {
   const scope = await Effect.runPromise(Scope.make());
-  const reader = await Effect.runPromise(Scope.provide(scope)(bus.reader(options)));
-  return { reader, close: () => Effect.runPromise(Scope.close(scope, Exit.void)) };
+  const reader = await Effect.runPromise(provided(Scope.provide(scope)(bus.reader(options))));
+  return { reader, read: () => Effect.runPromise(provided(reader.read)), close: () => Effect.runPromise(Scope.close(scope, Exit.void)) };
 };
 
 export const busConformance = (name: string, makeHarness: () => Promise<BusHarness>): void => {
@@ -50,12 +63,12 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
     let bus: Bus;
     let opened: BusHarness | undefined;
     beforeEach(async () => {
-      h = opened = await makeHarness();
+      h = opened = current = await makeHarness();
       bus = h.bus;
     });
     afterEach(async () => {
       await opened?.close();
-      opened = undefined;
+      opened = current = undefined;
     });
 
     it("delivers published entries to a group member in stream order, bytes intact", async () => {
@@ -113,22 +126,22 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await run(bus.ensureGroup(s, "kasmina", "0"));
       await run(bus.publishMany([1, 2, 3].map((n) => ({ stream: s, fields: entry(n) }))));
       const first = await openReader(bus, { stream: s, group: "kasmina", consumer: "w1", blockMs: 0 });
-      const held = await Effect.runPromise(first.reader.read);
+      const held = await first.read();
       await run(bus.ack(s, "kasmina", [held[0]!.id]));
       await first.close(); // crashed before acking 2 and 3
       await run(bus.publish(s, entry(4)));
 
       const other = await openReader(bus, { stream: s, group: "kasmina", consumer: "w2", count: 1, blockMs: 0 });
-      expect(seqs(await Effect.runPromise(other.reader.read))).toEqual(["4"]);
+      expect(seqs(await other.read())).toEqual(["4"]);
       await run(bus.publish(s, entry(5)));
 
       const again = await openReader(bus, { stream: s, group: "kasmina", consumer: "w1", blockMs: 0 });
-      const drained = await Effect.runPromise(again.reader.read);
+      const drained = await again.read();
       expect(seqs(drained)).toEqual(["2", "3"]);
       expect(drained.map((e) => e.deliveries)).toEqual([2, 2]);
       expect(dataOf(drained[0]!.fields)).toEqual([0, 255, 2, 10, 13]);
-      expect(seqs(await Effect.runPromise(again.reader.read))).toEqual(["5"]);
-      expect(await Effect.runPromise(again.reader.read)).toEqual([]);
+      expect(seqs(await again.read())).toEqual(["5"]);
+      expect(await again.read()).toEqual([]);
       await again.close();
       await other.close();
     });
@@ -156,14 +169,14 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await run(bus.publishMany([1, 2, 3, 4].map((n) => ({ stream: s, fields: entry(n) }))));
       const dead = await openReader(bus, { stream: s, group: "kasmina", consumer: "dead", count: 2, blockMs: 0 });
       const restarting = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", count: 2, blockMs: 0 });
-      expect(seqs(await Effect.runPromise(dead.reader.read))).toEqual(["1", "2"]);
-      expect(seqs(await Effect.runPromise(restarting.reader.read))).toEqual(["3", "4"]);
+      expect(seqs(await dead.read())).toEqual(["1", "2"]);
+      expect(seqs(await restarting.read())).toEqual(["3", "4"]);
       await restarting.close();
       expect(await run(bus.trim(s, 0))).toBe(4);
       await run(bus.publish(s, entry(5)));
 
       const again = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0 });
-      const [fifth] = await Effect.runPromise(again.reader.read);
+      const [fifth] = await again.read();
       expect(fifth!.fields.seq).toBe("5");
       expect((await run(bus.pending(s, "kasmina"))).map((p) => p.consumer)).toEqual(["dead", "dead", "w"]);
       await h.letIdle(h.idleMs + 20);
@@ -187,7 +200,7 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(second.deadLettered).toEqual([]);
 
       await h.letIdle(h.idleMs + 20);
-      const before = Date.now();
+      const before = h.now();
       const third = await run(sweep(bus, options));
       expect(third.claimed).toEqual([]);
       expect(third.deadLettered.map((e) => [e.fields.seq, e.deliveries])).toEqual([["7", 3]]);
@@ -206,7 +219,7 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await run(bus.ensureGroup(s, "kasmina", "0"));
       await run(bus.publish(s, entry(1)));
       const [got] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
-      const before = Date.now();
+      const before = h.now();
       const id = await run(bus.deadLetter({ dlq, entry: got!, group: "kasmina", code: "invalid_message", error: "bad schema" }));
       expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
       const [letter] = await run(bus.range(dlq));
@@ -216,7 +229,108 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       );
       expect(letter!.fields).toMatchObject({ stream: s, id: got!.id, code: "invalid_message", error: "bad schema", deliveries: "1" });
       const failedAt = Number(letter!.fields.failed_at);
-      expect(Number.isInteger(failedAt) && Math.abs(failedAt - before) < 24 * 3600_000).toBe(true);
+      expect(Number.isInteger(failedAt) && Math.abs(failedAt - before) < 60_000).toBe(true);
+    });
+
+    it("a dead letter keeps original fields named like its own (stream, id, code...) and a replay restores them all", async () => {
+      const s = h.key("control.layer.{L30}");
+      const dlq = h.key("dlq.layer.{L30}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      const original = entry(9, { stream: "mine", id: "also mine", code: "c", error: "e", deliveries: "d", failed_at: "f", "orig:x": "escaped twice" });
+      await run(bus.publish(s, original));
+      const [got] = await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      await run(bus.deadLetter({ dlq, entry: got!, group: "kasmina", code: "invalid_message", error: "bad schema" }));
+      const [letter] = await run(listDeadLetters(bus, dlq));
+      expect(letter).toMatchObject({ stream: s, id: got!.id, code: "invalid_message", error: "bad schema", deliveries: 1 });
+      expect(letter!.fields).toMatchObject({ stream: "mine", id: "also mine", code: "c", error: "e", deliveries: "d", failed_at: "f", "orig:x": "escaped twice", seq: "9" });
+      await run(replayDeadLetter(bus, dlq, letter!.dlqId));
+      const [replayed] = await run(bus.range(s, `(${got!.id}`));
+      expect(Object.keys(replayed!.fields).sort()).toEqual(Object.keys(original).sort());
+      expect(replayed!.fields).toMatchObject({ stream: "mine", id: "also mine", code: "c", "orig:x": "escaped twice" });
+      expect(dataOf(replayed!.fields)).toEqual(dataOf(original));
+    });
+
+    it("the deadletter op copies the entry where it lies, so the caller need not hold its fields", async () => {
+      const s = h.key("control.layer.{L31}");
+      const dlq = h.key("dlq.layer.{L31}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      const id = await run(bus.publish(s, entry(4)));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0 }), (r) => r.read));
+      const [letterId] = await run(
+        bus.commit([{ op: "deadletter", dlq, stream: s, group: "kasmina", id, code: "too_large", error: "over the limit", deliveries: 2, failedAt: 1234 }]),
+      );
+      const [letter] = await run(listDeadLetters(bus, dlq));
+      expect(letter).toMatchObject({ dlqId: letterId, stream: s, id, code: "too_large", deliveries: 2, failedAt: 1234 });
+      expect(dataOf(letter!.fields)).toEqual([0, 255, 4, 10, 13]);
+      expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+      // Gone before it was lettered (trimmed): the letter still says what happened, with nothing to replay.
+      await run(bus.commit([{ op: "deadletter", dlq, stream: s, group: "kasmina", id: "1-1", code: "internal", error: "gone", deliveries: 1, failedAt: 1 }]));
+      const letters = await run(listDeadLetters(bus, dlq));
+      expect(letters[1]).toMatchObject({ id: "1-1", code: "internal" });
+      expect(letters[1]!.fields.data).toBeUndefined();
+      expect((await failure(replayDeadLetter(bus, dlq, letters[1]!.dlqId))).message).toMatch(/nothing to replay/);
+    });
+
+    it("an entry over the reader's maxEntryBytes comes back as a stub with its size; smaller ones whole", async () => {
+      const s = h.key("control.layer.{L32}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publish(s, entry(1)));
+      await run(bus.publish(s, entry(2, { junk: "x".repeat(10_000) })));
+      await run(bus.publish(s, entry(3)));
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0, maxEntryBytes: 1_000 });
+      const got = await r.read();
+      expect(got.map((e) => e.fields.seq)).toEqual(["1", undefined, "3"]);
+      expect(got[1]!.oversize).toBeGreaterThan(10_000);
+      expect(got[1]!.fields.type).toBe("LifecycleTransitionCommand");
+      expect(got[1]!.fields.data.byteLength).toBe(0);
+      expect(got[0]!.oversize).toBeUndefined();
+      // Claimed and read back, the stub stays a stub.
+      await h.letIdle(h.idleMs + 20);
+      const claimed = await run(bus.claimIdle(s, "kasmina", "other", h.idleMs, 10, 1_000));
+      expect(claimed.map((e) => [e.fields.seq, e.oversize !== undefined, e.deliveries])).toEqual([
+        ["1", false, 2],
+        [undefined, true, 2],
+        ["3", false, 2],
+      ]);
+      await r.close();
+    });
+
+    it("an expect precondition passes on the value held (or its absence) and fails the commit as a conflict naming the key", async () => {
+      const meta = h.key("meta.layer.{L33}");
+      const s = h.key("event.layer.{L33}");
+      await run(bus.commit([{ op: "expect", key: meta, field: "generation", value: null }, { op: "hset", key: meta, values: { generation: "g1" } }]));
+      await run(bus.commit([{ op: "expect", key: meta, field: "generation", value: "g1" }, { op: "xadd", stream: s, fields: entry(1) }]));
+      const lost = await failure(bus.commit([{ op: "expect", key: meta, field: "generation", value: "g2" }, { op: "xadd", stream: s, fields: entry(2) }]));
+      expect(lost.reason).toBe("conflict");
+      expect(lost.key).toBe(meta);
+      const missing = await failure(bus.commit([{ op: "expect", key: meta, field: "generation", value: null }, { op: "xadd", stream: s, fields: entry(3) }]));
+      expect(missing.reason).toBe("conflict");
+      expect(await run(bus.length(s))).toBe(1);
+    });
+
+    it("groupInfo tells a group's last delivered id and pending count; undefined for a missing stream or group", async () => {
+      const s = h.key("control.layer.{L34}");
+      expect(await run(bus.groupInfo(s, "kasmina"))).toBeUndefined();
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      expect(await run(bus.groupInfo(s, "kasmina"))).toEqual({ lastDeliveredId: "0-0", pending: 0 });
+      expect(await run(bus.groupInfo(s, "other"))).toBeUndefined();
+      const ids = await run(bus.publishMany([1, 2, 3].map((n) => ({ stream: s, fields: entry(n) }))));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "w", blockMs: 0, count: 2 }), (r) => r.read));
+      expect(await run(bus.groupInfo(s, "kasmina"))).toEqual({ lastDeliveredId: ids[1], pending: 2 });
+      await run(bus.ensureGroup(s, "late", "$"));
+      expect(await run(bus.groupInfo(s, "late"))).toEqual({ lastDeliveredId: ids[2], pending: 0 });
+    });
+
+    it("a reader told not to recreate its group fails with NOGROUP when the group vanished", async () => {
+      const s = h.key("control.layer.{L35}");
+      await run(bus.publish(s, entry(1)));
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0, recreateGroup: false });
+      expect(seqs(await r.read())).toEqual(["1"]);
+      await run(bus.del([s]));
+      await run(bus.publish(s, entry(2)));
+      const error = await Effect.runPromise(provided(Effect.flip(r.reader.read)));
+      expect(error.message).toMatch(/NOGROUP/);
+      await r.close();
     });
 
     it("lists dead letters by original stream, and replay appends the original fields and removes the letter", async () => {
@@ -279,31 +393,29 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(seqs(await run(bus.readAfter(s, ids[1]!)))).toEqual(["3", "4"]);
       expect(seqs(await run(bus.readAfter(s, "0", 2)))).toEqual(["1", "2"]);
       expect(await run(bus.readAfter(s, ids[3]!, 10, 0))).toEqual([]);
-      const started = performance.now();
-      const waiting = run(bus.readAfter(s, ids[3]!, 10, 5_000));
-      await sleep(50);
+      let woke: readonly Entry[] | undefined;
+      const waiting = run(bus.readAfter(s, ids[3]!, 10, 60_000)).then((got) => (woke = got));
       const id5 = await run(bus.publish(s, entry(5)));
-      const woke = await waiting;
-      expect(woke.map((e) => e.id)).toEqual([id5]);
-      expect(performance.now() - started).toBeLessThan(2_500);
+      await waiting;
+      expect(woke!.map((e) => e.id)).toEqual([id5]);
     });
 
     it("a blocked group read wakes when an entry is published, and returns nothing after its block time", async () => {
       const s = h.key("control.layer.{L12}");
       await run(bus.ensureGroup(s, "kasmina", "$"));
-      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 5_000 });
-      const started = performance.now();
-      const waiting = Effect.runPromise(r.reader.read);
-      await sleep(50);
+      // A block far longer than the test: only the publish can end this read.
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 600_000 });
+      const waiting = r.read();
       await run(bus.publish(s, entry(1)));
       expect(seqs(await waiting)).toEqual(["1"]);
-      expect(performance.now() - started).toBeLessThan(2_500);
       await r.close();
 
-      const quiet = await openReader(bus, { stream: s, group: "kasmina", consumer: "q", blockMs: 100 });
-      const t0 = performance.now();
-      expect(await Effect.runPromise(quiet.reader.read)).toEqual([]);
-      expect(performance.now() - t0).toBeGreaterThanOrEqual(90);
+      const quiet = await openReader(bus, { stream: s, group: "kasmina", consumer: "q", blockMs: 200 });
+      let answered: readonly Entry[] | undefined;
+      const reading = quiet.read().then((got) => (answered = got));
+      await h.letIdle(250);
+      await reading;
+      expect(answered).toEqual([]);
       await quiet.close();
     });
 
@@ -446,6 +558,20 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(Buffer.from(back["9999"]!).toString()).toBe("v9999");
     });
 
+    // Regression: a read batch that moved ~10,000 seeds made a commit of ~125,000 arguments, which
+    // ioredis could not even build (a RangeError, taken for an outage and retried forever).
+    it("a commit of over a million arguments (every seed of a 100,000-seed layer moved) lands whole", async () => {
+      const state = h.key("state.layer.{L36}");
+      const events = h.key("event.layer.{L36}");
+      const values = new Map<string, string>();
+      for (let i = 0; i < 100_000; i++) values.set(String(i), `snapshot ${i}`);
+      const xadds = Array.from({ length: 100_000 }, (_, i) => ({ op: "xadd" as const, stream: events, fields: entry(i % 250) }));
+      const ids = await run(bus.commit([{ op: "hset", key: state, values }, ...xadds]));
+      expect(ids).toHaveLength(100_000);
+      expect(await run(bus.length(events))).toBe(100_000);
+      expect(Object.keys(await run(bus.hgetall(state)))).toHaveLength(100_000);
+    }, 120_000);
+
     it("trimDelivered removes what every group is done with and keeps pending and unread entries", async () => {
       const s = h.key("control.all.{L24}");
       await run(bus.ensureGroup(s, "a", "0"));
@@ -518,7 +644,7 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       const handled: Entry[] = [];
       const scope = await Effect.runPromise(Scope.make());
       await Effect.runPromise(
-        Scope.provide(scope)(
+        provided(Scope.provide(scope)(
           runJanitor(bus, {
             stream: s,
             group: "kasmina",
@@ -533,10 +659,11 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
                 }),
               ),
           }),
-        ),
+        )),
       );
       await h.letIdle(h.idleMs + 20);
-      for (let waited = 0; handled.length < 2 && waited < 3_000; waited += 10) await sleep(10);
+      // The janitor sweeps every 10 ms of the bus's clock: move it on until it has.
+      for (let sweeps = 0; handled.length < 2 && sweeps < 300; sweeps++) await h.letIdle(10);
       await Effect.runPromise(Scope.close(scope, Exit.void));
       expect(seqs(handled)).toEqual(["1", "2"]);
       expect(await run(bus.pending(s, "kasmina"))).toEqual([]);

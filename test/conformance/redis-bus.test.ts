@@ -19,8 +19,10 @@ busConformance("RedisBus", async () => {
   const bus = await Effect.runPromise(Scope.provide(scope)(makeRedisBus({ url: REDIS_URL })));
   return {
     bus,
+    provide: (effect) => effect,
     // Redis measures idle time on its own clock, so real time has to pass.
     letIdle: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+    now: () => Date.now(),
     idleMs: 250,
     key: (name) => `${namespace}.${name}`,
     close: async () => {
