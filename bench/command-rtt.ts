@@ -23,7 +23,7 @@ import { makeRedisBus } from "../src/bus/redis-bus.ts";
 import { encodeEntry } from "../src/protocol/entry.ts";
 import type { LifecycleTransitionCommand } from "../src/protocol/messages.ts";
 import { streams } from "../src/protocol/streams.ts";
-import { makeClient } from "../src/runtime/client.ts";
+import { makeClient } from "../src/client/client.ts";
 import type { SeedState } from "../machines/lifecycle.ts";
 import { quantile, round, type Benchmark } from "./harness.ts";
 import { startChild, type Child } from "./lib/child.ts";

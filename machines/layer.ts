@@ -1,28 +1,27 @@
 /**
- * The layer machine: owns its seeds (spawned children, or actors a host made with the layer as
- * their parent), routes commands to them, runs batches atomically, and handles emergency stop.
- * Pure: it reads its seeds' snapshots and sends to them, and everything the world must hear is
- * emitted (`dispatched`, `result`, `stopped`...), so the host (src/runtime/) turns emissions into
- * state-table writes and protocol messages.
+ * The layer machine: the one place a command to a layer is decided. It screens every order (the
+ * seed exists, the layer is not stopped, a blueprint goes only to a live seed), routes what
+ * passes to its seeds, runs batches atomically (a dry run first, then all or none), handles
+ * emergency stop and resume, and counts the layer's epochs. Each seed then decides its own
+ * transition (seed.ts, seed-rules.ts): a seed that is asked answers with an `outcome`.
  *
- * How a command is answered: every seed a command reaches answers with its own `outcome`
- * emission; the layer itself emits `result` for what it refuses before any seed sees it
- * (unknown seed, emergency stop, a rejected atomic batch). All of it happens synchronously
- * inside the one `send` that delivered the command, so the host can gather the answer there.
+ * Pure: it reads its seeds' snapshots and sends to them, and everything else is emitted: a
+ * `result` for whatever the layer itself refuses (unknown seed, emergency stop, a rejected
+ * atomic batch, an order skipped after an earlier failure). All of it happens inside the one
+ * `send` that delivered the event, so a host can gather the answer there.
+ *
+ * The seeds are actors the host makes (createActor, with a persisted snapshot when it restores
+ * one) and hands over in `input.seeds`; the layer holds their refs. The host, not XState, stops
+ * them: XState stops spawned children one at a time, copying the map of all children each time,
+ * so stopping a layer of n spawned seeds was O(n^2) (2 s at 1,000 seeds).
+ *
+ * Whether the layer is stopped lives in one place: the machine's state (`stopped`), with the
+ * reason in context.
  */
-import { assign, emit, enqueueActions, sendTo, setup, transition, type ActorRefFrom, type AnyActorLogic, type AnyActorRef, type SnapshotFrom } from "xstate";
-import {
-  ACTIVE_STATES,
-  DEFAULT_GUARDS,
-  GROWTH_STATES,
-  isTerminal,
-  type GraftingStrategy,
-  type GuardConfig,
-  type ResultCode,
-  type SeedState,
-} from "./lifecycle.ts";
+import { assign, emit, enqueueActions, sendTo, setup, transition, type ActorRefFrom, type SnapshotFrom } from "xstate";
+import { ACTIVE_STATES, DEFAULT_GUARDS, GROWTH_STATES, isTerminal, type GraftingStrategy, type GuardConfig, type ResultCode, type SeedState } from "./lifecycle.ts";
 import type { Metrics } from "./seed-rules.ts";
-import { requestTransition, seedMachine, type SeedActorRef, type SeedOutcome, type SeedSnapshot, type TransitionRequest } from "./seed.ts";
+import { requestTransition, type SeedActorRef, type SeedOutcome, type SeedSnapshot, type TransitionRequest } from "./seed.ts";
 
 export interface LifecycleOrder {
   readonly kind: "lifecycle";
@@ -57,12 +56,15 @@ export type LayerEvent =
     }
   | { readonly type: "emergency_stop"; readonly commandId: string; readonly seedId: number | null; readonly reason: string; readonly at?: number }
   | { readonly type: "resume"; readonly commandId: string }
-  /** Elapsed epochs for every seed: one event per layer per tick. */
+  /** Epochs elapsed for every seed: one event per layer per tick, O(1) (seeds hear the count with their next request). */
   | { readonly type: "tick"; readonly epochs: number }
   /** Metrics for some seeds, keyed by seed id: one event per layer per window. */
-  | { readonly type: "metrics"; readonly bySeed: Readonly<Record<number, Metrics>> }
+  | { readonly type: "metrics"; readonly bySeed: ReadonlyMap<number, Metrics> }
   | { readonly type: "seed.error"; readonly seedId: number }
-  | { readonly type: "seed.restart"; readonly seedId: number; readonly logic: AnyActorLogic };
+  /** The host replaced some seed actors (a crashed seed restarted, seeds restored): the layer holds the new refs. */
+  | { readonly type: "seeds.replaced"; readonly seeds: ReadonlyMap<number, SeedActorRef> }
+  /** The layer is put back to what its store holds (a commit did not land): its epoch count and its stop. */
+  | { readonly type: "restored"; readonly epoch: number; readonly stopReason: string | null };
 
 /** Why a layer refused an order itself, or how a batch went, for the host to report. */
 export interface LayerResult {
@@ -75,26 +77,16 @@ export interface LayerResult {
   readonly details: Readonly<Record<string, unknown>>;
 }
 
-export type LayerEmitted =
-  /** Which seeds an order went to, in order; their outcomes follow from the seeds. */
-  | { readonly type: "dispatched"; readonly commandId: string; readonly seeds: readonly number[] }
-  | LayerResult
-  | { readonly type: "stopped"; readonly commandId: string; readonly reason: string }
-  | { readonly type: "resumed"; readonly commandId: string }
-  | { readonly type: "seed.crashed"; readonly seedId: number; readonly error: unknown };
+export type LayerEmitted = LayerResult;
 
 export interface LayerInput {
   readonly layerId: string;
   readonly numSeeds: number;
   readonly guards?: GuardConfig;
-  /**
-   * Makes the seed actors, given the layer's own ref (their parent), instead of spawning them as
-   * children. A host with many seeds wants this: XState stops children one at a time, copying the
-   * map of all children each time, so stopping a layer of n spawned seeds costs O(n^2) (2 s at
-   * 1,000 seeds). Seeds made here still report a crash to the layer (their parent); the host
-   * starts and stops them. Default: spawn them.
-   */
-  readonly makeSeeds?: (layer: AnyActorRef, guards: GuardConfig) => readonly SeedActorRef[];
+  /** The seed actors, one per seed id, made and started by the host. */
+  readonly seeds: readonly SeedActorRef[];
+  /** Restored: the layer's epoch count. Default 0. (A stop in force is restored with the `restored` event.) */
+  readonly epoch?: number;
 }
 
 export interface LayerContext {
@@ -102,6 +94,7 @@ export interface LayerContext {
   readonly numSeeds: number;
   readonly guards: GuardConfig;
   readonly seeds: readonly SeedActorRef[];
+  readonly epoch: number;
   readonly stopReason: string | null;
 }
 
@@ -119,11 +112,7 @@ const refuse = (commandId: string, seedId: number | null, code: ResultCode, erro
 
 const stateOfRef = (ref: SeedActorRef): SeedState => ref.getSnapshot().value as SeedState;
 
-/**
- * Checks the parts of an order the layer owns: the seed exists, the layer is not stopped,
- * blueprints only on live seeds. Exported so a host may deliver an order that passes it straight
- * to its seed (see LayerHost.apply): the rule stays here, in one place.
- */
+/** Checks the parts of an order the layer owns: the seed exists, the layer is not stopped, blueprints only on live seeds. */
 export const screen = (context: LayerContext, stopped: boolean, order: SeedOrder): LayerResult | null => {
   if (order.seedId !== null && (!Number.isInteger(order.seedId) || order.seedId < 0 || order.seedId >= context.numSeeds)) {
     return refuse(order.commandId, order.seedId, "unknown_seed", `layer ${context.layerId} has seeds 0..${context.numSeeds - 1}; there is no seed ${order.seedId}`);
@@ -145,14 +134,15 @@ export const screen = (context: LayerContext, stopped: boolean, order: SeedOrder
   return null;
 };
 
-/** The event an order becomes for each seed it reaches. */
-export const seedEventOf = (order: SeedOrder) =>
+/** The event an order becomes for each seed it reaches, carrying the layer's epoch. */
+export const seedEventOf = (order: SeedOrder, epoch: number) =>
   order.kind === "lifecycle"
     ? requestTransition(order.target, {
         force: order.force ?? false,
         ...(order.metrics ? { metrics: order.metrics } : {}),
         reason: order.reason ?? "",
         commandId: order.commandId,
+        epoch,
         ...(order.at !== undefined ? { at: order.at } : {}),
       })
     : ({ type: "blueprint", blueprintId: order.blueprintId, commandId: order.commandId, ...(order.strategy ? { strategy: order.strategy } : {}) } as const);
@@ -160,36 +150,55 @@ export const seedEventOf = (order: SeedOrder) =>
 const targetsOf = (context: LayerContext, order: SeedOrder): number[] =>
   order.seedId === null ? Array.from({ length: context.numSeeds }, (_, i) => i) : [order.seedId];
 
+export interface DryRunVerdict {
+  readonly order: SeedOrder;
+  /** Why it would not apply (its first failing seed), or null when it would. */
+  readonly failure: LayerResult | null;
+}
+
 /**
  * Pure dry run of orders against the seeds' current snapshots (XState's `transition()`),
- * chaining snapshots so that a batch moving one seed twice is judged step by step.
- * Returns, per order, the rejection of its first failing seed, or null when it would apply.
+ * chaining snapshots so that a batch moving one seed twice is judged step by step. Stops after
+ * the first failure when `stopAtFailure` (an atomic batch is lost by then, and judging the rest
+ * of a hostile 1,000-order batch would cost for nothing): the verdicts end there.
  */
-export const dryRun = (
-  seedLogic: AnyActorLogic,
-  context: LayerContext,
-  stopped: boolean,
-  orders: readonly SeedOrder[],
-): Array<{ readonly order: SeedOrder; readonly failure: LayerResult | null }> => {
+export const dryRun = (context: LayerContext, stopped: boolean, orders: readonly SeedOrder[], stopAtFailure: boolean): DryRunVerdict[] => {
   const snapshots = new Map<number, SeedSnapshot>();
   const snapshotOf = (seedId: number) => snapshots.get(seedId) ?? context.seeds[seedId]!.getSnapshot();
-  return orders.map((order) => {
-    const refused = screen(context, stopped, order);
-    if (refused) return { order, failure: refused };
-    if (order.kind === "blueprint") return { order, failure: null };
-    let failure: LayerResult | null = null;
-    for (const seedId of targetsOf(context, order)) {
-      const [next, actions] = transition(seedLogic, snapshotOf(seedId), seedEventOf(order) as never) as [SeedSnapshot, Array<{ params?: { event?: SeedOutcome } }>];
-      const outcome = actions.map((a) => a.params?.event).find((e): e is SeedOutcome => e?.type === "outcome");
-      if (outcome && !outcome.ok) {
-        failure ??= refuse(order.commandId, seedId, outcome.code, `seed ${seedId}: ${outcome.error}`, outcome.guard ? { guard: outcome.guard, values: outcome.values } : {});
-      } else {
-        snapshots.set(seedId, next);
+  const verdicts: DryRunVerdict[] = [];
+  for (const order of orders) {
+    let failure: LayerResult | null = screen(context, stopped, order);
+    if (failure === null && order.kind === "lifecycle") {
+      const event = seedEventOf(order, context.epoch);
+      for (const seedId of targetsOf(context, order)) {
+        // The seed's own logic (a snapshot knows its machine), so a seed with provided implementations is judged as it would act.
+        const current = snapshotOf(seedId);
+        const [next, actions] = transition(current.machine, current, event as never) as [SeedSnapshot, Array<{ params?: { event?: SeedOutcome } }>];
+        const outcome = actions.map((a) => a.params?.event).find((e): e is SeedOutcome => e?.type === "outcome");
+        if (outcome && !outcome.ok) {
+          failure ??= refuse(order.commandId, seedId, outcome.code, `seed ${seedId}: ${outcome.error}`, outcome.guard ? { guard: outcome.guard, values: outcome.values } : {});
+          if (stopAtFailure) break;
+        } else {
+          snapshots.set(seedId, next);
+        }
       }
     }
-    return { order, failure };
-  });
+    verdicts.push({ order, failure });
+    if (failure !== null && stopAtFailure) break;
+  }
+  return verdicts;
 };
+
+/** How a command is taken in each state: refused by the layer, or sent to every seed, or to its one seed. */
+const commandIn = (stopped: boolean) =>
+  [
+    { guard: { type: "refused", params: { stopped } }, actions: { type: "refuse", params: { stopped } } },
+    { guard: "wholeLayer", actions: "deliverToAll" },
+    { actions: "deliver" },
+  ] as const;
+
+/** A layer-level refusal (no seed will answer it), as opposed to a seed's own rejection. */
+const refusedByLayer = (failure: LayerResult): boolean => failure.code !== "invalid_transition" && failure.code !== "guard_failed" && failure.code !== "terminal_state";
 
 export const layerMachine = setup({
   types: {
@@ -198,84 +207,80 @@ export const layerMachine = setup({
     input: {} as LayerInput,
     emitted: {} as LayerEmitted,
   },
-  actors: { seed: seedMachine },
+  guards: {
+    /** `stopped` comes from the state the command arrives in: the flag lives in the machine's state alone. */
+    refused: ({ context, event }, p: { readonly stopped: boolean }) => event.type === "command" && screen(context, p.stopped, event.order) !== null,
+    wholeLayer: ({ event }) => event.type === "command" && event.order.seedId === null,
+  },
   actions: {
-    /** Routes one order to its seed(s), or refuses it. */
-    route: enqueueActions(({ context, event, enqueue, self }) => {
+    refuse: emit(({ context, event }, p: { readonly stopped: boolean }) => screen(context, p.stopped, (event as Extract<LayerEvent, { type: "command" }>).order)!),
+    /** One seed: the common case, a single send. */
+    deliver: sendTo(
+      ({ context, event }) => context.seeds[(event as Extract<LayerEvent, { type: "command" }>).order.seedId!]!,
+      ({ context, event }) => seedEventOf((event as Extract<LayerEvent, { type: "command" }>).order, context.epoch) as never,
+    ),
+    deliverToAll: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "command") return;
-      const refused = screen(context, self.getSnapshot().matches("stopped"), event.order);
-      if (refused) {
-        enqueue.emit(refused);
-        return;
-      }
-      const seeds = targetsOf(context, event.order);
-      enqueue.emit({ type: "dispatched", commandId: event.order.commandId, seeds });
-      const seedEvent = seedEventOf(event.order);
-      for (const seedId of seeds) enqueue.sendTo(context.seeds[seedId]!, seedEvent as never);
+      const seedEvent = seedEventOf(event.order, context.epoch);
+      for (const seed of context.seeds) enqueue.sendTo(seed, seedEvent as never);
     }),
-    /** Atomic: dry-run every order, then apply all or none. Otherwise apply in order, stopping at the first failure if asked. */
-    runBatch: enqueueActions(({ context, event, enqueue, self }) => {
+    /** Atomic: dry-run, then apply all or none. Otherwise apply in order, stopping at the first failure if asked. */
+    runBatch: enqueueActions(({ context, event, enqueue }, { stopped }: { readonly stopped: boolean }) => {
       if (event.type !== "batch") return;
-      const stopped = self.getSnapshot().matches("stopped");
-      const verdicts = dryRun(self.getSnapshot().machine.implementations.actors.seed as AnyActorLogic, context, stopped, event.orders);
+      const judged = event.atomic || event.stopOnError;
+      // Without atomic or stop_on_error, every order is simply applied in turn: nothing to judge first.
+      const verdicts = judged
+        ? dryRun(context, stopped, event.orders, true)
+        : event.orders.map((order) => ({ order, failure: screen(context, stopped, order) }));
       const firstFailure = verdicts.findIndex((v) => v.failure !== null);
-      const summary = verdicts.map((v, index) => ({
-        index,
-        command_id: v.order.commandId,
-        seed_id: v.order.seedId,
-        would_apply: v.failure === null,
-        ...(v.failure ? { code: v.failure.code, error: v.failure.error } : {}),
-      }));
       if (event.atomic && firstFailure >= 0) {
         const failed = verdicts[firstFailure]!.failure!;
-        enqueue.emit(
-          refuse(event.commandId, null, failed.code, `atomic batch rejected, nothing applied: command ${firstFailure} failed: ${failed.error}`, {
-            results: summary.map((s) => ({ ...s, applied: false })),
-          }),
-        );
+        const results = event.orders.map((order, index) => ({
+          index,
+          command_id: order.commandId,
+          seed_id: order.seedId,
+          applied: false,
+          would_apply: index < firstFailure,
+          ...(index === firstFailure ? { code: failed.code, error: failed.error } : index > firstFailure ? { judged: false } : {}),
+        }));
+        enqueue.emit(refuse(event.commandId, null, failed.code, `atomic batch rejected, nothing applied: command ${firstFailure} failed: ${failed.error}`, { results }));
         return;
       }
-      const applyCount = !event.atomic && event.stopOnError && firstFailure >= 0 ? firstFailure + 1 : verdicts.length;
+      const applyCount = !event.atomic && event.stopOnError && firstFailure >= 0 ? firstFailure + 1 : event.orders.length;
       for (let i = 0; i < applyCount; i++) {
-        const { order, failure } = verdicts[i]!;
-        if (failure && failure.code !== "invalid_transition" && failure.code !== "guard_failed" && failure.code !== "terminal_state") {
-          // Refused by the layer itself (unknown seed, stopped): no seed will answer, so the layer does.
+        const order = event.orders[i]!;
+        const failure = verdicts[i]?.failure ?? null;
+        if (failure && refusedByLayer(failure)) {
           enqueue.emit(failure);
           continue;
         }
-        const seeds = targetsOf(context, order);
-        enqueue.emit({ type: "dispatched", commandId: order.commandId, seeds });
-        const seedEvent = seedEventOf(order);
-        for (const seedId of seeds) enqueue.sendTo(context.seeds[seedId]!, seedEvent as never);
+        const seedEvent = seedEventOf(order, context.epoch);
+        for (const seedId of targetsOf(context, order)) enqueue.sendTo(context.seeds[seedId]!, seedEvent as never);
       }
-      for (let i = applyCount; i < verdicts.length; i++) {
-        enqueue.emit(refuse(verdicts[i]!.order.commandId, verdicts[i]!.order.seedId, "internal", "skipped: an earlier command of the batch failed (stop_on_error)", { skipped: true }));
+      for (let i = applyCount; i < event.orders.length; i++) {
+        const order = event.orders[i]!;
+        enqueue.emit(refuse(order.commandId, order.seedId, "internal", "skipped: an earlier command of the batch failed (stop_on_error)", { skipped: true }));
       }
     }),
     /** GERMINATED and TRAINING seeds are cancelled, active ones rolled back; terminal and dormant seeds stay. */
     stopSeeds: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "emergency_stop") return;
-      const seeds = event.seedId === null ? targetsOf(context, { kind: "lifecycle", commandId: "", seedId: null, target: "CANCELLED" }) : [event.seedId];
-      const moved: number[] = [];
-      const requests: Array<[number, TransitionRequest]> = [];
+      const seeds = event.seedId === null ? context.seeds.keys() : [event.seedId];
       for (const seedId of seeds) {
-        const state = stateOfRef(context.seeds[seedId]!);
-        const target: SeedState | null =
-          state === "GERMINATED" || state === "TRAINING" ? "CANCELLED" : ACTIVE_STATES.has(state) ? "ROLLED_BACK" : null;
+        const seed = context.seeds[seedId];
+        if (seed === undefined) continue;
+        const state = stateOfRef(seed);
+        const target: SeedState | null = state === "GERMINATED" || state === "TRAINING" ? "CANCELLED" : ACTIVE_STATES.has(state) ? "ROLLED_BACK" : null;
         if (target === null) continue;
-        moved.push(seedId);
-        requests.push([
-          seedId,
-          requestTransition(target, {
-            force: true,
-            reason: `emergency stop: ${event.reason}`,
-            commandId: event.commandId,
-            ...(event.at !== undefined ? { at: event.at } : {}),
-          }),
-        ]);
+        const request: TransitionRequest = requestTransition(target, {
+          force: true,
+          reason: `emergency stop: ${event.reason}`,
+          commandId: event.commandId,
+          epoch: context.epoch,
+          ...(event.at !== undefined ? { at: event.at } : {}),
+        });
+        enqueue.sendTo(seed, request as never);
       }
-      enqueue.emit({ type: "dispatched", commandId: event.commandId, seeds: moved });
-      for (const [seedId, request] of requests) enqueue.sendTo(context.seeds[seedId]!, request as never);
     }),
     /** The data plane saw an error in one seed: the seed counts it (the cull validator reads the count). */
     errorToSeed: enqueueActions(({ context, event, enqueue }) => {
@@ -283,86 +288,68 @@ export const layerMachine = setup({
       const seed = context.seeds[event.seedId];
       if (seed) enqueue.sendTo(seed, { type: "error" });
     }),
-    tickSeeds: enqueueActions(({ context, event, enqueue }) => {
-      if (event.type !== "tick") return;
-      const tick = { type: "tick", epochs: event.epochs } as const;
-      for (const seed of context.seeds) enqueue.sendTo(seed, tick);
-    }),
+    countEpochs: assign({ epoch: ({ context, event }) => context.epoch + (event as Extract<LayerEvent, { type: "tick" }>).epochs }),
     metricsToSeeds: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "metrics") return;
-      for (const [id, metrics] of Object.entries(event.bySeed)) {
-        const seed = context.seeds[Number(id)];
+      for (const [seedId, metrics] of event.bySeed) {
+        const seed = context.seeds[seedId];
         if (seed) enqueue.sendTo(seed, { type: "metrics", metrics });
       }
     }),
-    reportCrash: emit(({ event }) => ({
-      type: "seed.crashed" as const,
-      seedId: Number(String((event as { type: string }).type).slice("xstate.error.actor.seed-".length)),
-      error: (event as unknown as { error: unknown }).error,
-    })),
-    /** Replaces a crashed seed with one resumed from its last persisted snapshot (see resumeSeed). */
-    respawn: assign({
-      seeds: ({ context, event, spawn }) => {
-        if (event.type !== "seed.restart") return context.seeds;
+    replaceSeeds: assign({
+      seeds: ({ context, event }) => {
+        if (event.type !== "seeds.replaced") return context.seeds;
         const seeds = context.seeds.slice();
-        // The typed spawner only knows the registered "seed" source; a resumed seed is its own logic.
-        const spawnLogic = spawn as unknown as (logic: AnyActorLogic, options: { id: string; input: unknown }) => SeedActorRef;
-        seeds[event.seedId] = spawnLogic(event.logic, { id: seedActorId(event.seedId), input: { seedId: event.seedId, config: context.guards } });
+        for (const [seedId, ref] of event.seeds) seeds[seedId] = ref;
         return seeds;
       },
     }),
   },
 }).createMachine({
   id: "layer",
-  context: ({ input, spawn, self }) => {
-    const guards = input.guards ?? DEFAULT_GUARDS;
-    return {
-      layerId: input.layerId,
-      numSeeds: input.numSeeds,
-      guards,
-      seeds: input.makeSeeds
-        ? input.makeSeeds(self, guards)
-        : Array.from({ length: input.numSeeds }, (_, seedId) => spawn("seed", { id: seedActorId(seedId), input: { seedId, config: guards } })),
-      stopReason: null,
-    };
-  },
+  context: ({ input }) => ({
+    layerId: input.layerId,
+    numSeeds: input.numSeeds,
+    guards: input.guards ?? DEFAULT_GUARDS,
+    seeds: input.seeds,
+    epoch: input.epoch ?? 0,
+    stopReason: null,
+  }),
   initial: "running",
   on: {
-    command: { actions: "route" },
-    batch: { actions: "runBatch" },
-    tick: { actions: "tickSeeds" },
+    tick: { actions: "countEpochs" },
     metrics: { actions: "metricsToSeeds" },
     "seed.error": { actions: "errorToSeed" },
-    "xstate.error.actor.*": { actions: "reportCrash" },
-    "seed.restart": { actions: "respawn" },
+    "seeds.replaced": { actions: "replaceSeeds" },
+    restored: [
+      { guard: ({ event }) => event.stopReason !== null, target: ".stopped", actions: assign({ epoch: ({ event }) => event.epoch, stopReason: ({ event }) => event.stopReason }) },
+      { target: ".running", actions: assign({ epoch: ({ event }) => event.epoch, stopReason: null }) },
+    ],
   },
   states: {
     running: {
       on: {
+        command: commandIn(false),
+        batch: { actions: { type: "runBatch", params: { stopped: false } } },
         emergency_stop: [
           {
             // A stop for the whole layer also closes it to growth until resumed.
             guard: ({ event }) => event.seedId === null,
             target: "stopped",
-            actions: [
-              "stopSeeds",
-              assign({ stopReason: ({ event }) => event.reason }),
-              emit(({ event }) => ({ type: "stopped" as const, commandId: event.commandId, reason: event.reason })),
-            ],
+            actions: ["stopSeeds", assign({ stopReason: ({ event }) => event.reason })],
           },
           { actions: "stopSeeds" },
         ],
-        resume: { actions: emit(({ event }) => ({ type: "resumed" as const, commandId: event.commandId })) },
+        resume: {},
       },
     },
     stopped: {
       on: {
+        command: commandIn(true),
+        batch: { actions: { type: "runBatch", params: { stopped: true } } },
         // A second stop while stopped still sweeps the seeds (a seed restarted meanwhile is caught too).
         emergency_stop: { actions: "stopSeeds" },
-        resume: {
-          target: "running",
-          actions: [assign({ stopReason: null }), emit(({ event }) => ({ type: "resumed" as const, commandId: event.commandId }))],
-        },
+        resume: { target: "running", actions: assign({ stopReason: null }) },
       },
     },
   },

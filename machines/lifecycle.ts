@@ -69,6 +69,20 @@ export const parseSeedState = (name: string): SeedState | undefined => {
 export const GRAFTING_STRATEGIES = ["linear", "drift_controlled", "momentum", "adaptive", "stability"] as const;
 export type GraftingStrategy = (typeof GRAFTING_STRATEGIES)[number];
 
+/**
+ * The strategy names of the reference implementation's message bus, read as the esper strategy
+ * that behaves most like each: `immediate` and `gradual` ramp alpha (linear; esper has no jump to
+ * full alpha, a graft always ramps from 0), `conditional` advances only while the seed is stable
+ * (stability), `safe` holds back when the blend drifts (drift_controlled).
+ */
+export const GRAFTING_STRATEGY_ALIASES: Readonly<Record<string, GraftingStrategy>> = {
+  immediate: "linear",
+  gradual: "linear",
+  conditional: "stability",
+  adaptive: "adaptive",
+  safe: "drift_controlled",
+};
+
 /** Validator thresholds. Defaults below; a layer may override any of them. */
 export interface GuardConfig {
   /** Epochs a seed must spend in a state before leaving it (not needed to enter ROLLED_BACK). */

@@ -6,6 +6,17 @@ import { EDGES, isTerminal, type GuardConfig, type ResultCode, type SeedState } 
 
 export type Metrics = Readonly<Record<string, number>>;
 
+/** The metrics the validators below read: what a layer takes from telemetry into its seeds. */
+export const GUARD_METRICS = [
+  "reconstruction_loss",
+  "performance_delta",
+  "stability_score",
+  "error_rate",
+  "error_count",
+  "total_improvement",
+  "final_stability",
+] as const;
+
 /** What the validators look at: the seed's own bookkeeping plus the metrics it knows. */
 export interface SeedFacts {
   readonly epochsInState: number;

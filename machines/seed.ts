@@ -27,13 +27,22 @@ export interface TransitionRecord {
   readonly at: number | null;
 }
 
+/**
+ * Dwell time is counted in epochs of the layer: the layer keeps one epoch counter (a tick adds
+ * to it, one event per layer however many seeds it has) and hands it to a seed with every
+ * request, so a seed knows how long it has been in its state without a tick of its own.
+ * `epochsInState` is `epoch - enteredAt`.
+ */
 export interface SeedContext {
   readonly seedId: number;
   readonly config: GuardConfig;
   readonly blueprintId: string | null;
   readonly strategy: GraftingStrategy;
   readonly alpha: number;
-  readonly epochsInState: number;
+  /** The layer's epoch count, as this seed last heard it. */
+  readonly epoch: number;
+  /** The epoch at which the seed entered its current state. */
+  readonly enteredAt: number;
   readonly errorCount: number;
   /** The last metrics reported for this seed (merged; a command's metrics count too). */
   readonly metrics: Metrics;
@@ -61,10 +70,13 @@ export interface TransitionRequest {
   readonly commandId?: string;
   /** Wall-clock time of the request (ms), recorded in history; the machine reads no clock. */
   readonly at?: number;
+  /** The layer's epoch count now; the seed judges its dwell time against it (never backwards). */
+  readonly epoch?: number;
 }
 
 export type SeedEvent =
   | TransitionRequest
+  /** Epochs elapsed, for a seed that runs on its own (in a layer, requests carry the layer's epoch instead). */
   | { readonly type: "tick"; readonly epochs: number }
   | { readonly type: "metrics"; readonly metrics: Metrics }
   | { readonly type: "error"; readonly message?: string }
@@ -119,12 +131,20 @@ interface EdgeParams {
 const mergeMetrics = (base: Metrics, extra: Metrics | undefined): Metrics =>
   extra && Object.keys(extra).length > 0 ? { ...base, ...extra } : base;
 
+/** The epoch a request is judged at: the layer's, when it says, never before what the seed already heard. */
+const epochOf = (context: SeedContext, event: TransitionRequest): number =>
+  event.epoch !== undefined && event.epoch > context.epoch ? event.epoch : context.epoch;
+
+/** Epochs a seed has spent in its state: at its own last-heard epoch, or at `epoch` (the layer's) when given. */
+export const epochsInState = (context: Pick<SeedContext, "epoch" | "enteredAt">, epoch?: number): number =>
+  Math.max(epoch ?? context.epoch, context.epoch) - context.enteredAt;
+
 /** Judges a request for `to` while in `from`: shared by the guard and the rejection. */
 const judge = (from: SeedState, to: SeedState, context: SeedContext, event: TransitionRequest): Verdict =>
   checkTransition(
     from,
     to,
-    { epochsInState: context.epochsInState, errorCount: context.errorCount, metrics: mergeMetrics(context.metrics, event.metrics) },
+    { epochsInState: epochOf(context, event) - context.enteredAt, errorCount: context.errorCount, metrics: mergeMetrics(context.metrics, event.metrics) },
     context.config,
     event.force === true,
   );
@@ -138,7 +158,7 @@ const outcomeBase = (from: SeedState, to: SeedState, context: SeedContext, event
   forced: event.force === true,
   reason: event.reason ?? "",
   metrics: mergeMetrics(context.metrics, event.metrics),
-  epochsInFrom: context.epochsInState,
+  epochsInFrom: epochOf(context, event) - context.enteredAt,
   at: event.at ?? null,
 });
 
@@ -164,6 +184,12 @@ const edge = (from: SeedState, to: SeedState) =>
     { actions: { type: "rejected", params: { from, to } } },
   ] as const;
 
+/** A seed as it starts: DORMANT, no blueprint, nothing counted. What a store without its snapshot means. */
+export const initialSeed = (seedId: number): PersistedSeed => ({
+  state: "DORMANT",
+  context: { seedId, blueprintId: null, strategy: "linear", alpha: 0, epoch: 0, enteredAt: 0, errorCount: 0, metrics: {}, history: [] },
+});
+
 export const seedMachine = setup({
   types: {
     context: {} as SeedContext,
@@ -177,18 +203,20 @@ export const seedMachine = setup({
   actions: {
     enter: assign(({ context, event }, p: EdgeParams) => {
       const request = event as TransitionRequest;
+      const epoch = epochOf(context, request);
       const record: TransitionRecord = {
         from: p.from,
         to: p.to,
         forced: request.force === true,
         reason: request.reason ?? "",
-        epochs: context.epochsInState,
+        epochs: epoch - context.enteredAt,
         at: request.at ?? null,
       };
       const history = context.history.length >= HISTORY_LIMIT ? context.history.slice(1) : context.history.slice();
       history.push(record);
       return {
-        epochsInState: 0,
+        epoch,
+        enteredAt: epoch,
         alpha: ALPHA_ON_ENTRY[p.to],
         metrics: mergeMetrics(context.metrics, request.metrics),
         history,
@@ -214,20 +242,10 @@ export const seedMachine = setup({
   },
 }).createMachine({
   id: "seed",
-  context: ({ input }) => ({
-    seedId: input.seedId,
-    config: input.config ?? DEFAULT_GUARDS,
-    blueprintId: null,
-    strategy: "linear",
-    alpha: 0,
-    epochsInState: 0,
-    errorCount: 0,
-    metrics: {},
-    history: [],
-  }),
+  context: ({ input }) => ({ ...initialSeed(input.seedId).context, config: input.config ?? DEFAULT_GUARDS }),
   initial: "DORMANT",
   on: {
-    tick: { actions: assign({ epochsInState: ({ context, event }) => context.epochsInState + event.epochs }) },
+    tick: { actions: assign({ epoch: ({ context, event }) => context.epoch + event.epochs }) },
     metrics: { actions: assign({ metrics: ({ context, event }) => ({ ...context.metrics, ...event.metrics }) }) },
     error: { actions: assign({ errorCount: ({ context }) => context.errorCount + 1 }) },
     blueprint: {
@@ -312,7 +330,7 @@ export interface PersistedSeed {
   readonly context: Omit<SeedContext, "config">;
 }
 
-export const persistSeed = (snapshot: SeedSnapshot): PersistedSeed => {
+export const persistSeed = (snapshot: Pick<SeedSnapshot, "value" | "context">): PersistedSeed => {
   const c = snapshot.context;
   // Field by field rather than a rest pattern: it runs on every transition, and the type keeps the list whole.
   const context: PersistedSeed["context"] = {
@@ -320,7 +338,8 @@ export const persistSeed = (snapshot: SeedSnapshot): PersistedSeed => {
     blueprintId: c.blueprintId,
     strategy: c.strategy,
     alpha: c.alpha,
-    epochsInState: c.epochsInState,
+    epoch: c.epoch,
+    enteredAt: c.enteredAt,
     errorCount: c.errorCount,
     metrics: c.metrics,
     history: c.history,
@@ -329,16 +348,9 @@ export const persistSeed = (snapshot: SeedSnapshot): PersistedSeed => {
 };
 
 /**
- * Seed logic that starts from a persisted snapshot instead of DORMANT: how a crashed seed is
- * restarted, and how a passivated seed comes back. The guard config comes from the spawn input
- * (it is the layer's, not the seed's, so it is not persisted).
+ * The XState snapshot of a persisted seed, for `createActor(logic, { snapshot })`: how a crashed
+ * seed is restarted and a stored one comes back. The guard config is the layer's, not the seed's,
+ * so it is not persisted and comes from here.
  */
-export const resumeSeed = (logic: SeedMachine, persisted: PersistedSeed): SeedMachine => {
-  const resumed = Object.create(logic) as SeedMachine & { getInitialSnapshot: SeedMachine["getInitialSnapshot"] };
-  resumed.getInitialSnapshot = (_scope, input) =>
-    logic.resolveState({
-      value: persisted.state,
-      context: { ...persisted.context, config: (input as SeedInput | undefined)?.config ?? DEFAULT_GUARDS },
-    });
-  return resumed;
-};
+export const seedSnapshotOf = (logic: SeedMachine, persisted: PersistedSeed, config: GuardConfig = DEFAULT_GUARDS): SeedSnapshot =>
+  logic.resolveState({ value: persisted.state, context: { ...persisted.context, config } });

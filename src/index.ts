@@ -25,7 +25,7 @@ export {
 export { LayerHost, type LayerHostOptions, type Applied } from "./runtime/layer-host.ts";
 export { inspectionFrom, InspectionConfigError, type Inspection } from "./runtime/inspection.ts";
 export { machineConfig, machineConfigs } from "./runtime/definitions.ts";
-export { seedMachine, requestTransition, resumeSeed, persistSeed, type SeedContext, type SeedEvent, type SeedOutcome, type PersistedSeed } from "../machines/seed.ts";
+export { seedMachine, requestTransition, persistSeed, seedSnapshotOf, epochsInState, type SeedContext, type SeedEvent, type SeedOutcome, type PersistedSeed } from "../machines/seed.ts";
 export { layerMachine, type LayerEvent, type LayerEmitted } from "../machines/layer.ts";
 export { controllerMachine, type Decision, type OutstandingCommand, type ControllerEvent, type ControllerEmitted } from "../machines/controller.ts";
 export {
@@ -62,8 +62,9 @@ export {
   type RedisBusStats,
   type DeadLetterRecord,
 } from "./bus/index.ts";
-export { runLayerBridge, BRIDGE_DEFAULTS, type BridgeOptions, type LayerBridge, type BridgeStats } from "./runtime/mailbox-bridge.ts";
-export { makeClient, type EsperClient, type ClientOptions } from "./runtime/client.ts";
+export { runLayerBridge, LayerDataLost, BridgeRestoreError, type LayerBridge, type BridgeStats } from "./bridge/bridge.ts";
+export { BRIDGE_DEFAULTS, type BridgeOptions } from "./bridge/options.ts";
+export { makeClient, type EsperClient, type ClientOptions, type SendOptions } from "./client/client.ts";
 export {
   lifecycleCommand,
   blueprintUpdateCommand,

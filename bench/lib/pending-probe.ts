@@ -13,7 +13,7 @@ import { makeRedisBus } from "../../src/bus/redis-bus.ts";
 import { encodeEntry } from "../../src/protocol/entry.ts";
 import type { LifecycleTransitionCommand } from "../../src/protocol/messages.ts";
 import { streams } from "../../src/protocol/streams.ts";
-import { makeClient } from "../../src/runtime/client.ts";
+import { makeClient } from "../../src/client/client.ts";
 import { lifecycleCommand } from "./commands.ts";
 
 const [mode, url, namespace, layer, countText] = process.argv.slice(2) as [string, string, string, string, string];

@@ -27,8 +27,8 @@ export const entryBytes = (fields: EntryFields): number => {
   if ((fields as { readonly [IN_PROCESS]?: boolean })[IN_PROCESS] === true) return 0;
   let total = 0;
   for (const name of Object.keys(fields)) {
-    const value = fields[name]!;
-    total += Buffer.byteLength(name) + (typeof value === "string" ? Buffer.byteLength(value) : value.byteLength);
+    const value: unknown = fields[name];
+    total += Buffer.byteLength(name) + (typeof value === "string" ? Buffer.byteLength(value) : ArrayBuffer.isView(value) ? value.byteLength : 0);
   }
   return total;
 };
@@ -198,6 +198,25 @@ export interface Bus {
     /** As ReaderOptions.maxEntryBytes. */
     maxEntryBytes?: number,
   ) => Effect.Effect<readonly Entry[], BusError>;
+  /**
+   * Makes `consumer` the holder of every entry pending in the group, whoever held it, without
+   * counting a delivery (XCLAIM JUSTID): how a worker restarted under a new name takes over what
+   * its predecessor left, to process it first and in order. Returns how many it took.
+   */
+  readonly takeOver: (stream: string, group: string, consumer: string) => Effect.Effect<number, BusError>;
+  /**
+   * Looks ahead in a stream, outside any group: entries after `afterId` whose `type` field is
+   * `type`, among at most `count` entries, with fields only for those (an oversize one as a stub).
+   * Returns them and the last id it looked at (`afterId` when there was nothing to look at).
+   * How a layer finds an emergency stop queued behind a backlog without reading the backlog.
+   */
+  readonly scanFor: (
+    stream: string,
+    afterId: string,
+    type: string,
+    count: number,
+    maxEntryBytes?: number,
+  ) => Effect.Effect<{ readonly lastId: string; readonly found: readonly Entry[] }, BusError>;
   /**
    * Where a group stands: the id of the last entry delivered to it (`0-0` when none) and how many
    * entries it holds pending. undefined when the stream or the group does not exist.

@@ -199,6 +199,40 @@ export class MemoryBus implements Bus {
       return Effect.succeed(out);
     });
 
+  readonly takeOver = (stream: string, group: string, consumer: string): Effect.Effect<number, BusError> =>
+    Effect.suspend(() => {
+      const found = this.groupOf(stream, group);
+      if (found instanceof BusError) return Effect.fail(found);
+      let taken = 0;
+      for (const p of found.group.pel.values()) {
+        if (p.consumer === consumer) continue;
+        p.consumer = consumer;
+        taken++;
+      }
+      return Effect.succeed(taken);
+    });
+
+  readonly scanFor = (
+    stream: string,
+    afterId: string,
+    type: string,
+    count: number,
+    maxEntryBytes = Number.POSITIVE_INFINITY,
+  ): Effect.Effect<{ readonly lastId: string; readonly found: readonly Entry[] }, BusError> =>
+    Effect.suspend(() => {
+      const target = this.streamFor(stream, false);
+      if (target instanceof BusError) return Effect.fail(target);
+      const after = parseStreamId(afterId);
+      if (after === undefined) return Effect.fail(badId(afterId));
+      const looked = target === undefined ? [] : target.slice({ id: after, exclusive: true }, undefined, count);
+      const found: Entry[] = [];
+      for (const stored of looked) {
+        if (stored.first.fields.type !== type) continue;
+        found.push(delivered(stream, stored.first.id, stored.first.fields, 0, maxEntryBytes));
+      }
+      return Effect.succeed({ lastId: looked.length === 0 ? afterId : looked[looked.length - 1]!.first.id, found });
+    });
+
   readonly groupInfo = (stream: string, group: string): Effect.Effect<GroupInfo | undefined, BusError> =>
     Effect.suspend(() => {
       const target = this.streamFor(stream, false);

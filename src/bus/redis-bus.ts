@@ -15,7 +15,7 @@ import { commitShapeError, effectiveOps } from "./commit.ts";
 import { deadLetterOp } from "./dead-letters.ts";
 import { Outbox, type Settled } from "./outbox.ts";
 import { runCommit } from "./redis-commit.ts";
-import { CLAIM, runScript, SCRIPT_RELOADED, TRIM_DELIVERED } from "./redis-scripts.ts";
+import { CLAIM, runScript, SCAN_FOR, SCRIPT_RELOADED, TAKE_OVER, TRIM_DELIVERED, type Script } from "./redis-scripts.ts";
 import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
 import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
@@ -172,6 +172,12 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           ),
         );
 
+    /** A script on the main connection, run again at once when Redis had to load it first (nothing ran). */
+    const script = (what: string, s: Script, keys: readonly string[], args: readonly string[]): Effect.Effect<unknown, BusError> => {
+      const attempt = guard.run(what, () => runScript(main, s, keys, args));
+      return attempt.pipe(Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt));
+    };
+
     const commit = (ops: readonly CommitOp[]): Effect.Effect<readonly string[], BusError> =>
       Effect.suspend(() => {
         const invalid = commitShapeError(ops);
@@ -205,15 +211,18 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
         guard
           .run(`XPENDING ${stream} ${group}`, () => main.xpending(stream, group, "-", "+", count), { retry: true })
           .pipe(Effect.map((rows) => (rows as PendingRow[]).map(toPending))),
-      claimIdle: (stream, group, consumer, minIdleMs, count = DEFAULT_READ_COUNT, maxEntryBytes = Number.POSITIVE_INFINITY) => {
-        const attempt = guard.run(`XCLAIM ${stream}`, () =>
-          runScript(main, CLAIM, [stream], [group, consumer, String(minIdleMs), String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]),
-        );
-        return attempt.pipe(
-          Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
-          Effect.map((rows) => scriptEntries(stream, rows as unknown[])),
-        );
-      },
+      claimIdle: (stream, group, consumer, minIdleMs, count = DEFAULT_READ_COUNT, maxEntryBytes = Number.POSITIVE_INFINITY) =>
+        Effect.map(
+          script(`XCLAIM ${stream}`, CLAIM, [stream], [group, consumer, String(minIdleMs), String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]),
+          (rows) => scriptEntries(stream, rows as unknown[]),
+        ),
+      takeOver: (stream, group, consumer) => Effect.map(script(`XCLAIM JUSTID ${stream}`, TAKE_OVER, [stream], [group, consumer]), Number),
+      scanFor: (stream, afterId, type, count, maxEntryBytes = Number.POSITIVE_INFINITY) =>
+        Effect.map(script(`XRANGE ${stream}`, SCAN_FOR, [stream], [afterId, type, String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]), (reply) => {
+          const [last, rows] = reply as [Buffer, unknown[]];
+          const lastId = last.toString("latin1");
+          return { lastId: lastId === "" ? afterId : lastId, found: scriptEntries(stream, rows) };
+        }),
       groupInfo: (stream, group) =>
         guard.run(`XINFO GROUPS ${stream}`, () => main.xinfo("GROUPS", stream), { retry: true }).pipe(
           Effect.map((rows) => groupInfoOf(rows as unknown[][], group)),
@@ -252,13 +261,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           ? Effect.succeed([])
           : guard.run(`HMGET ${key}`, () => main.hmgetBuffer(key, ...fields), { retry: true }),
       length: (stream) => guard.run(`XLEN ${stream}`, () => main.xlen(stream), { retry: true }),
-      trimDelivered: (stream) => {
-        const attempt = guard.run(`XTRIM MINID ${stream}`, () => runScript(main, TRIM_DELIVERED, [stream], []));
-        return attempt.pipe(
-          Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
-          Effect.map(Number),
-        );
-      },
+      trimDelivered: (stream) => Effect.map(script(`XTRIM MINID ${stream}`, TRIM_DELIVERED, [stream], []), Number),
       trim: (stream, maxLen) => guard.run(`XTRIM ${stream}`, () => main.xtrim(stream, "MAXLEN", maxLen)),
       del: (keys) => (keys.length === 0 ? Effect.void : Effect.asVoid(guard.run(`DEL`, () => main.del(...keys)))),
       stats: Effect.map(guard.breakerState, (breaker) => ({

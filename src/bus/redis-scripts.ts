@@ -230,6 +230,61 @@ return out
 );
 
 /**
+ * Bus.takeOver: every entry pending in the group becomes the given consumer's, without counting
+ * a delivery (JUSTID). KEYS[1] stream; ARGV group, consumer. Returns how many it took.
+ */
+export const TAKE_OVER = script(
+  "take-over",
+  `
+local group, consumer = ARGV[1], ARGV[2]
+local taken = 0
+local from = '-'
+while true do
+  local rows = redis.call('XPENDING', KEYS[1], group, from, '+', 1000)
+  if #rows == 0 then break end
+  local ids = {}
+  for _, r in ipairs(rows) do
+    if r[2] ~= consumer then ids[#ids + 1] = r[1] end
+  end
+  if #ids > 0 then
+    -- JUSTID last (unpack must be the last argument to expand): the delivery counts stay as they were.
+    ids[#ids + 1] = 'JUSTID'
+    redis.call('XCLAIM', KEYS[1], group, consumer, 0, unpack(ids))
+    taken = taken + #ids - 1
+  end
+  if #rows < 1000 then break end
+  from = '(' .. rows[#rows][1]
+end
+return taken
+`,
+);
+
+/**
+ * Bus.scanFor: looks at up to `count` entries after an id and returns only those of one type
+ * (the rest never leave Redis). KEYS[1] stream; ARGV afterId, type, count, maxBytes. Returns
+ * { last id looked at or '', { { id, 0, size, fields } ... } }.
+ */
+export const SCAN_FOR = script(
+  "scan-for",
+  `${ENTRY_HELPERS}
+local afterId, wanted, count, maxBytes = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local entries = redis.call('XRANGE', KEYS[1], '(' .. afterId, '+', 'COUNT', count)
+local found = {}
+for _, e in ipairs(entries) do
+  local fields = e[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'type' then
+      if fields[i + 1] == wanted then found[#found + 1] = shaped(e[1], fields, 0, maxBytes) end
+      break
+    end
+  end
+end
+if #entries == 0 then return { '', found } end
+return { entries[#entries][1], found }
+`,
+);
+
+/**
  * Bus.trimDelivered: the smallest id some group still needs (its oldest pending entry, else the
  * id after its last delivered one) becomes XTRIM MINID, exact, in one script so that no delivery
  * or ack slips in between. Ids are compared as (milliseconds, sequence), both within a Lua double.

@@ -65,21 +65,21 @@ const grow = async (system: EsperSystem, layer: string, seeds: readonly number[]
   await all("TRAINING", seeds);
   // Too early: the validators want 100 epochs of training first.
   expect(await system.transition(layer, keep1, "GRAFTING", { metrics: { reconstruction_loss: 0.004 } }), "too early, shown on purpose");
-  system.tick(layer, 100);
+  await system.tick(layer, 100);
   await all("GRAFTING", seeds, { reconstruction_loss: 0.004 });
-  system.tick(layer, 50);
+  await system.tick(layer, 50);
   await all("STABILIZATION", seeds);
-  system.tick(layer, 20);
+  await system.tick(layer, 20);
   await all("EVALUATING", seeds);
-  system.tick(layer, 30);
-  system.reportMetrics(layer, {
+  await system.tick(layer, 30);
+  await system.reportMetrics(layer, {
     [keep1]: { performance_delta: 0.03, stability_score: 0.93 },
     [keep2]: { performance_delta: 0.02, stability_score: 0.9 },
     [cull]: { performance_delta: -0.08, stability_score: 0.6 },
   });
   await all("FINE_TUNING", [keep1, keep2]);
   expect(await system.transition(layer, cull, "CULLED", { reason: "performance_delta below -0.05" }), "cull");
-  system.tick(layer, 50);
+  await system.tick(layer, 50);
   await all("FOSSILIZED", [keep1, keep2], { total_improvement: 0.021, final_stability: 0.97 });
 };
 

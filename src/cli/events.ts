@@ -1,7 +1,7 @@
 import { parseArgs } from "node:util";
 import { Effect } from "effect";
 import { makeRedisBus } from "../bus/redis-bus.ts";
-import { makeClient } from "../runtime/client.ts";
+import { makeClient } from "../client/client.ts";
 import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
 
 /** `esper events --layer ID [--telemetry]`: tails a layer's events (or telemetry), one JSON line each, until SIGINT. */

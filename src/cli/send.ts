@@ -3,7 +3,7 @@ import { Effect } from "effect";
 import { parseSeedState } from "../../machines/lifecycle.ts";
 import { makeRedisBus } from "../bus/redis-bus.ts";
 import { lifecycleCommand } from "../protocol/make.ts";
-import { makeClient } from "../runtime/client.ts";
+import { makeClient } from "../client/client.ts";
 import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
 
 export const SEND_USAGE = "esper send --redis URL --layer ID --seed N|all --target STATE [--force] [--reason TEXT] [--timeout-ms MS]";

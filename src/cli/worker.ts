@@ -4,7 +4,7 @@ import { Effect } from "effect";
 import { makeRedisBus } from "../bus/redis-bus.ts";
 import { isLayerId } from "../protocol/streams.ts";
 import { LayerHost } from "../runtime/layer-host.ts";
-import { runLayerBridge } from "../runtime/mailbox-bridge.ts";
+import { runLayerBridge } from "../bridge/bridge.ts";
 import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
 
 export const WORKER_USAGE = "esper worker --redis URL --layer ID[,ID...] --seeds N [--codec msgpack|json] [--namespace P] [--hmac-key-file F] [--consumer NAME]";

@@ -56,6 +56,13 @@ export class StateTable {
     };
   }
 
+  /** Seeds that are not DORMANT (a LayerHealthReport's `active_seeds`). */
+  activeCount(): number {
+    let active = 0;
+    for (let i = 0; i < this.numSeeds; i++) if (this.state[i] !== 0) active++;
+    return active;
+  }
+
   /** Writes the given columns of one row. */
   write(seedId: number, row: Partial<SeedRow>): void {
     this.check(seedId);

@@ -1,23 +1,35 @@
 import { Result, Schema } from "effect";
-import { decodeLifecycleTransitionCommand } from "./command-records.ts";
-import { decodeCommandResult, decodeStateTransitionEvent } from "./event-records.ts";
+import { decodeLifecycleTransitionCommand } from "./fast/command-decoder.ts";
+import { decodeCommandResult, decodeStateTransitionEvent } from "./fast/event-decoders.ts";
+import { fastPaths } from "./fast/switch.ts";
 import { PROTOCOL_VERSION, VERSION_PATTERN } from "./fields.ts";
-import { isMessageType, MESSAGE_SCHEMAS, MESSAGE_TYPES, type Message, type MessageOf, type MessageType } from "./messages.ts";
+import { DECODE_LIMITS, MAX_BATCH_COMMANDS } from "./limits.ts";
+import { COMMAND_TYPES, isMessageType, MESSAGE_SCHEMAS, MESSAGE_TYPES, type Message, type MessageOf, type MessageType } from "./messages.ts";
 import { attribute, ProtocolError } from "./protocol-error.ts";
-import { decodeTelemetry, isTelemetryType } from "./telemetry-records.ts";
 
 /**
  * A parsed map (the output of a codec) to a typed message, or an `invalid_message` error.
- * Telemetry goes through the hand-written decoders of telemetry-records.ts, a plainly valid
- * LifecycleTransitionCommand through the fast path of command-records.ts, a plainly valid
- * CommandResult or StateTransitionEvent through those of event-records.ts, everything else
- * through its Schema. Never throws.
+ *
+ * Before its schema looks at it, a message is held to DECODE_LIMITS (nesting, string length,
+ * entries per map or list; a command's free-form maps and a batch's length more tightly), so a
+ * hostile message costs a bounded walk, not a schema decode of a hundred thousand orders. Then
+ * its Effect Schema (messages.ts, the one definition of every message) decides. With fast paths
+ * on (fast/switch.ts), the three messages read on every command (LifecycleTransitionCommand,
+ * CommandResult, StateTransitionEvent) are first offered to hand-written decoders that accept
+ * exactly what their Schema accepts (property tests pin them) and step aside for anything else.
+ * Never throws.
  */
 
 // Compiled once per type: building the decoder is the expensive part of a Schema call.
 const schemaDecoders = Object.fromEntries(
   MESSAGE_TYPES.map((t) => [t, Schema.decodeUnknownResult(MESSAGE_SCHEMAS[t] as Schema.Decoder<unknown>)]),
 ) as { readonly [T in MessageType]: (u: unknown) => Result.Result<unknown, Schema.SchemaError> };
+
+const FAST_DECODERS: Partial<Record<MessageType, (u: unknown) => Message | undefined>> = {
+  LifecycleTransitionCommand: decodeLifecycleTransitionCommand,
+  CommandResult: decodeCommandResult,
+  StateTransitionEvent: decodeStateTransitionEvent,
+};
 
 const isMap = (u: unknown): u is Readonly<Record<string, unknown>> => typeof u === "object" && u !== null && !Array.isArray(u);
 
@@ -32,6 +44,60 @@ const invalid = (message: string, parsed: unknown, typeField: string | undefined
   Result.fail(new ProtocolError({ code: "invalid_message", message: clip(message), partial: attribute(parsed, typeField) }));
 
 /**
+ * Where `value` passes a bound of DECODE_LIMITS, what it passed; undefined when within them.
+ * Iterative (a stack of work), so a deep message cannot overflow the call stack here.
+ */
+export const limitBreach = (value: unknown): string | undefined => {
+  const stack: Array<readonly [unknown, number, string]> = [[value, 0, "message"]];
+  while (stack.length > 0) {
+    const [v, depth, path] = stack.pop()!;
+    if (typeof v === "string") {
+      if (v.length > DECODE_LIMITS.maxStringLength) return `${path} is a string of ${v.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}`;
+      continue;
+    }
+    if (typeof v !== "object" || v === null || ArrayBuffer.isView(v)) continue;
+    if (depth >= DECODE_LIMITS.maxDepth) return `${path} nests maps and lists more than ${DECODE_LIMITS.maxDepth} deep`;
+    if (Array.isArray(v)) {
+      if (v.length > DECODE_LIMITS.maxEntries) return `${path} is a list of ${v.length} entries, over the limit of ${DECODE_LIMITS.maxEntries}`;
+      for (let i = 0; i < v.length; i++) stack.push([v[i], depth + 1, path]);
+    } else {
+      const keys = Object.keys(v);
+      if (keys.length > DECODE_LIMITS.maxEntries) return `${path} is a map of ${keys.length} entries, over the limit of ${DECODE_LIMITS.maxEntries}`;
+      for (const key of keys) {
+        if (key.length > DECODE_LIMITS.maxStringLength) return `${path} has a key of ${key.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}`;
+        stack.push([(v as Record<string, unknown>)[key], depth + 1, depth === 0 ? key : path]);
+      }
+    }
+  }
+  return undefined;
+};
+
+/** The tighter bounds of commands: checked on the raw map, so a hostile command is refused for the price of a look. */
+const commandBreach = (type: MessageType, parsed: Readonly<Record<string, unknown>>): string | undefined => {
+  if (!COMMAND_TYPES.has(type)) return undefined;
+  const maps = (c: Readonly<Record<string, unknown>>) => [c.parameters, c.metadata, c.configuration, c.validation_metrics];
+  const tooMany = (c: Readonly<Record<string, unknown>>): string | undefined => {
+    for (const m of maps(c)) {
+      if (isMap(m) && Object.keys(m).length > DECODE_LIMITS.maxCommandMapKeys) {
+        return `a command's parameters, metadata, configuration and validation_metrics hold at most ${DECODE_LIMITS.maxCommandMapKeys} keys each`;
+      }
+    }
+    return undefined;
+  };
+  if (type === "BatchCommand") {
+    const commands = parsed.commands;
+    if (Array.isArray(commands)) {
+      if (commands.length > MAX_BATCH_COMMANDS) return `BatchCommand holds ${commands.length} commands, over the limit of ${MAX_BATCH_COMMANDS}; split it into several batches`;
+      for (const c of commands) if (isMap(c)) {
+        const breach = tooMany(c);
+        if (breach !== undefined) return breach;
+      }
+    }
+  }
+  return tooMany(parsed);
+};
+
+/**
  * @param typeField the entry's `type` field, when decoding an entry: it must equal `message_type`.
  */
 export const decodeMessage = (parsed: unknown, typeField?: string): Result.Result<Message, ProtocolError> => {
@@ -39,11 +105,7 @@ export const decodeMessage = (parsed: unknown, typeField?: string): Result.Resul
     if (!isMap(parsed)) return invalid("data is not a map; a message is a map with snake_case keys (PROTOCOL.md)", parsed, typeField);
     const type = parsed.message_type;
     if (typeField !== undefined && type !== typeField) {
-      return invalid(
-        `entry type ${show(typeField)} differs from message_type ${show(type)}; the writer must set both to the same name`,
-        parsed,
-        typeField,
-      );
+      return invalid(`entry type ${show(typeField)} differs from message_type ${show(type)}; the writer must set both to the same name`, parsed, typeField);
     }
     if (!isMessageType(type)) {
       return invalid(`unknown message_type ${show(type)}; expected one of ${MESSAGE_TYPES.join(", ")}`, parsed, typeField);
@@ -56,22 +118,10 @@ export const decodeMessage = (parsed: unknown, typeField?: string): Result.Resul
         typeField,
       );
     }
-    if (isTelemetryType(type)) {
-      const decoded = decodeTelemetry(type, parsed);
-      if (decoded.ok) return Result.succeed(decoded.value);
-      const at = decoded.rejection.path === "" ? "" : ` at ${decoded.rejection.path}`;
-      return invalid(`${type} does not match its schema: expected ${decoded.rejection.expected}${at}`, parsed, typeField);
-    }
-    if (type === "LifecycleTransitionCommand") {
-      // The hot command: the fast path decides what is plainly valid, the Schema the rest (and says why).
-      const fast = decodeLifecycleTransitionCommand(parsed);
-      if (fast !== undefined) return Result.succeed(fast);
-    } else if (type === "CommandResult") {
-      // The events every client and controller reads most: same split as the hot command.
-      const fast = decodeCommandResult(parsed);
-      if (fast !== undefined) return Result.succeed(fast);
-    } else if (type === "StateTransitionEvent") {
-      const fast = decodeStateTransitionEvent(parsed);
+    const breach = commandBreach(type, parsed) ?? limitBreach(parsed);
+    if (breach !== undefined) return invalid(`${type} is over a decoding limit: ${breach}`, parsed, typeField);
+    if (fastPaths()) {
+      const fast = FAST_DECODERS[type]?.(parsed);
       if (fast !== undefined) return Result.succeed(fast);
     }
     const decoded = schemaDecoders[type](parsed);

@@ -1,10 +1,11 @@
 import { Result } from "effect";
 import { createHmac, timingSafeEqual } from "node:crypto";
-import type { EntryFields } from "../bus/bus.ts";
-import { attachedEntry, attachmentOf } from "./attached-entry.ts";
+import { entryBytes, type EntryFields } from "../bus/bus.ts";
+import { attachedEntry, attachmentOf } from "./fast/in-process-entry.ts";
+import { fastPaths } from "./fast/switch.ts";
 import { BodyError, DEFAULT_CODEC, decodeBody, encodeBody, type Codec } from "./codec.ts";
 import { decodeMessage } from "./decode-message.ts";
-import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "./limits.ts";
+import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES, MAX_ENTRY_OVERHEAD_BYTES } from "./limits.ts";
 import type { Message } from "./messages.ts";
 import { attribute, ProtocolError } from "./protocol-error.ts";
 import { isControlStream } from "./streams.ts";
@@ -49,14 +50,19 @@ export const encodeEntry = (message: Message, options: EncodeOptions): EntryFiel
 };
 
 /**
- * The same entry for a bus that keeps it in this process (MemoryBus): the message travels as an
- * object and is encoded only if something reads `data` (attached-entry.ts). `trusted`: built by
- * esper itself, so the reader skips the schema check.
+ * The same entry for a bus that keeps it in this process (MemoryBus). A fast path: the message
+ * travels as an object and is encoded only if something reads `data` (fast/in-process-entry.ts).
+ * `trusted`: built by esper itself, so the reader skips the schema check. With fast paths off,
+ * it is the encoded entry.
  */
 export const encodeEntryInProcess = (message: Message, options: EncodeOptions & { readonly trusted: boolean }): EntryFields => {
+  if (!fastPaths()) return encodeEntry(message, options);
   const codec = options.codec ?? DEFAULT_CODEC;
   return attachedEntry(message, options.trusted, codec === "reference" ? undefined : codec, options.hmacKey !== undefined, encodeEntry, options);
 };
+
+/** Largest an entry may be, all its fields together, for a reader whose `data` limit is `maxBytes`. */
+export const maxEntryBytes = (maxBytes: number = DEFAULT_MAX_MESSAGE_BYTES): number => maxBytes + MAX_ENTRY_OVERHEAD_BYTES;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true });
 const encoder = new TextEncoder();
@@ -105,8 +111,17 @@ export const decodeEntry = (
     const attached = options.hmacKey === undefined ? attachmentOf(fields) : undefined;
     if (attached !== undefined) return attached.trusted ? Result.succeed(attached.message) : decodeMessage(attached.message, attached.message.message_type);
     typeField = text(fields.type);
-    const data = bytes(fields.data);
     const maxBytes = options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+    // Every field counts, not only data: a writer could add a 10 MB field of any name.
+    const total = entryBytes(fields as EntryFields);
+    if (total > maxEntryBytes(maxBytes)) {
+      return fail(
+        "too_large",
+        `the entry's fields add up to ${total} bytes, over the ${maxEntryBytes(maxBytes)}-byte limit (data up to ${maxBytes}, other fields up to ${MAX_ENTRY_OVERHEAD_BYTES}); send large payloads by claim check`,
+        typeField !== undefined && typeField.length <= 64 ? typeField : undefined,
+      );
+    }
+    const data = bytes(fields.data);
     if (data !== undefined && data.byteLength > maxBytes) {
       return fail(
         "too_large",

@@ -1,6 +1,7 @@
 import { Option, Schema, SchemaGetter, SchemaTransformation } from "effect";
 import { GRAFTING_STRATEGIES, RESULT_CODES, SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
-import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
+import { GRAFTING_STRATEGY_ALIASES, type GraftingStrategy as Strategy } from "../../machines/lifecycle.ts";
+import { MAX_MESSAGE_ID_LENGTH, MAX_SOURCE_LENGTH } from "./limits.ts";
 
 /**
  * The field vocabulary of the wire protocol (PROTOCOL.md "Messages"): ids, enums, and the two
@@ -49,7 +50,21 @@ export const ALERT_TYPES = ["degradation", "improvement", "anomaly", "threshold_
 export type AlertType = (typeof ALERT_TYPES)[number];
 export const AlertType = Schema.Literals(ALERT_TYPES);
 
-export const GraftingStrategy = Schema.Literals(GRAFTING_STRATEGIES);
+/**
+ * esper's five strategy names, matched case-insensitively; the names the reference message bus
+ * uses (`immediate`, `gradual`, `conditional`, `adaptive`, `safe`) are read as the esper
+ * strategy closest to them (GRAFTING_STRATEGY_ALIASES) and decoded as that name.
+ */
+export const GraftingStrategy = Schema.String.pipe(
+  Schema.decodeTo(Schema.Literals(GRAFTING_STRATEGIES), {
+    // The cast is checked: decodeTo validates the mapped name against the literals.
+    decode: SchemaGetter.transform((s: string) => {
+      const name = s.toLowerCase();
+      return (GRAFTING_STRATEGY_ALIASES[name] ?? name) as Strategy;
+    }),
+    encode: SchemaGetter.passthroughSupertype(),
+  }),
+);
 export const ResultCodeSchema = Schema.Literals(RESULT_CODES);
 
 export const TRIGGERS = ["user", "system", "policy"] as const;
@@ -110,11 +125,14 @@ export const defaulted = <S extends Schema.Top>(schema: S, fallback: () => S["Ty
 export const emptyMap = (): Record<string, never> => ({});
 export const emptyList = (): never[] => [];
 
+/** Who wrote a message. Bounded: a layer keeps a rate counter per source. */
+export const Source = Schema.String.check(Schema.isMaxLength(MAX_SOURCE_LENGTH));
+
 /** Fields every message carries (PROTOCOL.md "Messages"); `message_type` is added per message. */
 export const commonFields = {
   message_id: MessageId,
   timestamp: Timestamp,
-  source: Schema.String,
+  source: Source,
   version: Version,
   correlation_id: optionalNullable(Schema.String),
   metadata: optionalNullable(AnyMap),

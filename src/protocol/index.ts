@@ -34,4 +34,4 @@ export * from "./make.ts";
 export * from "./messages.ts";
 export * from "./protocol-error.ts";
 export * from "./streams.ts";
-export { decodeTelemetry, type Rejection, type TelemetryType } from "./telemetry-records.ts";
+export { fastPaths, setFastPaths } from "./fast/switch.ts";

@@ -15,3 +15,25 @@ export const DEFAULT_MAX_DELIVERIES = 5;
 export const MAX_LAYER_ID_LENGTH = 64;
 export const MAX_NAMESPACE_LENGTH = 32;
 export const MAX_MESSAGE_ID_LENGTH = 128;
+
+/** Longest `source` a message may name: a layer keeps a rate counter per source, so it is bounded. */
+export const MAX_SOURCE_LENGTH = 256;
+
+/** Most commands one BatchCommand may hold; a longer batch is refused `invalid_message` before it is looked at. */
+export const MAX_BATCH_COMMANDS = 1_000;
+
+/**
+ * Bounds on a decoded message, checked before its schema: how deeply maps and lists may nest,
+ * how long a string and how many entries a map or list may have, and how many keys the free-form
+ * maps of a command (`parameters`, `metadata`) may have. Telemetry needs the long maps (a report
+ * carries one entry per seed); nothing needs the depth.
+ */
+export const DECODE_LIMITS = {
+  maxDepth: 32,
+  maxStringLength: 65_536,
+  maxEntries: 65_536,
+  maxCommandMapKeys: 256,
+} as const;
+
+/** Fields of an entry besides `data` (type, enc, sig, and whatever a writer adds) may add up to this many bytes. */
+export const MAX_ENTRY_OVERHEAD_BYTES = 4_096;

@@ -23,6 +23,7 @@ import {
   Severity,
   TriggeredBy,
 } from "./fields.ts";
+import { MAX_BATCH_COMMANDS } from "./limits.ts";
 
 /**
  * The 16 messages of PROTOCOL.md as Effect Schemas. Keys are snake_case exactly as on the wire;
@@ -31,6 +32,12 @@ import {
  *
  * Where PROTOCOL.md names no default: a field documented as "or null" decodes absent to null,
  * a map decodes absent to {}, a list to [], a free-text reason to ""; everything else is required.
+ *
+ * Readers are tolerant where the reference implementation (the Python bus PROTOCOL.md descends
+ * from) writes looser types than ours: an optional number it writes as null (PerformanceAlert
+ * `threshold`, CoordinationResponse `wait_time_ms`), Heartbeat `load` as a map of loads, a
+ * SeedMetricsSnapshot `blueprint_id` as an integer (read as its decimal string), and its grafting
+ * strategy names (fields.ts GraftingStrategy). Unknown extra fields are ignored.
  */
 
 // TS types a spread of a generic as an intersection, which would merge an overridden common field
@@ -82,7 +89,7 @@ const batchStaysInOneLayer = Schema.makeFilter<{ readonly commands: ReadonlyArra
 );
 
 export const BatchCommand = tagged("BatchCommand", {
-  commands: Schema.Array(BatchableCommand).check(Schema.isMinLength(1)),
+  commands: Schema.Array(BatchableCommand).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_BATCH_COMMANDS)),
   atomic: defaulted(Schema.Boolean, () => true),
   stop_on_error: defaulted(Schema.Boolean, () => true),
   priority: priority("normal"),
@@ -183,7 +190,7 @@ export const PerformanceAlert = tagged("PerformanceAlert", {
   severity: Severity,
   metric_name: Schema.String,
   metric_value: Schema.Number,
-  threshold: Schema.Number,
+  threshold: defaulted(Schema.NullOr(Schema.Number), () => null),
   details: defaulted(AnyMap, emptyMap),
   recommended_action: nullableString,
 });
@@ -212,11 +219,19 @@ export const LayerHealthReport = tagged("LayerHealthReport", {
 });
 export type LayerHealthReport = typeof LayerHealthReport.Type;
 
+/** A blueprint id as a string; the reference writes integers, read here as their decimal text. */
+const BlueprintIdText = Schema.Union([Schema.String, Schema.Int]).pipe(
+  Schema.decodeTo(Schema.String, {
+    decode: SchemaGetter.transform((id: string | number) => String(id)),
+    encode: SchemaGetter.passthroughSupertype(),
+  }),
+);
+
 export const SeedMetricsSnapshot = tagged("SeedMetricsSnapshot", {
   layer_id: LayerId,
   seed_id: SeedId,
   lifecycle_state: SeedStateName,
-  blueprint_id: nullableString,
+  blueprint_id: defaulted(Schema.NullOr(BlueprintIdText), () => null),
   metrics: defaulted(NumberMap, emptyMap),
   error_count: defaulted(Count, () => 0),
   warning_count: defaulted(Count, () => 0),
@@ -252,7 +267,8 @@ export const Heartbeat = tagged("Heartbeat", {
   uptime_seconds: NonNegative,
   metrics: defaulted(NumberMap, emptyMap),
   status: ServiceStatus,
-  load: Schema.Finite,
+  /** One figure, or the reference's map of them (cpu, memory...). */
+  load: Schema.Union([Schema.Finite, NumberMap]),
 });
 export type Heartbeat = typeof Heartbeat.Type;
 
@@ -269,7 +285,7 @@ export const CoordinationResponse = tagged("CoordinationResponse", {
   request_id: Schema.String,
   granted: Schema.Boolean,
   holder_id: nullableString,
-  wait_time_ms: NonNegative,
+  wait_time_ms: defaulted(Schema.NullOr(NonNegative), () => null),
   details: defaulted(AnyMap, emptyMap),
 });
 export type CoordinationResponse = typeof CoordinationResponse.Type;

@@ -2,24 +2,26 @@
  * The whole control plane in one process, on the embedded bus: one LayerHost (layer actor + its
  * seed actors) and one mailbox bridge per layer, consuming from a MemoryBus (or any Bus given),
  * and a client that sends commands and follows the layers' event streams. The same bridge runs
- * in `esper worker` over Redis, so in-process and distributed behave alike.
+ * in `esper worker` over Redis, so in-process and distributed behave alike: commands travel on
+ * the layers' control streams, epoch ticks and guard metrics on their telemetry streams.
  * Its lifetime is an Effect Scope: closing it stops the bridges, the actors and the inspector,
  * in reverse order of acquisition.
  */
-import { Cause, Data, Effect, Exit, Scope } from "effect";
+import { Cause, Clock, Data, Effect, Exit, Scope } from "effect";
 import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import type { Bus } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory-bus.ts";
-import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import { runLayerBridge, type BridgeStats, type LayerBridge } from "../bridge/bridge.ts";
+import { makeClient } from "../client/client.ts";
 import { StateTable } from "../kasmina/state-table.ts";
-import { makeClient } from "./client.ts";
+import { encodeEntry, encodeEntryInProcess } from "../protocol/entry.ts";
+import { commandResult, emergencyStopCommand, layerHealthReport, lifecycleCommand, resumeCommand } from "../protocol/make.ts";
+import type { Command, CommandResult, EmergencyStopCommand, StateTransitionEvent } from "../protocol/messages.ts";
+import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
+import { streams } from "../protocol/streams.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
-import { runLayerBridge, type LayerBridge } from "./mailbox-bridge.ts";
-import { commandResult, envelope, lifecycleTransitionCommand, type CommandMessage, type HostedCommand } from "./messages.ts";
-
-export const LAYER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 export interface LayerSpec {
   readonly id: string;
@@ -38,7 +40,6 @@ export interface SystemConfig {
   readonly source?: string;
   /** Inspection target (see inspection.ts); default: ESPER_INSPECT. */
   readonly inspect?: string;
-  readonly clock?: () => number;
   /** The bus to run on. Default: a fresh MemoryBus (the embedded bus). */
   readonly bus?: Bus;
   /** Key namespace on the bus. Default "morphogenetic" (ESPER_NAMESPACE). */
@@ -48,7 +49,11 @@ export interface SystemConfig {
 export type SystemEvent =
   | { readonly type: "transition"; readonly event: StateTransitionEvent }
   | { readonly type: "result"; readonly result: CommandResult }
-  | { readonly type: "seed_restarted"; readonly layerId: string; readonly seedId: number; readonly state: SeedState; readonly error: unknown };
+  | { readonly type: "seed_restarted"; readonly layerId: string; readonly seedId: number; readonly state: SeedState; readonly error: unknown }
+  /** An entry on a layer's event stream that could not be read (written by something else). */
+  | { readonly type: "undecodable"; readonly layerId: string; readonly entryId: string; readonly code: string; readonly error: string }
+  /** A layer stopped for good: Redis lost its data (see docs/operations.md). */
+  | { readonly type: "layer_failed"; readonly layerId: string; readonly error: string };
 
 export class SystemConfigError extends Data.TaggedError("SystemConfigError")<{
   readonly reason: "invalid_layer_id" | "duplicate_layer" | "invalid_seed_count" | "no_layers";
@@ -68,20 +73,25 @@ export interface EsperSystem {
   /** The host of one layer (its state table, seeds' snapshots); throws for an unknown id. */
   readonly layer: (layerId: string) => LayerHost;
   /** Sends any command and resolves with its one CommandResult (never rejects). */
-  readonly send: (command: HostedCommand) => Promise<CommandResult>;
+  readonly send: (command: Command) => Promise<CommandResult>;
   /** Moves one seed, or every seed of the layer when `seedId` is null. */
   readonly transition: (layerId: string, seedId: number | null, target: SeedState, options?: TransitionOptions) => Promise<CommandResult>;
   /** Stops one layer, or every layer when `layerId` is null; applied before anything queued. */
   readonly emergencyStop: (layerId: string | null, reason: string) => Promise<readonly CommandResult[]>;
   /** Lifts a layer's emergency stop. */
   readonly resume: (layerId: string, reason?: string) => Promise<CommandResult>;
-  /** Elapsed epochs for every seed of a layer: one message per layer per tick. */
-  readonly tick: (layerId: string, epochs?: number) => void;
-  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>) => void;
-  /** Every transition, result and seed restart, as it happens. Returns an unsubscribe. */
+  /**
+   * Epochs elapsed for every seed of a layer: one LayerHealthReport on the layer's telemetry
+   * stream (its `performance_summary.epoch`, the layer's new epoch count). Resolves once the
+   * layer has taken it in; never rejects.
+   */
+  readonly tick: (layerId: string, epochs?: number) => Promise<void>;
+  /** Guard metrics for some seeds, one report on the layer's telemetry stream; resolves once taken in. */
+  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>) => Promise<void>;
+  /** Every transition, result, seed restart, unreadable entry and failed layer, as it happens. Returns an unsubscribe. */
   readonly subscribe: (listener: (event: SystemEvent) => void) => () => void;
-  /** How a layer's bridge is doing: entries, applied, duplicates, dead letters, commits. */
-  readonly bridgeStats: (layerId: string) => ReturnType<LayerBridge["stats"]>;
+  /** How a layer's bridge is doing: entries, applied, duplicates, dead letters, commits... */
+  readonly bridgeStats: (layerId: string) => BridgeStats;
 }
 
 const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> =>
@@ -94,9 +104,7 @@ const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> 
       if (!LAYER_ID_PATTERN.test(layer.id)) {
         return Effect.fail(new SystemConfigError({ reason: "invalid_layer_id", message: `layer id ${JSON.stringify(layer.id)} must match ${LAYER_ID_PATTERN} (letters, digits, _ and -, at most 64)` }));
       }
-      if (seen.has(layer.id)) {
-        return Effect.fail(new SystemConfigError({ reason: "duplicate_layer", message: `layer id ${layer.id} appears twice; layer ids must be unique` }));
-      }
+      if (seen.has(layer.id)) return Effect.fail(new SystemConfigError({ reason: "duplicate_layer", message: `layer id ${layer.id} appears twice; layer ids must be unique` }));
       seen.add(layer.id);
       if (!Number.isInteger(layer.seeds) || layer.seeds < 1) {
         return Effect.fail(new SystemConfigError({ reason: "invalid_seed_count", message: `layer ${layer.id}: seeds must be a positive integer, got ${layer.seeds}` }));
@@ -110,7 +118,10 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
   Effect.gen(function* () {
     yield* validate(config);
     const source = config.source ?? "esper";
-    const clock = config.clock ?? Date.now;
+    const clock = yield* Clock.Clock;
+    const now = () => clock.currentTimeMillisUnsafe();
+    const context = yield* Effect.context<never>();
+    const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseWith(context)(effect);
     const listeners = new Set<(event: SystemEvent) => void>();
     const publish = (event: SystemEvent) => {
       for (const listener of listeners) {
@@ -128,8 +139,11 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     );
 
     const bus = config.bus ?? new MemoryBus();
+    const names = streams(config.namespace);
     const hosts = new Map<string, LayerHost>();
     const bridges = new Map<string, LayerBridge>();
+    /** Each layer's epoch count as this system has reported it. */
+    const epochs = new Map<string, number>();
     for (const spec of config.layers) {
       const host = yield* Effect.acquireRelease(
         Effect.sync(
@@ -138,7 +152,6 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
               layerId: spec.id,
               numSeeds: spec.seeds,
               source,
-              clock,
               ...(spec.guards ? { guards: spec.guards } : {}),
               ...(spec.table ? { table: spec.table } : {}),
               ...(spec.blueprintIndex ? { blueprintIndex: spec.blueprintIndex } : {}),
@@ -149,16 +162,25 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         (h) => Effect.sync(() => h.stop()),
       );
       hosts.set(spec.id, host);
-      bridges.set(spec.id, yield* runLayerBridge(bus, host, { consumer: "in-process", clock, ...(config.namespace ? { namespace: config.namespace } : {}) }).pipe(Effect.orDie));
+      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}) }).pipe(Effect.orDie);
+      bridges.set(spec.id, bridge);
+      epochs.set(spec.id, host.record.epoch);
+      yield* Effect.forkScoped(
+        bridge.failed.pipe(Effect.catch((lost) => Effect.sync(() => publish({ type: "layer_failed", layerId: spec.id, error: lost.message })))),
+      );
     }
     const client = yield* makeClient(bus, config.namespace ? { namespace: config.namespace } : {});
     // Subscribers hear what the event streams carry, as a remote controller would.
     for (const layerId of hosts.keys()) {
       yield* Effect.promise(() =>
-        client.events(layerId, (message) => {
-          if (message.message_type === "StateTransitionEvent") publish({ type: "transition", event: message });
-          else if (message.message_type === "CommandResult") publish({ type: "result", result: message });
-        }),
+        client.events(
+          layerId,
+          (message) => {
+            if (message.message_type === "StateTransitionEvent") publish({ type: "transition", event: message });
+            else if (message.message_type === "CommandResult") publish({ type: "result", result: message });
+          },
+          (error, entry) => publish({ type: "undecodable", layerId, entryId: entry.id, code: error.code, error: error.message }),
+        ),
       );
     }
 
@@ -168,45 +190,78 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       return host;
     };
 
-    const unknownLayer = (command: HostedCommand, layerId: string): CommandResult =>
-      commandResult({
-        source,
-        layerId: LAYER_ID_PATTERN.test(layerId) ? layerId : "unknown",
-        command,
-        seedId: seedOf(command),
-        code: "unknown_layer",
-        error: `no layer ${layerId} in this system (layers: ${[...hosts.keys()].join(", ")})`,
-        details: {},
-        elapsedMs: 0,
-      });
-
-    const stamp = <T extends { timestamp?: number }>(command: T): T => ({ ...command, timestamp: clock() / 1000 });
-
     let closed = false;
     yield* Effect.addFinalizer(() => Effect.sync(() => void (closed = true)));
 
-    const sendToLayer = async (command: HostedCommand, layerId: string): Promise<CommandResult> => {
-      if (closed) {
-        return commandResult({ source, layerId, command, seedId: seedOf(command), code: "internal", error: "the system is closed; start a new one to send commands", details: {}, elapsedMs: 0 });
-      }
+    const refusal = (command: Command, layerId: string, code: CommandResult["code"], error: string): CommandResult =>
+      commandResult({
+        source,
+        timestamp: now() / 1000,
+        correlation_id: command.message_id,
+        layer_id: LAYER_ID_PATTERN.test(layerId) ? layerId : "unknown",
+        seed_id: "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null,
+        success: false,
+        code,
+        error,
+        execution_time_ms: 0,
+      });
+
+    /**
+     * Per layer, the reports (ticks, metrics) this system published and the layer has not taken in
+     * yet. A command sent after them waits for them: in process, what was said first counts first
+     * (across processes, telemetry and commands are separate streams with no order between them).
+     */
+    const reporting = new Map<string, Promise<void>>();
+
+    const sendToLayer = async (command: Command, layerId: string): Promise<CommandResult> => {
+      if (closed) return refusal(command, layerId, "internal", "the system is closed; start a new one to send commands");
       if (!hosts.has(layerId)) {
-        const result = unknownLayer(command, layerId);
+        const result = refusal(command, layerId, "unknown_layer", `no layer ${layerId} in this system (layers: ${[...hosts.keys()].join(", ")})`);
         publish({ type: "result", result });
         return result;
       }
-      return client.send(command as CommandMessage);
+      const reports = reporting.get(layerId);
+      if (reports !== undefined) await reports;
+      return client.send(command);
     };
 
-    const layerIdOf = (command: HostedCommand): string | null =>
-      command.message_type === "BatchCommand" ? (command.commands[0]?.layer_id ?? null) : command.layer_id;
+    const layerIdOf = (command: Command): string | null => (command.message_type === "BatchCommand" ? (command.commands[0]?.layer_id ?? null) : command.layer_id);
 
-    const send = async (command: HostedCommand): Promise<CommandResult> => {
+    const send = async (command: Command): Promise<CommandResult> => {
       const layerId = layerIdOf(command);
       if (layerId !== null) return sendToLayer(command, layerId);
       // An emergency stop without a layer reaches every layer through P.control.all; its answer gathers theirs.
-      const results = await client.stopAll(command as Extract<CommandMessage, { message_type: "EmergencyStopCommand" }>, [...hosts.keys()]);
+      const results = await client.stopAll(command as EmergencyStopCommand, [...hosts.keys()]);
       const failed = results.find((r) => !r.success);
       return { ...results[0]!, success: !failed, code: failed?.code ?? "ok", error: failed?.error ?? null, details: { layers: results.map((r) => ({ layer_id: r.layer_id, code: r.code, details: r.details })) } };
+    };
+
+    /** One LayerHealthReport on the layer's telemetry stream, and the wait until its bridge has taken it in. */
+    const report = (layerId: string, summary: Readonly<Record<string, unknown>>, health: Readonly<Record<string, Metrics>>): Promise<void> => {
+      const host = hostOf(layerId);
+      if (closed) return Promise.resolve();
+      const t = now() / 1000;
+      const message = layerHealthReport({
+        source,
+        timestamp: t,
+        layer_id: layerId,
+        total_seeds: host.numSeeds,
+        active_seeds: host.table.activeCount(),
+        health_metrics: health,
+        performance_summary: summary,
+        telemetry_window: [t, t],
+      });
+      const stream = names.telemetry(layerId);
+      const fields = bus.inProcess ? encodeEntryInProcess(message, { stream, trusted: true }) : encodeEntry(message, { stream });
+      const bridge = bridges.get(layerId)!;
+      // Telemetry may wait in an outbox with no id (Redis away): then there is nothing to wait for.
+      const taken = run(Effect.flatMap(bus.publish(stream, fields), (id) => (id === "" ? Effect.void : bridge.settled(stream, id)))).catch(() => undefined);
+      const all = Promise.all([reporting.get(layerId), taken]).then(() => undefined);
+      reporting.set(layerId, all);
+      void all.then(() => {
+        if (reporting.get(layerId) === all) reporting.delete(layerId);
+      });
+      return taken;
     };
 
     const system: EsperSystem = {
@@ -215,33 +270,35 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       send,
       transition: (layerId, seedId, target, options = {}) =>
         send(
-          lifecycleTransitionCommand({
+          lifecycleCommand({
             source,
-            timestamp: clock() / 1000,
-            layerId,
-            seedId,
-            target,
-            metrics: options.metrics,
-            timeoutMs: options.timeoutMs ?? 5_000,
+            timestamp: now() / 1000,
+            layer_id: layerId,
+            seed_id: seedId,
+            target_state: target,
+            parameters: options.metrics ? { metrics: options.metrics } : {},
+            timeout_ms: options.timeoutMs ?? 5_000,
             force: options.force ?? false,
             reason: options.reason ?? "",
           }),
         ),
       emergencyStop: async (layerId, reason) => {
         const ids = layerId === null ? [...hosts.keys()] : [layerId];
-        return Promise.all(
-          ids.map((id) =>
-            sendToLayer(
-              stamp({ ...envelope("EmergencyStopCommand", source), layer_id: id, seed_id: null, reason, priority: "critical" as const, timeout_ms: 1_000 }),
-              id,
-            ),
-          ),
-        );
+        return Promise.all(ids.map((id) => sendToLayer(emergencyStopCommand({ source, timestamp: now() / 1000, layer_id: id, reason }), id)));
       },
-      resume: (layerId, reason = "") =>
-        sendToLayer(stamp({ ...envelope("ResumeCommand", source), layer_id: layerId, reason, priority: "high" as const, timeout_ms: 1_000 }), layerId),
-      tick: (layerId, epochs = 1) => hostOf(layerId).tick(epochs),
-      reportMetrics: (layerId, bySeed) => hostOf(layerId).reportMetrics(bySeed),
+      resume: (layerId, reason = "") => sendToLayer(resumeCommand({ source, timestamp: now() / 1000, layer_id: layerId, reason }), layerId),
+      tick: (layerId, count = 1) => {
+        hostOf(layerId);
+        if (!(Number.isInteger(count) && count > 0)) return Promise.resolve();
+        const epoch = (epochs.get(layerId) ?? 0) + count;
+        epochs.set(layerId, epoch);
+        return report(layerId, { epoch }, {});
+      },
+      reportMetrics: (layerId, bySeed) => {
+        const health: Record<string, Metrics> = {};
+        for (const [seedId, metrics] of Object.entries(bySeed)) health[seedId] = metrics;
+        return report(layerId, {}, health);
+      },
       subscribe: (listener) => {
         listeners.add(listener);
         return () => listeners.delete(listener);
@@ -255,9 +312,6 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     yield* Effect.addFinalizer(() => Effect.sync(() => listeners.clear()));
     return system;
   });
-
-const seedOf = (command: HostedCommand): number | null =>
-  "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null;
 
 /** A running system outside Effect code: `await using`-friendly, or call `close()`. */
 export interface RunningSystem extends EsperSystem {

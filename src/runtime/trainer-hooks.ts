@@ -35,13 +35,28 @@ export const metricsBySeed = (batch: SeedMetricsBatch): Record<number, Metrics> 
   return bySeed;
 };
 
+/** Trainer hooks, and a way to wait until the layers have taken in everything they reported. */
+export interface SystemHooks extends KasminaHooks {
+  /** Resolves once every tick and metrics report made so far has reached its layer's actor. */
+  readonly settled: () => Promise<void>;
+}
+
 /**
  * Hooks for a KasminaTrainer that feed `system`: an epoch becomes one tick per layer (the
  * seeds' minimum-epoch validators count them), a metrics window becomes one metrics message per
- * layer, and telemetry goes to `telemetry` when given (e.g. a TelemetryPublisher's sink).
+ * layer, both on the layer's telemetry stream, and telemetry goes to `telemetry` when given (e.g.
+ * a TelemetryPublisher's sink). The trainer does not wait for them (a training step never blocks
+ * on the control plane); a command the system sends afterwards does, and so does `settled()`.
  */
-export const trainerHooks = (system: EsperSystem, options: { readonly telemetry?: TelemetrySink } = {}): KasminaHooks => ({
-  onEpoch: (layerId, epochs) => system.tick(layerId, epochs),
-  onSeedMetrics: (layerId, _window, batch) => system.reportMetrics(layerId, metricsBySeed(batch)),
-  ...(options.telemetry ? { onTelemetry: options.telemetry } : {}),
-});
+export const trainerHooks = (system: EsperSystem, options: { readonly telemetry?: TelemetrySink } = {}): SystemHooks => {
+  let reported: Promise<unknown> = Promise.resolve();
+  const track = (report: Promise<void>) => {
+    reported = Promise.all([reported, report]);
+  };
+  return {
+    onEpoch: (layerId, epochs) => track(system.tick(layerId, epochs)),
+    onSeedMetrics: (layerId, _window, batch) => track(system.reportMetrics(layerId, metricsBySeed(batch))),
+    ...(options.telemetry ? { onTelemetry: options.telemetry } : {}),
+    settled: () => reported.then(() => undefined),
+  };
+};

@@ -2,7 +2,6 @@ import { Result } from "effect";
 import { decodeBody } from "../protocol/codec.ts";
 import { decodeMessage } from "../protocol/decode-message.ts";
 import type { LayerHealthReport } from "../protocol/messages.ts";
-import { decodeTelemetry } from "../protocol/telemetry-records.ts";
 import { frameEnvelope, type TelemetryFrame } from "./frame.ts";
 
 /**
@@ -530,16 +529,10 @@ const report = (typeField: string | undefined): TelemetryFrame => {
   const { at, envelope, last } = scanMap("health_metrics");
   const after = pos;
   const parsed = decodeBody(envelope, "msgpack");
-  let r: LayerHealthReport;
-  if (typeField !== undefined) {
-    const decoded = decodeMessage(parsed, typeField);
-    if (Result.isFailure(decoded) || decoded.success.message_type !== "LayerHealthReport") return bail();
-    r = decoded.success;
-  } else {
-    const decoded = decodeTelemetry("LayerHealthReport", parsed);
-    if (!decoded.ok) return bail();
-    r = decoded.value;
-  }
+  // Inside a batch the report has no entry type of its own: it must be a LayerHealthReport.
+  const decoded = decodeMessage(parsed, typeField ?? "LayerHealthReport");
+  if (Result.isFailure(decoded) || decoded.success.message_type !== "LayerHealthReport") return bail();
+  const r: LayerHealthReport = decoded.success;
   if (at < 0) return { ...frameEnvelope(r), seeds: new Float64Array(0), columns: [], values: [] };
   pos = at;
   const frame = { ...frameEnvelope(r), ...healthColumns() };

@@ -11,9 +11,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { afterEach, expect, test } from "vitest";
 import type { CommandResult } from "../../src/protocol/messages.ts";
-import { decodeSeed } from "../../src/runtime/mailbox-bridge.ts";
 import { REDIS_URL } from "../support/redis.ts";
-import { openFixture, run } from "./harness.ts";
+import { decodeSeed, openFixture, run } from "./harness.ts";
 
 const NPX_ESPER = ["npx", "tsx", "src/cli/main.ts"];
 const TSX_ESPER = ["node_modules/.bin/tsx", "src/cli/main.ts"];

@@ -13,7 +13,7 @@ import type { EntryFields } from "../../src/bus/bus.ts";
 import { encodeBody } from "../../src/protocol/codec.ts";
 import { decodeEntry, signEntry } from "../../src/protocol/entry.ts";
 import { emergencyStopCommand, resumeCommand } from "../../src/protocol/make.ts";
-import type { CommandMessage } from "../../src/runtime/messages.ts";
+import type { Command as CommandMessage } from "../../src/protocol/messages.ts";
 import { batch, blueprint, lifecycle } from "../runtime/commands.ts";
 import { deadLettersOf, openClient, openFixture, publishRaw, resultsOf, run, startBridge, waitFor, type BusKind, type Fixture, type RunningBridge } from "./harness.ts";
 
@@ -167,6 +167,7 @@ const fuzz = async (kind: BusKind, numRuns: number) => {
   let worker: RunningBridge = await startBridge(fx, { numSeeds: SEEDS });
   const count = outcomeCounter(fx);
   let published = 0;
+  let before = { results: 0, letters: 0 };
   const kinds = new Map<string, number>();
 
   await fc.assert(
@@ -175,9 +176,14 @@ const fuzz = async (kind: BusKind, numRuns: number) => {
       await publishRaw(fx, fx.names.control("a"), fields as EntryFields);
       published++;
       await waitFor(`the bridge to settle entry ${published} (${what})`, () => worker.bridge.stats().entries >= published, 5_000, 1);
-      const { results, letters } = await count();
-      // Exactly one outcome per input, whatever it was.
-      expect(results + letters).toBe(published);
+      const now = await count();
+      // Every input ends as one CommandResult, one dead letter, or both (a bad command that can be
+      // attributed is answered and lettered): never neither, never two of a kind.
+      const gained = { results: now.results - before.results, letters: now.letters - before.letters };
+      before = now;
+      expect(gained.results).toBeLessThanOrEqual(1);
+      expect(gained.letters).toBeLessThanOrEqual(1);
+      expect(gained.results + gained.letters).toBeGreaterThanOrEqual(1);
     }),
     { numRuns },
   );
@@ -186,8 +192,10 @@ const fuzz = async (kind: BusKind, numRuns: number) => {
   expect([...kinds.keys()].sort()).toEqual(["bytes", "huge", "map", "near-valid", "no-data", "valid"]);
   const letters = await deadLettersOf(fx, fx.names.dlq("a"));
   expect(letters.filter((l) => !["invalid_message", "too_large", "bad_signature"].includes(l.code))).toEqual([]);
-  const codes = (await resultsOf(fx, "a")).map((r) => r.code);
-  expect(codes).toHaveLength(published - letters.length);
+  const answers = await resultsOf(fx, "a");
+  const codes = answers.map((r) => r.code);
+  expect(codes.length).toBeLessThanOrEqual(published);
+  expect(codes.length + letters.length).toBeGreaterThanOrEqual(published);
   expect(codes.filter((c) => !(RESULT_CODES as readonly string[]).includes(c) || c === "internal")).toEqual([]);
 
   // The layer in memory is the layer in storage: a new worker restores exactly it.

@@ -5,7 +5,10 @@
  * fixture deletes its keys when closed. Without Redis, opening a Redis fixture throws, saying how
  * to start one: these tests fail, they never skip.
  */
-import { Effect, Exit, Scope } from "effect";
+import { Effect, Exit, Result, Scope } from "effect";
+import type { PersistedSeed } from "../../machines/seed.ts";
+import { readSeed } from "../../src/bridge/store.ts";
+import { decodeBody } from "../../src/protocol/codec.ts";
 import type { Redis } from "ioredis";
 import { afterAll, afterEach } from "vitest";
 import type { Bus, Entry, EntryFields } from "../../src/bus/bus.ts";
@@ -15,10 +18,11 @@ import { makeRedisBus } from "../../src/bus/redis-bus.ts";
 import { decodeEntry, encodeEntry, type HmacKey } from "../../src/protocol/entry.ts";
 import type { CommandResult, Message, StateTransitionEvent } from "../../src/protocol/messages.ts";
 import { streams, type Streams } from "../../src/protocol/streams.ts";
-import { makeClient, type ClientOptions, type EsperClient } from "../../src/runtime/client.ts";
+import { makeClient, type ClientOptions, type EsperClient } from "../../src/client/client.ts";
 import { LayerHost, type LayerHostOptions } from "../../src/runtime/layer-host.ts";
-import { runLayerBridge, type BridgeOptions, type LayerBridge } from "../../src/runtime/mailbox-bridge.ts";
-import type { CommandMessage } from "../../src/runtime/messages.ts";
+import { runLayerBridge, type LayerBridge } from "../../src/bridge/bridge.ts";
+import type { BridgeOptions } from "../../src/bridge/options.ts";
+import type { Command as CommandMessage } from "../../src/protocol/messages.ts";
 import { connectOrFail, deleteNamespace, REDIS_URL } from "../support/redis.ts";
 
 export type BusKind = "MemoryBus" | "RedisBus";
@@ -31,8 +35,8 @@ export interface Fixture {
   readonly admin?: Redis;
 }
 
-/** Bridge options that keep tests fast: short blocking reads, a janitor that acts within 100 ms. */
-export const FAST: BridgeOptions = { blockMs: 50, claimIdleMs: 100 };
+/** Bridge options that keep tests fast: short blocking reads, quick retries. */
+export const FAST: BridgeOptions = { blockMs: 50, maxRetryDelayMs: 50, houseKeepingMs: 200 };
 
 let counter = 0;
 /** A namespace no other test uses, within PROTOCOL.md's `[a-z0-9_-]{1,32}`. */
@@ -196,7 +200,7 @@ export const pendingOf = (fx: Fixture, stream: string, group = "kasmina") => run
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Polls `probe` until it returns something other than undefined/false; fails with `what` after `timeoutMs`. */
+/** Polls `probe` (a positive condition, never "nothing happened") until it returns something other than undefined/false; fails with `what` after `timeoutMs`. */
 export const waitFor = async <T>(what: string, probe: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5_000, pollMs = 10): Promise<T> => {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -211,5 +215,26 @@ export const waitFor = async <T>(what: string, probe: () => Promise<T | undefine
 export const settled = (running: RunningBridge, n: number, timeoutMs = 5_000): Promise<true> =>
   waitFor(`bridge of ${running.host.layerId} to settle ${n} entries (has ${running.bridge.stats().entries})`, () => running.bridge.stats().entries >= n, timeoutMs);
 
-/** Lets time pass in which something that should not happen would (a second result, a redelivery). */
-export const quietPeriod = (ms = 300): Promise<unknown> => sleep(ms);
+/**
+ * Waits until the layer's group has been handed everything on `stream` and holds nothing
+ * pending: every entry is settled, and since answers, events and acks land in one commit,
+ * whatever those entries were going to cause has happened. Checks that follow ("no second
+ * result", "nothing redelivered") then need no sleep.
+ */
+export const drained = (fx: Fixture, stream: string, group = "kasmina", timeoutMs = 5_000): Promise<true> =>
+  waitFor(
+    `the ${group} group of ${stream} to have nothing unread or pending`,
+    async () => {
+      const [info, last] = await Promise.all([run(fx.bus.groupInfo(stream, group)), run(fx.bus.lastId(stream))]);
+      return info !== undefined && info.pending === 0 && info.lastDeliveredId === last;
+    },
+    timeoutMs,
+  );
+
+/** A stored seed snapshot (P.state.layer.{L}), read as the bridge reads it; throws if it is not one. */
+export const decodeSeed = (bytes: Uint8Array): PersistedSeed => {
+  const parsed = decodeBody(bytes, "msgpack") as { context?: { seedId?: number } };
+  const seed = readSeed(bytes, parsed.context?.seedId ?? -1);
+  if (Result.isFailure(seed)) throw new Error(seed.failure);
+  return seed.success;
+};

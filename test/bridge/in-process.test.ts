@@ -5,16 +5,16 @@
  * where a key is set, and a rollback leaves no seed actor behind.
  */
 import { beforeEach, describe, expect, test } from "vitest";
-import { decodeSeed } from "../../src/runtime/mailbox-bridge.ts";
 import { lifecycle } from "../runtime/commands.ts";
 import {
   BUS_KINDS,
+  decodeSeed,
   commandFields,
   deadLettersOf,
   openClient,
   openFixture,
   publishCommand,
-  quietPeriod,
+  drained,
   resultsOf,
   run,
   settled,
@@ -32,14 +32,15 @@ describe.each(BUS_KINDS)("on %s", (kind) => {
     fx = await openFixture(kind);
   });
 
-  test("a committed seed snapshot keeps what it held at the commit, though the host counts epochs on", async () => {
+  test("a committed seed snapshot keeps what it held at the commit; the layer counts the epochs that pass since", async () => {
     const worker = await startBridge(fx);
     const client = await openClient(fx);
     expect((await client.send(lifecycle("a", 0, "GERMINATED"))).code).toBe("ok");
     worker.host.tick(7);
     const stored = decodeSeed((await run(fx.bus.hgetall(fx.names.state("a"))))["0"]!);
-    expect(stored).toMatchObject({ state: "GERMINATED", context: { epochsInState: 0 } });
-    expect(worker.host.seed(0).context.epochsInState).toBe(7);
+    expect(stored).toMatchObject({ state: "GERMINATED", context: { enteredAt: 0, epoch: 0 } });
+    expect(worker.host.epochsInState(0)).toBe(7);
+    expect(worker.host.table.row(0).epochsInState).toBe(7);
   });
 
   test("a command is applied as it was when sent, whatever its sender does with the object afterwards", async () => {
@@ -95,7 +96,7 @@ describe.each(BUS_KINDS)("on %s", (kind) => {
       ]),
     );
     await settled(worker, 3);
-    await quietPeriod(50);
+    await drained(fx, fx.names.control("a"));
     expect(await transitionsOf(fx, "a", fresh.message_id)).toHaveLength(1);
     expect(seedActors(worker.host)[1]).not.toBe(replaced);
     expect(replaced.getSnapshot().status).toBe("stopped");

@@ -14,7 +14,7 @@ import {
   openFixture,
   pendingOf,
   publishRaw,
-  quietPeriod,
+  drained,
   resultsOf,
   settled,
   startBridge,
@@ -97,7 +97,6 @@ describe.each(BUS_KINDS)("on %s, P.control.all", (kind) => {
     const answers = client.stopAll(stop, ["a", "b"], { timeoutMs: 10_000 });
     await waitFor("a's answer", async () => (await resultsOf(fx, "a", stop.message_id)).length === 1);
     expect(a.host.isStopped).toBe(true);
-    await quietPeriod(200);
     const b2 = await startBridge(fx, { layerId: "b" });
     const results = await answers;
     expect(results.map((r) => [r.layer_id, r.code, r.details.stopped]).sort()).toEqual([
@@ -111,7 +110,7 @@ describe.each(BUS_KINDS)("on %s, P.control.all", (kind) => {
     // Once each: no second answer, and a further restart finds nothing left to apply.
     await b2.close();
     const b3 = await startBridge(fx, { layerId: "b" });
-    await quietPeriod(300);
+    await drained(fx, fx.names.controlAll, "kasmina.b");
     expect(b3.bridge.stats().entries).toBe(0);
     expect(await resultsOf(fx, "a", stop.message_id)).toHaveLength(1);
     expect(await resultsOf(fx, "b", stop.message_id)).toHaveLength(1);

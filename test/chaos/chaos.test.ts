@@ -9,6 +9,7 @@
  * transition and exactly one result not flagged as a duplicate; the state hash must agree; the
  * dead-letter streams must be empty.
  */
+import { decodeSeed } from "../bridge/harness.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,7 +22,6 @@ import { makeRedisBus, type RedisBus } from "../../src/bus/redis-bus.ts";
 import { REDIS_BUS_DEFAULTS } from "../../src/bus/redis-options.ts";
 import { decodeEntry } from "../../src/protocol/entry.ts";
 import { GROUPS, streams } from "../../src/protocol/streams.ts";
-import { decodeSeed } from "../../src/runtime/mailbox-bridge.ts";
 import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
 import { planCommands, type CommandPlan } from "./command-plan.ts";
 import { Driver } from "./driver.ts";

@@ -321,6 +321,48 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(await run(bus.groupInfo(s, "late"))).toEqual({ lastDeliveredId: ids[2], pending: 0 });
     });
 
+    it("takeOver gives one consumer every pending entry of the group, without counting a delivery", async () => {
+      const s = h.key("control.layer.{L37}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      await run(bus.publishMany([1, 2, 3, 4].map((n) => ({ stream: s, fields: entry(n) }))));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "old-1", blockMs: 0, count: 2 }), (r) => r.read));
+      await run(Effect.flatMap(bus.reader({ stream: s, group: "kasmina", consumer: "old-2", blockMs: 0, count: 1 }), (r) => r.read));
+      expect(await run(bus.takeOver(s, "kasmina", "new"))).toBe(3);
+      const pending = await run(bus.pending(s, "kasmina"));
+      expect(pending.map((p) => [p.consumer, p.deliveries])).toEqual([
+        ["new", 1],
+        ["new", 1],
+        ["new", 1],
+      ]);
+      // The new consumer reads them back first, in order, then what was never delivered.
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "new", blockMs: 0 });
+      expect(seqs(await r.read())).toEqual(["1", "2", "3"]);
+      expect(seqs(await r.read())).toEqual(["4"]);
+      expect(await run(bus.takeOver(s, "kasmina", "new"))).toBe(0);
+      await r.close();
+    });
+
+    it("scanFor returns only entries of one type after an id, and how far it looked", async () => {
+      const s = h.key("control.layer.{L38}");
+      const ids = await run(
+        bus.publishMany(
+          [1, 2, 3, 4, 5].map((n) => ({ stream: s, fields: entry(n, n % 2 === 0 ? { type: "EmergencyStopCommand" } : {}) })),
+        ),
+      );
+      const first = await run(bus.scanFor(s, ids[0]!, "EmergencyStopCommand", 3));
+      expect(first.lastId).toBe(ids[3]);
+      expect(first.found.map((e) => [e.id, e.fields.seq])).toEqual([
+        [ids[1], "2"],
+        [ids[3], "4"],
+      ]);
+      const rest = await run(bus.scanFor(s, first.lastId, "EmergencyStopCommand", 3));
+      expect(rest).toEqual({ lastId: ids[4], found: [] });
+      expect(await run(bus.scanFor(s, ids[4]!, "EmergencyStopCommand", 3))).toEqual({ lastId: ids[4], found: [] });
+      await run(bus.publish(s, entry(6, { type: "EmergencyStopCommand", junk: "x".repeat(5_000) })));
+      const big = await run(bus.scanFor(s, ids[4]!, "EmergencyStopCommand", 10, 1_000));
+      expect(big.found[0]!.oversize).toBeGreaterThan(5_000);
+    });
+
     it("a reader told not to recreate its group fails with NOGROUP when the group vanished", async () => {
       const s = h.key("control.layer.{L35}");
       await run(bus.publish(s, entry(1)));

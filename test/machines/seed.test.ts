@@ -10,9 +10,10 @@ import type { Metrics } from "../../machines/seed-rules.ts";
 import {
   HISTORY_LIMIT,
   persistSeed,
+  epochsInState,
   requestTransition,
-  resumeSeed,
   seedMachine,
+  seedSnapshotOf,
   type SeedOutcome,
   type SeedSnapshot,
   type TransitionRecord,
@@ -36,8 +37,8 @@ const PASSING: Readonly<Record<string, Metrics>> = {
 };
 
 /** A live seed actor with its answers collected. */
-const spawnSeed = (config?: GuardConfig, logic = seedMachine) => {
-  const actor = createActor(logic, { input: { seedId: 0, ...(config ? { config } : {}) } });
+const spawnSeed = (config?: GuardConfig, logic = seedMachine, snapshot?: SeedSnapshot) => {
+  const actor = createActor(logic, { input: { seedId: 0, ...(config ? { config } : {}) }, ...(snapshot ? { snapshot } : {}) });
   const outcomes: SeedOutcome[] = [];
   actor.on("outcome", (o) => outcomes.push(o));
   actor.start();
@@ -103,7 +104,7 @@ describe("invalid_transition: a request that is not an edge of the lifecycle", (
     seed.place("TRAINING");
     seed.tick(500);
     expect(seed.request("TRAINING")).toMatchObject({ ok: false, code: "invalid_transition" });
-    expect(seed.context().epochsInState).toBe(500);
+    expect(epochsInState(seed.context())).toBe(500);
   });
 
   test("rejects going backwards (GRAFTING -> TRAINING), even with enough epochs", () => {
@@ -367,7 +368,7 @@ describe("ROLLED_BACK is the emergency exit", () => {
   test.each(["GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING"] as const)("%s -> ROLLED_BACK needs no minimum epochs and no force", (from) => {
     const seed = spawnSeed();
     seed.place(from);
-    expect(seed.context().epochsInState).toBe(0);
+    expect(epochsInState(seed.context())).toBe(0);
     expect(seed.request("ROLLED_BACK")).toMatchObject({ ok: true, forced: false, from, to: "ROLLED_BACK" });
   });
 
@@ -383,7 +384,7 @@ describe("bookkeeping", () => {
     const seed = spawnSeed();
     seed.tick(30);
     seed.tick(20);
-    expect(seed.context().epochsInState).toBe(50);
+    expect(epochsInState(seed.context())).toBe(50);
   });
 
   test("epochs reset on every transition, and the answer and history keep how long the seed stayed", () => {
@@ -396,7 +397,7 @@ describe("bookkeeping", () => {
       const metrics = PASSING[`${from}->${target}`];
       const o = seed.request(target, metrics ? { metrics } : {});
       expect(o).toMatchObject({ ok: true, from, to: target, epochsInFrom: stayed });
-      expect(seed.context().epochsInState).toBe(0);
+      expect(epochsInState(seed.context())).toBe(0);
       expect(seed.context().history.at(-1)).toMatchObject({ from, to: target, epochs: stayed });
     });
     expect(seed.state()).toBe("FOSSILIZED");
@@ -407,7 +408,7 @@ describe("bookkeeping", () => {
     seed.place("TRAINING");
     seed.tick(42);
     seed.request("GRAFTING");
-    expect(seed.context().epochsInState).toBe(42);
+    expect(epochsInState(seed.context())).toBe(42);
   });
 
   test("metrics carried by the request count, over a worse value reported earlier, and are kept", () => {
@@ -457,7 +458,7 @@ describe("bookkeeping", () => {
       at: i,
     }));
     const fresh = persistSeed(createActor(seedMachine, { input: { seedId: 0 } }).getSnapshot());
-    const seed = spawnSeed(undefined, resumeSeed(seedMachine, { state: "DORMANT", context: { ...fresh.context, history: old } }));
+    const seed = spawnSeed(undefined, seedMachine, seedSnapshotOf(seedMachine, { state: "DORMANT", context: { ...fresh.context, history: old } }));
     seed.request("GERMINATED", { reason: "newest" });
     seed.request("TRAINING", { reason: "newer still" });
     const history = seed.context().history;
@@ -552,7 +553,7 @@ describe("pure transition() judges without executing", () => {
   test("initialTransition() starts DORMANT with empty bookkeeping", () => {
     const [snapshot, actions] = initialTransition(seedMachine, { seedId: 7 });
     expect(snapshot.value).toBe("DORMANT");
-    expect(snapshot.context).toMatchObject({ seedId: 7, alpha: 0, epochsInState: 0, errorCount: 0, blueprintId: null, history: [] });
+    expect(snapshot.context).toMatchObject({ seedId: 7, alpha: 0, epoch: 0, enteredAt: 0, errorCount: 0, blueprintId: null, history: [] });
     expect(actions).toEqual([]);
   });
 
@@ -581,7 +582,21 @@ describe("pure transition() judges without executing", () => {
   test("a tick through transition() moves the epochs and answers nothing", () => {
     const [s0] = initialTransition(seedMachine, { seedId: 0 });
     const [s1, actions] = transition(seedMachine, s0, { type: "tick", epochs: 3 });
-    expect(s1.context.epochsInState).toBe(3);
+    expect(epochsInState(s1.context)).toBe(3);
     expect(outcomeIn(actions)).toBeUndefined();
+  });
+});
+
+describe("dwell time counted in the layer's epochs", () => {
+  test("a request carrying the layer's epoch is judged at it; the seed never counts backwards", () => {
+    const seed = spawnSeed();
+    seed.place("TRAINING");
+    expect(seed.request("GRAFTING", { epoch: 99, metrics: { reconstruction_loss: 0.001 } })).toMatchObject({ ok: false, guard: "min_epochs" });
+    const o = seed.request("GRAFTING", { epoch: 100, metrics: { reconstruction_loss: 0.001 } });
+    expect(o).toMatchObject({ ok: true, epochsInFrom: 100 });
+    expect(seed.context()).toMatchObject({ epoch: 100, enteredAt: 100 });
+    // An older epoch (a late request) does not take the seed back in time.
+    expect(seed.request("STABILIZATION", { epoch: 30 })).toMatchObject({ ok: false, guard: "min_epochs", values: { epochs_in_state: 0 } });
+    expect(epochsInState(seed.context(), 180)).toBe(80);
   });
 });

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import { describe, expect } from "vitest";
 import { fc, test } from "@fast-check/vitest";
 import { LayerHost } from "../../src/runtime/layer-host.ts";
-import type { HostedCommand } from "../../src/runtime/messages.ts";
+import type { Command as HostedCommand } from "../../src/protocol/messages.ts";
 import type { SeedState } from "../../machines/lifecycle.ts";
 import { EDGES_BY_HAND, MIN_EPOCHS_BY_HAND, STATES_BY_HAND, TERMINALS_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
@@ -153,16 +153,15 @@ const freshModel = (): Model => ({
   stopped: false,
 });
 
-/** The actors, their persisted copies and the state table agree, and agree with the model. */
+/** The actors and the state table agree, and agree with the model. */
 const expectAgreement = (host: LayerHost, model: Model) => {
   for (let i = 0; i < NUM_SEEDS; i++) {
-    const live = host.liveSeed(i);
-    expect(host.seed(i)).toEqual(live);
+    const live = host.seed(i);
     expect(live.state).toBe(model.seeds[i]!.state);
-    expect(live.context.epochsInState).toBe(model.seeds[i]!.epochs);
+    expect(host.epochsInState(i)).toBe(model.seeds[i]!.epochs);
     const row = host.table.row(i);
     expect(row.state).toBe(live.state);
-    expect(row.epochsInState).toBe(live.context.epochsInState);
+    expect(row.epochsInState).toBe(host.epochsInState(i));
     expect(row.alpha).toBeCloseTo(live.context.alpha, 6);
     expect(row.errorCount).toBe(live.context.errorCount);
   }
@@ -218,7 +217,7 @@ describe("seed lifecycle against an independent model", () => {
             }
             case "metrics": {
               const step = concrete;
-              host.reportMetrics({ [step.seed]: step.metrics });
+              host.reportMetrics(new Map([[step.seed, step.metrics]]));
               model.seeds[step.seed]!.metrics = { ...model.seeds[step.seed]!.metrics, ...step.metrics };
               break;
             }
@@ -232,7 +231,7 @@ describe("seed lifecycle against an independent model", () => {
               model.stopped = true;
               // After an emergency stop no seed is left growing.
               for (let i = 0; i < NUM_SEEDS; i++) {
-                expect(["TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING"]).not.toContain(host.liveSeed(i).state);
+                expect(["TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING"]).not.toContain(host.seed(i).state);
               }
               break;
             }
@@ -244,7 +243,7 @@ describe("seed lifecycle against an independent model", () => {
             }
             case "batch": {
               const step = concrete;
-              const before = Array.from({ length: NUM_SEEDS }, (_, i) => host.liveSeed(i));
+              const before = Array.from({ length: NUM_SEEDS }, (_, i) => host.seed(i));
               const tableBefore = host.table.snapshot();
               const { result } = host.apply(
                 command({
@@ -267,7 +266,7 @@ describe("seed lifecycle against an independent model", () => {
               expect(result.code).toBe(failed ?? "ok");
               if (failed) {
                 // A rejected atomic batch changes no seed.
-                for (let i = 0; i < NUM_SEEDS; i++) expect(host.liveSeed(i)).toEqual(before[i]);
+                for (let i = 0; i < NUM_SEEDS; i++) expect(host.seed(i)).toEqual(before[i]);
                 expect(host.table.snapshot()).toEqual(tableBefore);
               } else {
                 model.seeds = scratch.seeds;
@@ -300,7 +299,7 @@ describe("seed lifecycle against an independent model", () => {
           const { result, transitions } = host.apply(command(lifecycle(0, step.to, step.force, step.metrics)));
           expect(result.code).toBe("terminal_state");
           expect(transitions).toEqual([]);
-          expect(host.liveSeed(0).state).toBe(terminal);
+          expect(host.seed(0).state).toBe(terminal);
         }
       } finally {
         host.stop();

@@ -7,7 +7,7 @@
 import { randomUUID } from "node:crypto";
 import type { SeedState } from "../../machines/lifecycle.ts";
 import type { LayerHost } from "../../src/runtime/layer-host.ts";
-import type { HostedCommand } from "../../src/runtime/messages.ts";
+import type { Command as HostedCommand } from "../../src/protocol/messages.ts";
 
 export type Lifecycle = Extract<HostedCommand, { message_type: "LifecycleTransitionCommand" }>;
 export type Blueprint = Extract<HostedCommand, { message_type: "BlueprintUpdateCommand" }>;

@@ -70,8 +70,9 @@ describe("a seed that throws while entering GRAFTING", () => {
     const { host } = hostWith();
     readyToGraft(host);
     host.apply(lifecycle(L, 0, "GRAFTING", { metrics: { reconstruction_loss: 0.001 } }));
-    expect(host.seed(0)).toMatchObject({ state: "TRAINING", context: { epochsInState: 100, alpha: 0 } });
+    expect(host.seed(0)).toMatchObject({ state: "TRAINING", context: { enteredAt: 0, alpha: 0 } });
     expect(host.table.row(0)).toMatchObject({ state: "TRAINING", epochsInState: 100 });
+    expect(host.epochsInState(0)).toBe(100);
   });
 
   // Regression: the host went on listening to the dead actor, so every later command to a

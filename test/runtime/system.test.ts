@@ -1,10 +1,13 @@
 /**
  * The in-process system: config validation, the typed handle, mailbox order (emergency stop
- * first, stale commands answered `timeout`), subscriptions and shutdown. Time is a variable the
- * test moves (the `clock` option); nothing sleeps.
+ * first, stale commands answered `timeout`), subscriptions and shutdown. Where time matters the
+ * system runs on a TestClock: nothing sleeps.
  */
+import { Clock, Effect, Exit, Scope } from "effect";
+import { TestClock } from "effect/testing";
 import { afterEach, describe, expect, test, vi } from "vitest";
-import { startSystem, SystemConfigError, type RunningSystem, type SystemConfig, type SystemEvent } from "../../src/runtime/system.ts";
+import { lifecycleCommand } from "../../src/protocol/make.ts";
+import { makeSystem, startSystem, SystemConfigError, type EsperSystem, type RunningSystem, type SystemConfig, type SystemEvent } from "../../src/runtime/system.ts";
 import type { CommandResult } from "../../src/protocol/messages.ts";
 import { batch, emergencyStop, lifecycle } from "./commands.ts";
 
@@ -18,11 +21,27 @@ afterEach(async () => {
   await Promise.all(running.splice(0).map((s) => s.close()));
 });
 
-/** A clock the test moves by hand. */
-const manualClock = (start = 1_000_000) => {
-  let now = start;
-  return { now: () => now, advance: (ms: number) => void (now += ms) };
+const T0 = 1_700_000_000_000;
+const scopes: Scope.Closeable[] = [];
+afterEach(async () => {
+  await Promise.all(scopes.splice(0).map((scope) => Effect.runPromise(Scope.close(scope, Exit.void))));
+});
+
+/** A system whose every clock (bridge, bus, client) is a TestClock set to T0: time moves only when the test says. */
+const startOnTestClock = async (): Promise<{ readonly system: EsperSystem; readonly clock: TestClock.TestClock }> => {
+  const scope = Scope.makeUnsafe();
+  scopes.push(scope);
+  const clock = await Effect.runPromise(Scope.provide(scope)(TestClock.make({ warningDelay: "1 hour" })));
+  await Effect.runPromise(clock.setTime(T0));
+  const system = await Effect.runPromise(
+    Scope.provide(scope)(makeSystem({ layers: [{ id: "dense1", seeds: 4 }], inspect: "" })).pipe(Effect.provideService(Clock.Clock, clock)),
+  );
+  return { system, clock };
 };
+
+/** A command sent `ageMs` before now (by the TestClock): it waited that long before the layer read it. */
+const sentAgo = (system: EsperSystem, seedId: number, timeoutMs: number, ageMs: number) =>
+  system.send(lifecycleCommand({ layer_id: "dense1", seed_id: seedId, target_state: "GERMINATED", timeout_ms: timeoutMs, timestamp: (T0 - ageMs) / 1000 }));
 
 describe("config errors are typed values", () => {
   test.each([
@@ -74,9 +93,9 @@ describe("the handle", () => {
   test("metrics and ticks reach the validators through the handle", async () => {
     const system = await start();
     for (const target of ["GERMINATED", "TRAINING"] as const) await system.transition("dense1", 0, target);
-    system.tick("dense1", 100);
+    await system.tick("dense1", 100);
     expect(await system.transition("dense1", 0, "GRAFTING")).toMatchObject({ code: "guard_failed" });
-    system.reportMetrics("dense1", { 0: { reconstruction_loss: 0.002 } });
+    await system.reportMetrics("dense1", { 0: { reconstruction_loss: 0.002 } });
     expect(await system.transition("dense1", 0, "GRAFTING")).toMatchObject({ code: "ok" });
   });
 
@@ -141,13 +160,10 @@ describe("mailbox order", () => {
   });
 
   test("a command whose timeout_ms elapsed while queued is answered timeout and not applied", async () => {
-    const clock = manualClock();
-    const system = await start({ clock: clock.now });
+    const { system } = await startOnTestClock();
     const transitions: SystemEvent[] = [];
     system.subscribe((e) => e.type === "transition" && transitions.push(e));
-    const stale = system.transition("dense1", 0, "GERMINATED", { timeoutMs: 100 });
-    clock.advance(101);
-    const result = await stale;
+    const result = await sentAgo(system, 0, 100, 101);
     expect(result).toMatchObject({ success: false, code: "timeout", seed_id: 0, details: { waited_ms: 101 } });
     expect(result.error).toContain("longer than its timeout_ms 100; not applied");
     expect(transitions).toEqual([]);
@@ -156,22 +172,17 @@ describe("mailbox order", () => {
   });
 
   test("a command that waited exactly its timeout_ms is still applied", async () => {
-    const clock = manualClock();
-    const system = await start({ clock: clock.now });
-    const onTime = system.transition("dense1", 0, "GERMINATED", { timeoutMs: 100 });
-    clock.advance(100);
-    expect(await onTime).toMatchObject({ code: "ok" });
+    const { system } = await startOnTestClock();
+    expect(await sentAgo(system, 0, 100, 100)).toMatchObject({ code: "ok" });
   });
 
   test("only the commands that outwaited their own timeout are dropped", async () => {
-    const clock = manualClock();
-    const system = await start({ clock: clock.now });
-    const short = system.transition("dense1", 0, "GERMINATED", { timeoutMs: 10 });
-    const long = system.transition("dense1", 1, "GERMINATED", { timeoutMs: 5_000 });
-    clock.advance(50);
-    expect((await short).code).toBe("timeout");
-    expect((await long).code).toBe("ok");
+    const { system } = await startOnTestClock();
+    const [short, long] = await Promise.all([sentAgo(system, 0, 10, 50), sentAgo(system, 1, 5_000, 50)]);
+    expect(short.code).toBe("timeout");
+    expect(long.code).toBe("ok");
   });
+
 });
 
 describe("subscribe", () => {

@@ -35,8 +35,13 @@ describe("trainer hooks feed the layer actors", () => {
       layers: [layerSpecOf(kasmina, { guards: { minEpochs: { TRAINING: 3, GRAFTING: 2 }, maxReconstructionLoss: 0.9 } })],
       inspect: "",
     });
-    const trainer = new KasminaTrainer({ layers: [kasmina], hooks: trainerHooks(system), telemetryEvery: 2, grafting: { rampSteps: 4 } });
-    const fit = (epochs: number) => model.fit(x, y, { epochs, batchSize: 16, verbose: 0, callbacks: [trainer.callback()] });
+    const hooks = trainerHooks(system);
+    const trainer = new KasminaTrainer({ layers: [kasmina], hooks, telemetryEvery: 2, grafting: { rampSteps: 4 } });
+    // Ticks and metrics travel on the layer's telemetry stream; `settled` waits until the actor has them.
+    const fit = async (epochs: number) => {
+      await model.fit(x, y, { epochs, batchSize: 16, verbose: 0, callbacks: [trainer.callback()] });
+      await hooks.settled();
+    };
 
     const dormantOut = (model.predict(x) as tf.Tensor).dataSync().slice();
     expect(await system.transition("hidden", 1, "GERMINATED")).toMatchObject({ code: "ok" });
@@ -46,7 +51,7 @@ describe("trainer hooks feed the layer actors", () => {
 
     await fit(2);
     // Two epochs: one tick per layer per epoch reached the actor and the table.
-    expect(system.layer("hidden").seed(1).context.epochsInState).toBe(2);
+    expect(system.layer("hidden").epochsInState(1)).toBe(2);
     expect(kasmina.table.row(1).epochsInState).toBe(2);
     expect(await system.transition("hidden", 1, "GRAFTING")).toMatchObject({ code: "guard_failed", details: { guard: "min_epochs" } });
 

@@ -1,7 +1,7 @@
-import { RESULT_CODES, type ResultCode, SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
-import { LAYER_ID_PATTERN, TRIGGERS, VERSION_PATTERN } from "./fields.ts";
-import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
-import type { CommandResult, StateTransitionEvent } from "./messages.ts";
+import { RESULT_CODES, type ResultCode, SEED_STATES, type SeedState } from "../../../machines/lifecycle.ts";
+import { LAYER_ID_PATTERN, TRIGGERS, VERSION_PATTERN } from "../fields.ts";
+import { MAX_MESSAGE_ID_LENGTH, MAX_SOURCE_LENGTH } from "../limits.ts";
+import type { CommandResult, StateTransitionEvent } from "../messages.ts";
 import { absent, isPlainMap, type WireMap } from "./wire-map.ts";
 
 /**
@@ -42,7 +42,7 @@ const hasCommonFields = (u: WireMap): boolean => {
   if (!isMessageId(u.message_id)) return false;
   const timestamp = u.timestamp;
   if (typeof timestamp !== "number" || !Number.isFinite(timestamp)) return false;
-  if (typeof u.source !== "string") return false;
+  if (typeof u.source !== "string" || u.source.length > MAX_SOURCE_LENGTH) return false;
   const version = u.version;
   if (version !== "1.0" && (typeof version !== "string" || !VERSION_PATTERN.test(version))) return false;
   const metadata = u.metadata;

@@ -1,7 +1,7 @@
-import { SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
-import { LAYER_ID_PATTERN, PRIORITIES, type Priority, VERSION_PATTERN } from "./fields.ts";
-import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
-import type { LifecycleTransitionCommand } from "./messages.ts";
+import { SEED_STATES, type SeedState } from "../../../machines/lifecycle.ts";
+import { LAYER_ID_PATTERN, PRIORITIES, type Priority, VERSION_PATTERN } from "../fields.ts";
+import { MAX_MESSAGE_ID_LENGTH, MAX_SOURCE_LENGTH } from "../limits.ts";
+import type { LifecycleTransitionCommand } from "../messages.ts";
 import { absent, isPlainMap, type WireMap } from "./wire-map.ts";
 
 /**
@@ -31,7 +31,7 @@ export const decodeLifecycleTransitionCommand = (u: unknown): LifecycleTransitio
   const timestamp = u.timestamp;
   if (typeof timestamp !== "number" || !Number.isFinite(timestamp)) return undefined;
   const source = u.source;
-  if (typeof source !== "string") return undefined;
+  if (typeof source !== "string" || source.length > MAX_SOURCE_LENGTH) return undefined;
   const version = u.version;
   if (version !== "1.0" && (typeof version !== "string" || !VERSION_PATTERN.test(version))) return undefined;
   const correlationId = u.correlation_id;

@@ -3,7 +3,7 @@ import { Result, Schema } from "effect";
 import { describe, expect, it } from "vitest";
 import { RESULT_CODES, SEED_STATES } from "../../machines/lifecycle.ts";
 import { CODECS } from "../../src/protocol/codec.ts";
-import { decodeCommandResult, decodeStateTransitionEvent } from "../../src/protocol/event-records.ts";
+import { decodeCommandResult, decodeStateTransitionEvent } from "../../src/protocol/fast/event-decoders.ts";
 import * as P from "../../src/protocol/index.ts";
 import { SAMPLES } from "./samples.ts";
 import { anyMap, field, strip } from "./arbitraries.ts";

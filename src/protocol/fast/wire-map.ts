@@ -1,4 +1,4 @@
-/** What the hand-written fast decoders (command-records.ts, event-records.ts) share about parsed input. */
+/** What the hand-written fast decoders (command-decoder.ts, event-decoders.ts) share about parsed input. */
 
 export type WireMap = Record<string, unknown>;
 

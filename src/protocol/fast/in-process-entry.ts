@@ -1,5 +1,5 @@
-import type { EntryFields } from "../bus/bus.ts";
-import type { Message } from "./messages.ts";
+import { IN_PROCESS, type EntryFields } from "../../bus/bus.ts";
+import type { Message } from "../messages.ts";
 
 /** How the bytes are made when asked for: encodeEntry with the options the entry was made with. */
 export type EntryEncoder<O> = (message: Message, options: O) => EntryFields;
@@ -19,6 +19,8 @@ export type EntryEncoder<O> = (message: Message, options: O) => EntryFields;
  * stream does, so that garbage was copied by every scavenge.
  */
 class InProcessFields<O = unknown> {
+  /** Tells a bus measuring entries (maxEntryBytes) that this one has no bytes to measure. */
+  readonly [IN_PROCESS] = true;
   readonly type: string;
   declare readonly enc?: string;
   readonly #message: Message;

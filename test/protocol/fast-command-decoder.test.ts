@@ -2,7 +2,7 @@ import { fc, test } from "@fast-check/vitest";
 import { Result, Schema } from "effect";
 import { describe, expect, it } from "vitest";
 import { SEED_STATES } from "../../machines/lifecycle.ts";
-import { decodeLifecycleTransitionCommand } from "../../src/protocol/command-records.ts";
+import { decodeLifecycleTransitionCommand } from "../../src/protocol/fast/command-decoder.ts";
 import * as P from "../../src/protocol/index.ts";
 import { SAMPLES } from "./samples.ts";
 import { anyMap, field, strip } from "./arbitraries.ts";

@@ -1,0 +1,387 @@
+/**
+ * The mailbox bridge: a layer's streams -> its layer actor (LayerHost) -> its event stream.
+ *
+ * A batch read from `P.control.layer.{L}` (group `kasmina`) or `P.control.all` (group
+ * `kasmina.{L}`, so every layer sees every entry once) goes through four pure steps:
+ *
+ *     decode (decode.ts) -> admit (admit.ts) -> settle (settle.ts, the layer decides) -> plan (plan.ts)
+ *
+ * and this file is the thin shell around them: it reads, commits the plan (commit-loop.ts),
+ * and puts the layer back when a commit does not land. `P.telemetry.layer.{L}` (group
+ * `kasmina`) brings the trainer's epoch ticks and guard metrics (intake.ts).
+ *
+ * What it guarantees (PROTOCOL.md "Consumer groups and delivery"):
+ * - Exactly one answer per command and each command's effects once: answers, snapshots, events
+ *   and acks land in one atomic commit, and the dedupe table in the same commit makes a
+ *   redelivery harmless.
+ * - Stream order, whatever happens: a worker takes over what its group held pending when it
+ *   starts (under any consumer name) and applies it first; a batch is held until its commit
+ *   lands or its entries are dead-lettered, and nothing newer is read meanwhile.
+ * - An emergency stop overtakes any backlog: behind a full batch, the bridge looks ahead in the
+ *   layer's stream for stops (Bus.scanFor) and applies them first (they are removed from the
+ *   stream, never delivered again); P.control.all is drained before the layer's own stream at
+ *   start. Growth commands queued behind a stop are then answered `emergency_stopped`.
+ * - A Redis that lost the layer's data is noticed (the generation marker every commit requires,
+ *   checked again every `houseKeepingMs`): the bridge stops with LayerDataLost.
+ */
+import { hostname } from "node:os";
+import { Clock, Deferred, Effect, Schedule, Semaphore, type Scope } from "effect";
+import { compareStreamIds, parseStreamId } from "../bus/stream-id.ts";
+import type { Bus, BusError, CommitOp, Entry, Reader } from "../bus/bus.ts";
+import { isNoGroup } from "../bus/redis-reader.ts";
+import { initialSeed, type PersistedSeed } from "../../machines/seed.ts";
+import { decodeEntry, encodeEntry, encodeEntryInProcess, maxEntryBytes } from "../protocol/entry.ts";
+import { newMessageId } from "../protocol/message-id.ts";
+import type { CommandResult, Message } from "../protocol/messages.ts";
+import { GROUPS, streams } from "../protocol/streams.ts";
+import { boundedMessage } from "../runtime/bounded-message.ts";
+import type { LayerHost } from "../runtime/layer-host.ts";
+import { decodeTelemetryEntry, type TelemetryContent } from "../telemetry/decode.ts";
+import { admit, readmit, type Admission } from "./admit.ts";
+import { commitUntilLanded, type CommitPolicy } from "./commit-loop.ts";
+import { decodeRead, decodeReads, type Read } from "./decode.ts";
+import { intakeOf } from "./intake.ts";
+import { resolveBridgeOptions, type BridgeOptions } from "./options.ts";
+import { planCommit, sameGeneration } from "./plan.ts";
+import { dataLost, generationHolds, LayerDataLost, restoreLayer, type BridgeRestoreError, type Stored } from "./restore.ts";
+import { settle, type Settlement } from "./settle.ts";
+import { deferredValue, layerKeys, markerField, RECORD_FIELD, recordValue, text, type LayerKeys } from "./store.ts";
+import { SourceRates } from "./source-rates.ts";
+
+export interface BridgeStats {
+  /** Control entries read and settled (answered, dead-lettered, or recognised as duplicates). */
+  readonly entries: number;
+  readonly applied: number;
+  readonly duplicates: number;
+  readonly deadLettered: number;
+  readonly commits: number;
+  /** Emergency stops applied ahead of the commands queued before them. */
+  readonly stopsAhead: number;
+  /** Telemetry entries taken in (epoch ticks, guard metrics), and those that could not be read. */
+  readonly telemetry: number;
+  readonly telemetryRejected: number;
+  /** Batches held back while their commit waited for Redis. */
+  readonly waits: number;
+}
+
+export interface LayerBridge {
+  readonly layerId: string;
+  readonly host: LayerHost;
+  readonly stats: () => BridgeStats;
+  /** Succeeds once the bridge has settled the entry `id` of `stream` (and everything before it). */
+  readonly settled: (stream: string, id: string) => Effect.Effect<void>;
+  /** Fails when the bridge has stopped for good because the layer's data was lost; never succeeds. */
+  readonly failed: Effect.Effect<never, LayerDataLost>;
+}
+
+const later = (a: string, b: string): string => (compareStreamIds(parseStreamId(a)!, parseStreamId(b)!) >= 0 ? a : b);
+
+/**
+ * Starts the bridge for one layer in the current Scope: restores the layer from the store, takes
+ * over what its groups hold pending, applies stops queued for it, and reads until the Scope
+ * closes (the batch in hand is finished and committed first; see commit-loop.ts for how long).
+ */
+export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions = {}): Effect.Effect<LayerBridge, BusError | BridgeRestoreError | LayerDataLost, Scope.Scope> =>
+  Effect.gen(function* () {
+    const o = resolveBridgeOptions(options, `${hostname()}-${process.pid}`);
+    const clock = yield* Clock.Clock;
+    const now = () => clock.currentTimeMillisUnsafe();
+    const layerId = host.layerId;
+    const keys: LayerKeys = layerKeys(streams(o.namespace), layerId);
+    const groupOf = (stream: string) => (stream === keys.all ? keys.allGroup : GROUPS.kasmina);
+    const stats = { entries: 0, applied: 0, duplicates: 0, deadLettered: 0, commits: 0, stopsAhead: 0, telemetry: 0, telemetryRejected: 0, waits: 0 };
+    const limit = maxEntryBytes(o.maxBytes);
+    const decodeOptions = { maxBytes: o.maxBytes, hmacKey: o.hmacKey, maxSignedAgeMs: o.maxSignedAgeMs };
+    const rates = new SourceRates({ perSecond: o.ratePerSource });
+    const lost = yield* Deferred.make<never, LayerDataLost>();
+    const marker = markerField(o.consumer);
+
+    const stored: Stored = yield* restoreLayer(bus, layerId, host.numSeeds, keys);
+    host.restore(stored.seeds, stored.record);
+
+    // Everything written stays within the size every reader accepts (bounded-message.ts). In
+    // process an answer travels as the object it is, frozen: every reader gets that very object.
+    const encodeOptions = { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
+    const encode = bus.inProcess
+      ? (message: Message) => encodeEntryInProcess(deepFreeze(message), { ...encodeOptions, trusted: true })
+      : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
+
+    /** The layer back to what the store holds, for the seeds a batch changed. */
+    const rollback = (changed: Iterable<number>) => {
+      const seeds = new Map<number, PersistedSeed>();
+      for (const seedId of changed) seeds.set(seedId, stored.seeds.get(seedId) ?? initialSeed(seedId));
+      host.restore(seeds, stored.record);
+    };
+    const remember = (changed: Iterable<number>, record: Settlement["record"]) => {
+      for (const seedId of changed) stored.seeds.set(seedId, host.seed(seedId));
+      if (record !== undefined) stored.record = record;
+    };
+    const landed = (token: string) => Effect.map(bus.hmget(keys.meta, [marker]), ([held]) => text(held) === token);
+    const policy = (what: string): CommitPolicy => ({ maxCommitAttempts: o.maxCommitAttempts, maxRetryDelayMs: o.maxRetryDelayMs, what: `layer ${layerId}: ${what}` });
+    const isLost = (error: BusError) => error.reason === "conflict" && error.key === keys.meta;
+    const failLost = (what: string) => Effect.andThen(Deferred.fail(lost, dataLost(layerId, what)), Effect.interrupt);
+
+    /** What is stored for the batch's message ids (a redelivery, or a copy answered meanwhile). Waits for Redis. */
+    const readKnown = (ids: readonly string[]): Effect.Effect<Map<string, CommandResult>> => {
+      const asked = ids.length === 0 ? ["-"] : ids;
+      const read = Effect.zipWith(bus.hmget(keys.results, asked), bus.hmget(keys.resultsOld, asked), (current, old) => {
+        const known = new Map<string, CommandResult>();
+        asked.forEach((id, i) => {
+          const bytes = current[i] ?? old[i];
+          const decoded = bytes ? decodeEntry(keys.events, { data: bytes, type: "CommandResult", enc: "msgpack" }) : undefined;
+          if (decoded?._tag === "Success" && decoded.success.message_type === "CommandResult") known.set(id, decoded.success);
+        });
+        return known;
+      });
+      return read.pipe(Effect.retry({ schedule: Schedule.spaced(Math.min(500, o.maxRetryDelayMs)), while: (e) => e.reason !== "closed" }), Effect.orDie);
+    };
+
+    /** Gives up on a batch whose commit keeps failing: its entries go to the dead-letter stream, answered where attributable. */
+    const giveUp = (reads: readonly Read[], admissions: readonly Admission[], error: BusError, interruptible: <A, E>(e: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
+      Effect.gen(function* () {
+        const why = `the layer could not commit this entry: ${error.message}`;
+        yield* Effect.logError(`layer ${layerId}: giving up on a batch of ${reads.length} entries after ${o.maxCommitAttempts} failed commits (${error.message}); they go to the dead-letter stream`);
+        const settlement: Settlement = {
+          settled: admissions.map((a) => (a.kind === "skip" ? { kind: "ack" as const, read: a.read } : { kind: "dead" as const, read: a.read, code: "internal", error: why })),
+          changed: new Set(),
+          record: undefined,
+        };
+        const token = newMessageId();
+        const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots: new Map(), marker: { field: marker, token }, now: now() });
+        // Dead-lettering waits for Redis like any commit, and is tried for as long as it takes.
+        for (;;) {
+          const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`dead-lettering ${reads.length} entries`), interruptible);
+          if (landing.landed) break;
+          if (isLost(landing.error)) return yield* failLost("the generation marker changed");
+          yield* Effect.logError(`layer ${layerId}: dead-lettering failed too (${landing.error.message}); trying again`);
+          yield* interruptible(Effect.sleep(o.maxRetryDelayMs));
+        }
+        stats.deadLettered += reads.length;
+        stats.entries += reads.length;
+      });
+
+    // One batch at a time per layer: apply order = commit order = event stream order.
+    const lock = yield* Semaphore.make(1);
+
+    /** Settles and commits one batch of control entries: see the file comment. */
+    const handle = (reads: readonly Read[]): Effect.Effect<void> =>
+      reads.length === 0
+        ? Effect.void
+        : Semaphore.withPermit(
+            lock,
+            Effect.uninterruptibleMask((interruptible) =>
+              Effect.gen(function* () {
+                const at = now();
+                const decoded = decodeReads(reads, decodeOptions);
+                const ids = decoded.flatMap((d) => (d.ok && "message_id" in d.message ? [d.message.message_id] : []));
+                // A redelivery was likely answered before it came again: read what is stored first.
+                const known = reads.some((r) => r.entry.deliveries > 1) ? yield* interruptible(readKnown(ids)) : null;
+                let admissions = admit(decoded, { layerId, allStream: keys.all, now: at, maxDeliveries: o.maxDeliveries, known, rates, ratePerSource: o.ratePerSource, source: host.source });
+                for (;;) {
+                  const settlement = settle(admissions, host, { now: at });
+                  const token = newMessageId();
+                  const snapshots = new Map([...settlement.changed].map((seedId) => [seedId, host.seed(seedId)] as const));
+                  const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots, marker: { field: marker, token }, now: at });
+                  const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`batch of ${reads.length} entries`), interruptible).pipe(
+                    Effect.onInterrupt(() => Effect.sync(() => rollback(settlement.changed))),
+                  );
+                  if (landing.landed) {
+                    remember(settlement.changed, settlement.record);
+                    count(settlement);
+                    return;
+                  }
+                  rollback(settlement.changed);
+                  if (isLost(landing.error)) return yield* failLost("a commit found its generation marker gone");
+                  if (landing.error.reason === "conflict") {
+                    // Another delivery answered one of these ids meanwhile: settle again with what is stored.
+                    admissions = readmit(admissions, yield* interruptible(readKnown(ids)));
+                    continue;
+                  }
+                  return yield* giveUp(reads, admissions, landing.error, interruptible);
+                }
+              }),
+            ),
+          );
+
+    const count = (settlement: Settlement) => {
+      stats.commits++;
+      for (const s of settlement.settled) {
+        stats.entries++;
+        if (s.read.ahead === true && s.kind === "answer" && s.applied) stats.stopsAhead++;
+        if (s.kind === "dead") stats.deadLettered++;
+        else if (s.kind === "answer" && s.applied) stats.applied++;
+        else if (s.kind === "answer" && s.result.details.duplicate === true) stats.duplicates++;
+      }
+    };
+
+    /** Emergency stops for this layer queued in its stream after `after`, looked for without reading the backlog. */
+    let scannedThrough = "0-0";
+    const stopsAhead = (after: string): Effect.Effect<Read[], BusError> =>
+      Effect.gen(function* () {
+        let from = later(scannedThrough, after);
+        const found: Read[] = [];
+        for (;;) {
+          const page = yield* bus.scanFor(keys.control, from, "EmergencyStopCommand", o.scanCount, limit);
+          for (const entry of page.found) {
+            const read: Read = { stream: keys.control, entry: { ...entry, deliveries: 1 }, ahead: true };
+            const d = decodeRead(read, decodeOptions);
+            // Only what will surely apply goes ahead; anything doubtful is judged in its turn.
+            if (d.ok && d.message.message_type === "EmergencyStopCommand" && (d.message.layer_id === null || d.message.layer_id === layerId)) found.push(read);
+          }
+          if (page.lastId === from) break;
+          from = page.lastId;
+        }
+        scannedThrough = from;
+        return found;
+      });
+
+    /** Telemetry in: the trainer's epoch count and the seeds' guard metrics, committed with the seeds they changed. */
+    const settledThrough = new Map<string, string>();
+    const waiters = new Set<{ readonly stream: string; readonly id: string; readonly done: Deferred.Deferred<void> }>();
+    const markSettled = (stream: string, id: string) =>
+      Effect.gen(function* () {
+        settledThrough.set(stream, later(settledThrough.get(stream) ?? "0-0", id));
+        for (const w of waiters) {
+          if (w.stream === stream && compareStreamIds(parseStreamId(w.id)!, parseStreamId(settledThrough.get(stream)!)!) <= 0) {
+            waiters.delete(w);
+            yield* Deferred.succeed(w.done, undefined);
+          }
+        }
+      });
+
+    const handleTelemetry = (entries: readonly Entry[]): Effect.Effect<void> =>
+      entries.length === 0
+        ? Effect.void
+        : Semaphore.withPermit(
+            lock,
+            Effect.uninterruptibleMask((interruptible) =>
+              Effect.gen(function* () {
+                const contents: TelemetryContent[] = [];
+                for (const entry of entries) {
+                  const decoded = entry.oversize !== undefined ? undefined : decodeTelemetryEntry(keys.telemetry, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey ? { hmacKey: o.hmacKey, requireSig: false } : {}) });
+                  if (decoded?._tag === "Success") contents.push(decoded.success);
+                  else stats.telemetryRejected++;
+                }
+                const intake = intakeOf(layerId, contents);
+                const before = host.record;
+                const changed = new Set<number>();
+                if (intake.epoch !== undefined && intake.epoch > before.epoch) for (const id of host.tick(intake.epoch - before.epoch)) changed.add(id);
+                for (const id of host.reportMetrics(intake.metrics)) changed.add(id);
+                const record = host.record.epoch !== before.epoch ? host.record : undefined;
+                const token = newMessageId();
+                const ops: CommitOp[] = [sameGeneration(keys, stored.generation)];
+                if (changed.size > 0) ops.push({ op: "hset", key: keys.state, values: new Map([...changed].map((id) => [String(id), deferredValue(host.seed(id))] as const)) });
+                ops.push(
+                  { op: "hset", key: keys.meta, values: { [marker]: token, ...(record !== undefined ? { [RECORD_FIELD]: recordValue(record) } : {}) } },
+                  { op: "ack", stream: keys.telemetry, group: GROUPS.kasmina, ids: entries.map((e) => e.id) },
+                );
+                const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`telemetry of ${entries.length} entries`), interruptible).pipe(
+                  Effect.onInterrupt(() => Effect.sync(() => rollback(changed))),
+                );
+                if (!landing.landed) {
+                  rollback(changed);
+                  if (isLost(landing.error)) return yield* failLost("a commit found its generation marker gone");
+                  // Telemetry may be dropped (PROTOCOL.md): counted, logged, and acked so the stream moves on.
+                  stats.telemetryRejected += entries.length;
+                  yield* Effect.logWarning(`layer ${layerId}: dropping ${entries.length} telemetry entries that could not be committed: ${landing.error.message}`);
+                  yield* Effect.ignore(bus.ack(keys.telemetry, GROUPS.kasmina, entries.map((e) => e.id)));
+                } else {
+                  remember(changed, record);
+                  stats.telemetry += entries.length;
+                }
+                yield* markSettled(keys.telemetry, entries[entries.length - 1]!.id);
+              }),
+            ),
+          );
+
+    /** A read that waits out an unavailable Redis; a vanished group is checked for lost data first. */
+    const readFrom = (reader: Reader, stream: string, startId: "0" | "$"): Effect.Effect<readonly Entry[]> =>
+      reader.read.pipe(
+        Effect.catch((error: BusError) => {
+          if (error.reason === "closed") return Effect.interrupt;
+          if (isNoGroup(error)) {
+            return Effect.flatMap(Effect.orElseSucceed(generationHolds(bus, keys, stored.generation), () => true), (holds) =>
+              holds ? Effect.as(Effect.ignore(bus.ensureGroup(stream, groupOf(stream), startId)), []) : failLost(`the group ${groupOf(stream)} of ${stream} vanished with the marker`),
+            );
+          }
+          return Effect.logWarning(`layer ${layerId}: reading ${stream}: ${error.message}`).pipe(Effect.andThen(Effect.sleep(Math.min(500, o.maxRetryDelayMs))), Effect.as([]));
+        }),
+      );
+
+    const openReader = (stream: string, blockMs: number) =>
+      bus.reader({ stream, group: groupOf(stream), consumer: o.consumer, count: o.readCount, blockMs, maxEntryBytes: limit, recreateGroup: false });
+
+    // Groups, then what earlier workers left pending: it is ours now, and read back first.
+    yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");
+    // A layer joins P.control.all and its telemetry from now on: what came before it existed is not its business.
+    yield* bus.ensureGroup(keys.all, keys.allGroup, "$");
+    yield* bus.ensureGroup(keys.telemetry, GROUPS.kasmina, "$");
+    for (const stream of [keys.control, keys.all, keys.telemetry]) yield* bus.takeOver(stream, groupOf(stream), o.consumer);
+
+    // Stops for every layer sent while the layer was down come first, then stops queued in its own backlog.
+    yield* Effect.scoped(
+      Effect.gen(function* () {
+        const all = yield* openReader(keys.all, 0);
+        for (let batch = yield* readFrom(all, keys.all, "$"); batch.length > 0; batch = yield* readFrom(all, keys.all, "$")) {
+          yield* handle(batch.map((entry) => ({ stream: keys.all, entry })));
+        }
+      }),
+    );
+    scannedThrough = (yield* bus.groupInfo(keys.control, GROUPS.kasmina))?.lastDeliveredId ?? "0-0";
+    yield* handle(yield* stopsAhead(scannedThrough));
+
+    const controlLoop = (stream: string, startId: "0" | "$") =>
+      Effect.gen(function* () {
+        const reader = yield* openReader(stream, o.blockMs);
+        yield* Effect.forever(
+          Effect.gen(function* () {
+            const entries = yield* readFrom(reader, stream, startId);
+            let reads: Read[] = entries.map((entry) => ({ stream, entry }));
+            // A full batch means more waits behind it: any emergency stop there goes first.
+            if (stream === keys.control && entries.length >= o.readCount) {
+              const ahead = yield* stopsAhead(entries[entries.length - 1]!.id).pipe(Effect.orElseSucceed((): Read[] => []));
+              reads = [...ahead, ...reads];
+            }
+            yield* handle(reads);
+          }),
+        );
+      });
+    const telemetryLoop = Effect.gen(function* () {
+      const reader = yield* openReader(keys.telemetry, o.blockMs);
+      yield* Effect.forever(Effect.flatMap(readFrom(reader, keys.telemetry, "$"), handleTelemetry));
+    });
+
+    // Control streams are trimmed of what every group is done with; the marker is checked on the way.
+    const houseKeeping = Effect.gen(function* () {
+      if (!(yield* generationHolds(bus, keys, stored.generation))) return yield* failLost("the generation marker is gone from its meta key");
+      for (const stream of [keys.control, keys.all]) yield* bus.trimDelivered(stream);
+    }).pipe(Effect.catch((error: BusError) => Effect.logWarning(`layer ${layerId}: house-keeping: ${error.message}`)));
+
+    yield* Effect.forkScoped(controlLoop(keys.control, "0"));
+    yield* Effect.forkScoped(controlLoop(keys.all, "$"));
+    yield* Effect.forkScoped(telemetryLoop);
+    yield* Effect.forkScoped(Effect.repeat(houseKeeping, Schedule.spaced(Math.max(10, o.houseKeepingMs))));
+
+    const settledOn = (stream: string, id: string): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        const through = settledThrough.get(stream);
+        if (through !== undefined && compareStreamIds(parseStreamId(id)!, parseStreamId(through)!) <= 0) return Effect.void;
+        return Effect.flatMap(Deferred.make<void>(), (done) => {
+          waiters.add({ stream, id, done });
+          return Deferred.await(done);
+        });
+      });
+
+    return { layerId, host, stats: () => ({ ...stats }), settled: settledOn, failed: Deferred.await(lost) };
+  });
+
+/** Freezes a message and the maps and lists in it (they are small: a result's details, an event's metrics). */
+const deepFreeze = <T>(value: T): T => {
+  if (value !== null && typeof value === "object" && !Object.isFrozen(value) && !(value instanceof Uint8Array)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+};
+
+export { BridgeRestoreError, LayerDataLost } from "./restore.ts";

@@ -1,0 +1,84 @@
+import type { Codec } from "../protocol/codec.ts";
+import type { HmacKey } from "../protocol/entry.ts";
+
+/** Everything a layer's bridge can be told. Every default is written once, in BRIDGE_DEFAULTS. */
+export interface BridgeOptions {
+  /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
+  readonly namespace?: string;
+  /**
+   * This worker's consumer name in the groups. Default `${hostname}-${pid}`. Whatever the name,
+   * a worker takes over what its group holds pending when it starts and applies it first.
+   */
+  readonly consumer?: string;
+  /** Codec for what the bridge writes (events, results). Default "msgpack". */
+  readonly codec?: Codec;
+  /** The deployment's HMAC key: control entries must then carry a valid, fresh `sig`, and what the bridge writes is signed. */
+  readonly hmacKey?: HmacKey;
+  /**
+   * A signed command must have been written within this long of its own `timestamp` (measured
+   * against the entry id Redis gave it), so a captured signed entry cannot be written again later.
+   * Default 60,000 ms.
+   */
+  readonly maxSignedAgeMs?: number;
+  /** Largest accepted `data`, in bytes (the whole entry may add 4 KiB of other fields); what the bridge writes is kept within it too. Default 1 MiB. */
+  readonly maxBytes?: number;
+  /** Deliveries before an entry is dead-lettered. Default 5. */
+  readonly maxDeliveries?: number;
+  /** Entries per read. Default 256. */
+  readonly readCount?: number;
+  /** How long a read waits for new entries. Default 1000 ms. */
+  readonly blockMs?: number;
+  /** Commands per `source` per second before `rate_limited`. Default 100000; 0 = no limit. */
+  readonly ratePerSource?: number;
+  /** MAXLEN ~ for the event stream and the dead-letter stream. Default 100000. */
+  readonly maxLen?: number;
+  /**
+   * How many answers are kept to recognise a command that comes again: the last `dedupeWindow`
+   * to 2 x `dedupeWindow` commands (two generations of P.results.layer.{L}; the older is dropped
+   * when the newer fills). A copy arriving later than that is applied again. Default 100000,
+   * as the event stream's MAXLEN: what is still in the event stream can be recognised.
+   */
+  readonly dedupeWindow?: number;
+  /**
+   * How often the control streams are trimmed of what their groups are done with, and the layer's
+   * generation marker is checked (a Redis that lost its data is noticed then at the latest).
+   * Default 5000 ms.
+   */
+  readonly houseKeepingMs?: number;
+  /**
+   * Commit attempts for a batch whose commit Redis refuses for a reason that is not an outage
+   * (a script error, a key of the wrong type), before its entries are dead-lettered. Default 3.
+   */
+  readonly maxCommitAttempts?: number;
+  /** Longest wait between attempts to commit a batch while Redis is away or refusing writes. Default 2000 ms. */
+  readonly maxRetryDelayMs?: number;
+  /** Entries a look-ahead for emergency stops reads per call. Default 1000. */
+  readonly scanCount?: number;
+}
+
+export const BRIDGE_DEFAULTS = {
+  codec: "msgpack" as Codec,
+  maxSignedAgeMs: 60_000,
+  maxBytes: 1_048_576,
+  maxDeliveries: 5,
+  readCount: 256,
+  blockMs: 1_000,
+  ratePerSource: 100_000,
+  maxLen: 100_000,
+  dedupeWindow: 100_000,
+  houseKeepingMs: 5_000,
+  maxCommitAttempts: 3,
+  maxRetryDelayMs: 2_000,
+  scanCount: 1_000,
+};
+
+export type ResolvedBridgeOptions = typeof BRIDGE_DEFAULTS & {
+  readonly namespace: string | undefined;
+  readonly consumer: string;
+  readonly hmacKey: HmacKey | undefined;
+};
+
+export const resolveBridgeOptions = (options: BridgeOptions, defaultConsumer: string): ResolvedBridgeOptions => {
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as BridgeOptions;
+  return { ...BRIDGE_DEFAULTS, ...given, namespace: options.namespace, consumer: options.consumer ?? defaultConsumer, hmacKey: options.hmacKey } as ResolvedBridgeOptions;
+};

@@ -1,0 +1,103 @@
+/**
+ * Step 4 of the bridge: a settled batch as ONE atomic commit (Bus.commit). Pure. In order:
+ *
+ * 1. preconditions: the layer's generation marker still holds (else Redis lost the layer's data
+ *    and nothing may be written over it), and none of the batch's first-time message ids has an
+ *    answer stored (else another delivery answered it meanwhile: the batch is settled again);
+ * 2. per entry, in the order settled: dead letters (copied where they lie, with their answer when
+ *    attributable), events then the result on the layer's event stream;
+ * 3. the changed seeds' snapshots, the first-time answers (the dedupe table, rotated when full),
+ *    the layer's record when it changed, the commit's token (see bridge.ts `landed`);
+ * 4. the acks (an entry found ahead of its group is deleted instead: it was never delivered).
+ */
+import type { CommitOp, EntryFields, HashValue } from "../bus/bus.ts";
+import type { PersistedSeed } from "../../machines/seed.ts";
+import type { CommandResult, Message } from "../protocol/messages.ts";
+import type { LayerRecord } from "../runtime/layer-host.ts";
+import type { Settlement } from "./settle.ts";
+import { deferredValue, GENERATION_FIELD, RECORD_FIELD, recordValue, type LayerKeys } from "./store.ts";
+
+export interface PlanContext {
+  readonly keys: LayerKeys;
+  /** The group each stream is read in. */
+  readonly groupOf: (stream: string) => string;
+  /** How a message becomes an entry of the event stream. */
+  readonly encode: (message: Message) => EntryFields;
+  readonly maxLen: number;
+  readonly dedupeWindow: number;
+  /** The generation this bridge restored; the commit is refused if the store's is not it. */
+  readonly generation: string;
+  /** The current snapshot of each changed seed. */
+  readonly snapshots: ReadonlyMap<number, PersistedSeed>;
+  /** Where and what the commit's token is. */
+  readonly marker: { readonly field: string; readonly token: string };
+  /** Time (ms) the dead letters are stamped with. */
+  readonly now: number;
+}
+
+/** The precondition every commit of the layer starts with: the store is still the one restored. */
+export const sameGeneration = (keys: LayerKeys, generation: string): CommitOp => ({ op: "expect", key: keys.meta, field: GENERATION_FIELD, value: generation });
+
+export const planCommit = (settlement: Settlement, context: PlanContext): CommitOp[] => {
+  const { keys } = context;
+  const ops: CommitOp[] = [sameGeneration(keys, context.generation)];
+  const firstIds: string[] = [];
+  const answers = new Map<string, HashValue>();
+  for (const s of settlement.settled) if (s.kind === "answer" && s.first) firstIds.push(s.result.correlation_id);
+  if (firstIds.length > 0) {
+    ops.push({ op: "absent", key: keys.results, fields: firstIds }, { op: "absent", key: keys.resultsOld, fields: firstIds });
+  }
+
+  const acks = new Map<string, string[]>();
+  const deletes = new Map<string, string[]>();
+  const done = (stream: string, id: string, ahead: boolean) => {
+    const into = ahead ? deletes : acks;
+    const list = into.get(stream);
+    if (list === undefined) into.set(stream, [id]);
+    else list.push(id);
+  };
+  const publish = (message: Message) => ops.push({ op: "xadd", stream: keys.events, fields: context.encode(message), maxLen: context.maxLen });
+
+  for (const s of settlement.settled) {
+    const { stream, entry } = s.read;
+    if (s.kind === "dead") {
+      ops.push({
+        op: "deadletter",
+        dlq: s.read.stream === keys.all ? keys.dlqAll : keys.dlq,
+        stream,
+        group: context.groupOf(stream),
+        id: entry.id,
+        code: s.code,
+        error: s.error,
+        deliveries: entry.deliveries,
+        failedAt: context.now,
+        maxLen: context.maxLen,
+      });
+      if (s.answer !== undefined) publish(s.answer);
+      // The letter acks it; one found ahead was never delivered, so it is removed as well.
+      if (s.read.ahead === true) done(stream, entry.id, true);
+      continue;
+    }
+    if (s.kind === "answer") {
+      for (const t of s.transitions) publish(t);
+      publish(s.result);
+      if (s.first) answers.set(s.result.correlation_id, deferredValue(s.result as CommandResult));
+    }
+    done(stream, entry.id, s.read.ahead === true);
+  }
+
+  if (context.snapshots.size > 0) {
+    const state = new Map<string, HashValue>();
+    for (const [seedId, snapshot] of context.snapshots) state.set(String(seedId), deferredValue(snapshot));
+    ops.push({ op: "hset", key: keys.state, values: state });
+  }
+  if (answers.size > 0) {
+    ops.push({ op: "rotate", key: keys.results, to: keys.resultsOld, atFields: context.dedupeWindow }, { op: "hset", key: keys.results, values: answers });
+  }
+  const meta: Record<string, HashValue> = { [context.marker.field]: context.marker.token };
+  if (settlement.record !== undefined) meta[RECORD_FIELD] = recordValue(settlement.record as LayerRecord);
+  ops.push({ op: "hset", key: keys.meta, values: meta });
+  for (const [stream, ids] of acks) ops.push({ op: "ack", stream, group: context.groupOf(stream), ids });
+  for (const [stream, ids] of deletes) ops.push({ op: "xdel", stream, ids });
+  return ops;
+};

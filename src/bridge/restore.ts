@@ -1,0 +1,78 @@
+/**
+ * How a bridge finds its layer in the store when it starts: the seeds' snapshots and the layer's
+ * record, checked, and the layer's generation marker. A layer seen for the first time gets its
+ * marker. A store that holds some of a layer but no marker lost its data (Redis restarted without
+ * persistence, or was flushed, after the layer was stored): the bridge refuses to start rather
+ * than bring the layer back in a state it never had (DORMANT seeds that had grown, commands
+ * applied twice because their answers are gone).
+ */
+import { Data, Effect, Result } from "effect";
+import { newMessageId } from "../protocol/message-id.ts";
+import type { Bus, BusError } from "../bus/bus.ts";
+import type { PersistedSeed } from "../../machines/seed.ts";
+import type { LayerRecord } from "../runtime/layer-host.ts";
+import { GENERATION_FIELD, readRecord, readSeed, RECORD_FIELD, text, type LayerKeys } from "./store.ts";
+
+export class BridgeRestoreError extends Data.TaggedError("BridgeRestoreError")<{ readonly message: string }> {}
+
+/**
+ * The layer's data is gone from Redis while it was being served, or partly gone when it starts.
+ * The worker stops: see docs/operations.md "When Redis lost a layer's data".
+ */
+export class LayerDataLost extends Data.TaggedError("LayerDataLost")<{ readonly layerId: string; readonly message: string }> {}
+
+export const dataLost = (layerId: string, what: string): LayerDataLost =>
+  new LayerDataLost({
+    layerId,
+    message:
+      `Redis lost layer ${layerId}'s data (${what}): it restarted without persistence or was flushed. ` +
+      `The worker stops instead of writing over it. Restore Redis from its AOF/RDB backup and start the worker again; ` +
+      `or, to start the layer over with every seed DORMANT, delete its keys (esper layer reset --layer ${layerId}) first.`,
+  });
+
+/** What the store holds of a layer: the bridge's picture of it, kept current as it commits. */
+export interface Stored {
+  readonly generation: string;
+  readonly seeds: Map<number, PersistedSeed>;
+  record: LayerRecord;
+}
+
+export const restoreLayer = (bus: Bus, layerId: string, numSeeds: number, keys: LayerKeys): Effect.Effect<Stored, BusError | BridgeRestoreError | LayerDataLost> =>
+  Effect.gen(function* () {
+    const meta = yield* bus.hgetall(keys.meta);
+    const state = yield* bus.hgetall(keys.state);
+    const seeds = new Map<number, PersistedSeed>();
+    for (const field of Object.keys(state)) {
+      const seedId = Number(field);
+      if (!Number.isInteger(seedId) || seedId < 0 || seedId >= numSeeds) {
+        return yield* new BridgeRestoreError({
+          message: `${keys.state} holds seed ${field}, but layer ${layerId} has ${numSeeds} seeds; start the worker with the seed count it was created with, or delete the key`,
+        });
+      }
+      const seed = readSeed(state[field]!, seedId);
+      if (Result.isFailure(seed)) return yield* new BridgeRestoreError({ message: `${keys.state}: ${seed.failure}; the store was written by something else` });
+      seeds.set(seedId, seed.success);
+    }
+    const record = readRecord(meta[RECORD_FIELD]);
+    if (Result.isFailure(record)) return yield* new BridgeRestoreError({ message: `${keys.meta}: ${record.failure}` });
+
+    let generation = text(meta[GENERATION_FIELD]);
+    if (generation === null) {
+      // Something of the layer is stored but not its marker: what held the marker was lost.
+      const results = Object.keys(yield* bus.hgetall(keys.results)).length + Object.keys(yield* bus.hgetall(keys.resultsOld)).length;
+      if (seeds.size > 0 || Object.keys(meta).length > 0 || results > 0) {
+        return yield* dataLost(layerId, `${keys.meta} has no generation marker, but ${seeds.size} seed snapshots and ${results} answers are stored`);
+      }
+      const fresh = newMessageId();
+      yield* bus.commit([
+        { op: "expect", key: keys.meta, field: GENERATION_FIELD, value: null },
+        { op: "hset", key: keys.meta, values: { [GENERATION_FIELD]: fresh } },
+      ]);
+      generation = fresh;
+    }
+    return { generation, seeds, record: record.success };
+  });
+
+/** Whether the store still holds the generation this bridge restored. */
+export const generationHolds = (bus: Bus, keys: LayerKeys, generation: string): Effect.Effect<boolean, BusError> =>
+  Effect.map(bus.hmget(keys.meta, [GENERATION_FIELD]), ([held]) => text(held) === generation);

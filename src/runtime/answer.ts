@@ -1,0 +1,177 @@
+/**
+ * What a command comes to, as a pure function of the command and what the machines answered
+ * while the layer handled it: the layer's own refusals (`result` emissions), the seeds'
+ * `outcome`s, and any seed that crashed. One CommandResult per command (PROTOCOL.md "Command
+ * results") and one StateTransitionEvent per seed that moved.
+ */
+import type { LayerResult } from "../../machines/layer.ts";
+import type { SeedOutcome } from "../../machines/seed.ts";
+import { commandResult, stateTransitionEvent } from "../protocol/make.ts";
+import type { Command, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+
+export interface Crash {
+  readonly seedId: number;
+  readonly error: string;
+  /** The state it was restarted in: its last snapshot before the event that made it throw. */
+  readonly restoredState: string;
+}
+
+/** Everything the layer and its seeds said while handling one command. */
+export interface Said {
+  readonly refusals: readonly LayerResult[];
+  readonly outcomes: readonly SeedOutcome[];
+  readonly crashes: readonly Crash[];
+  /** Whether a whole-layer emergency stop is in force once the command is handled. */
+  readonly stopped: boolean;
+}
+
+export interface Situation {
+  /** `source` of the messages the layer writes. */
+  readonly source: string;
+  readonly layerId: string;
+  /** When the answer is given (ms since the epoch). */
+  readonly now: number;
+  readonly elapsedMs: number;
+}
+
+export interface Answer {
+  readonly result: CommandResult;
+  readonly transitions: readonly StateTransitionEvent[];
+}
+
+type Failed = Extract<SeedOutcome, { ok: false }>;
+
+/** One command's line in a batch's result (`details.results`). */
+interface BatchLine {
+  readonly index: number;
+  readonly command_id: string;
+  readonly seed_id: number | null;
+  readonly applied: boolean;
+  readonly success: boolean;
+  readonly code: string;
+  readonly error?: string | null;
+  readonly skipped?: true;
+}
+
+const triggeredBy = (command: Command): "user" | "system" | "policy" => {
+  if (command.message_type === "EmergencyStopCommand") return "system";
+  const said = command.metadata?.triggered_by;
+  if (said === "user" || said === "system" || said === "policy") return said;
+  return command.source.startsWith("tamiyo") ? "policy" : "user";
+};
+
+export const seedIdOf = (command: Command): number | null =>
+  "seed_id" in command && typeof command.seed_id === "number" ? command.seed_id : null;
+
+/** A CommandResult for `command` from the layer (`code` ok or not). */
+export const resultFor = (
+  command: { readonly message_id: string },
+  situation: Situation,
+  seedId: number | null,
+  code: CommandResult["code"],
+  error: string | null,
+  details: Readonly<Record<string, unknown>>,
+): CommandResult =>
+  commandResult({
+    source: situation.source,
+    timestamp: situation.now / 1000,
+    correlation_id: command.message_id,
+    layer_id: situation.layerId,
+    // A seed id no message can carry (a hand-built command's -1) is answered as "no seed".
+    seed_id: seedId !== null && Number.isSafeInteger(seedId) && seedId >= 0 ? seedId : null,
+    success: code === "ok",
+    error: code === "ok" ? null : error,
+    code,
+    details,
+    execution_time_ms: situation.elapsedMs,
+  });
+
+const lifecycleResult = (command: Command, seedId: number | null, outcomes: readonly SeedOutcome[], situation: Situation): CommandResult => {
+  if (seedId !== null) {
+    const o = outcomes[0];
+    if (!o) return resultFor(command, situation, seedId, "internal", "the seed gave no answer", {});
+    if (o.ok) return resultFor(command, situation, seedId, "ok", null, { from_state: o.from, to_state: o.to });
+    return resultFor(command, situation, seedId, o.code, o.error, o.guard ? { from_state: o.from, to_state: o.to, guard: o.guard, values: o.values } : { from_state: o.from, to_state: o.to });
+  }
+  // Every seed of the layer: one result, with each seed's answer in details.
+  const failed = outcomes.find((o): o is Failed => !o.ok);
+  const results = outcomes.map((o) => (o.ok ? { seed_id: o.seedId, code: "ok", from_state: o.from } : { seed_id: o.seedId, code: o.code, error: o.error }));
+  const moved = outcomes.length - outcomes.filter((o) => !o.ok).length;
+  return resultFor(
+    command,
+    situation,
+    null,
+    failed ? failed.code : "ok",
+    failed ? `${outcomes.length - moved} of ${outcomes.length} seeds refused; first: seed ${failed.seedId}: ${failed.error}` : null,
+    { moved, results },
+  );
+};
+
+const batchResult = (command: Extract<Command, { message_type: "BatchCommand" }>, said: Said, situation: Situation): CommandResult => {
+  const whole = said.refusals.find((r) => r.commandId === command.message_id);
+  if (whole) return resultFor(command, situation, null, whole.code, whole.error, whole.details);
+  const results = command.commands.map((c, index): BatchLine => {
+    const refused = said.refusals.find((r) => r.commandId === c.message_id);
+    if (refused) {
+      const line: BatchLine = { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error };
+      // Not applied because an earlier command failed (stop_on_error): say so, not just "internal".
+      return refused.details.skipped === true ? { ...line, skipped: true } : line;
+    }
+    if (c.message_type === "BlueprintUpdateCommand") return { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
+    const bad = said.outcomes.find((o): o is Failed => o.commandId === c.message_id && !o.ok);
+    return bad
+      ? { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: bad.code, error: bad.error }
+      : { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
+  });
+  const firstBad = results.find((r) => !r.success);
+  const code = said.crashes.length > 0 ? "internal" : firstBad ? (firstBad.code as CommandResult["code"]) : "ok";
+  return resultFor(command, situation, null, code, firstBad ? `command ${firstBad.index} failed: ${firstBad.error}` : crashText(said), { results });
+};
+
+const crashText = (said: Said): string | null =>
+  said.crashes.length === 0
+    ? null
+    : said.crashes.map((c) => `seed ${c.seedId} crashed and was restarted from its last snapshot (${c.restoredState}): ${c.error}`).join("; ");
+
+const resultOf = (command: Command, said: Said, situation: Situation): CommandResult => {
+  if (command.message_type === "BatchCommand") return batchResult(command, said, situation);
+  const refused = said.refusals[0];
+  if (refused) return resultFor(command, situation, refused.seedId, refused.code, refused.error, refused.details);
+  if (said.crashes.length > 0) return resultFor(command, situation, seedIdOf(command), "internal", crashText(said), { crashed: true, seeds: said.crashes.map((c) => c.seedId) });
+  switch (command.message_type) {
+    case "EmergencyStopCommand":
+    case "ResumeCommand": {
+      const seeds = said.outcomes.filter((o) => o.ok).map((o) => ({ seed_id: o.seedId, from: o.from, to: o.to }));
+      return resultFor(command, situation, command.message_type === "EmergencyStopCommand" ? command.seed_id : null, "ok", null, { stopped: said.stopped, seeds });
+    }
+    case "BlueprintUpdateCommand":
+      return resultFor(command, situation, command.seed_id, "ok", null, { blueprint_id: command.blueprint_id, grafting_strategy: command.grafting_strategy });
+    case "LifecycleTransitionCommand":
+      return lifecycleResult(command, command.seed_id, said.outcomes, situation);
+  }
+};
+
+/** The answer to `command`: its one result, and an event for every seed that moved. */
+export const answerOf = (command: Command, said: Said, situation: Situation): Answer => {
+  const transitions: StateTransitionEvent[] = [];
+  for (const o of said.outcomes) {
+    if (!o.ok) continue;
+    transitions.push(
+      stateTransitionEvent({
+        source: situation.source,
+        timestamp: situation.now / 1000,
+        correlation_id: command.message_id,
+        layer_id: situation.layerId,
+        seed_id: o.seedId,
+        from_state: o.from,
+        to_state: o.to,
+        reason: o.reason,
+        metrics_snapshot: o.metrics,
+        transition_duration_ms: 0,
+        triggered_by: triggeredBy(command),
+        success: true,
+      }),
+    );
+  }
+  return { result: resultOf(command, said, situation), transitions };
+};

@@ -1,0 +1,61 @@
+/**
+ * Protocol commands as the layer machine's events (machines/layer.ts): pure translation, no
+ * decision. What a command may do is decided by the layer and its seeds.
+ */
+import { parseSeedState, type SeedState } from "../../machines/lifecycle.ts";
+import type { LayerEvent, SeedOrder } from "../../machines/layer.ts";
+import type { Metrics } from "../../machines/seed-rules.ts";
+import type { BatchableCommand, Command } from "../protocol/messages.ts";
+
+/** Numbers a command carries for the validators: `parameters.metrics`, or numeric parameters. */
+export const metricsOf = (parameters: Readonly<Record<string, unknown>>): Metrics => {
+  const nested = parameters.metrics;
+  const source = nested && typeof nested === "object" ? (nested as Record<string, unknown>) : parameters;
+  const metrics: Record<string, number> = {};
+  for (const key of Object.keys(source)) {
+    const v = source[key];
+    if (typeof v === "number" && Number.isFinite(v)) metrics[key] = v;
+  }
+  return metrics;
+};
+
+export const orderOf = (c: BatchableCommand, at: number): SeedOrder =>
+  c.message_type === "LifecycleTransitionCommand"
+    ? {
+        kind: "lifecycle",
+        commandId: c.message_id,
+        seedId: c.seed_id,
+        target: parseSeedState(c.target_state) ?? (c.target_state as SeedState),
+        force: c.force,
+        metrics: metricsOf(c.parameters),
+        reason: c.reason,
+        at,
+      }
+    : { kind: "blueprint", commandId: c.message_id, seedId: c.seed_id, blueprintId: c.blueprint_id, strategy: c.grafting_strategy };
+
+/** The layer event a command becomes; `at` is the time it is applied (ms), recorded in the seeds' history. */
+export const layerEventOf = (command: Command, at: number): LayerEvent => {
+  switch (command.message_type) {
+    case "LifecycleTransitionCommand":
+    case "BlueprintUpdateCommand":
+      return { type: "command", order: orderOf(command, at) };
+    case "BatchCommand":
+      return {
+        type: "batch",
+        commandId: command.message_id,
+        orders: command.commands.map((c) => orderOf(c, at)),
+        atomic: command.atomic,
+        stopOnError: command.stop_on_error,
+      };
+    case "EmergencyStopCommand":
+      return { type: "emergency_stop", commandId: command.message_id, seedId: command.seed_id, reason: command.reason, at };
+    case "ResumeCommand":
+      return { type: "resume", commandId: command.message_id };
+  }
+};
+
+/** Blueprint updates in a command (alone or in a batch): they change a seed without a transition. */
+export const blueprintUpdatesOf = (command: Command): ReadonlyArray<Extract<BatchableCommand, { message_type: "BlueprintUpdateCommand" }>> => {
+  const orders = command.message_type === "BlueprintUpdateCommand" ? [command] : command.message_type === "BatchCommand" ? command.commands : [];
+  return orders.filter((c): c is Extract<BatchableCommand, { message_type: "BlueprintUpdateCommand" }> => c.message_type === "BlueprintUpdateCommand");
+};
