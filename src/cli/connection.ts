@@ -4,8 +4,11 @@
  */
 import { readFileSync } from "node:fs";
 import { Cause, Effect, Exit, Fiber, type Scope } from "effect";
+import { makeRedisBus, type RedisBus } from "../bus/redis-bus.ts";
+import { REDIS_BUS_DEFAULTS } from "../bus/redis-options.ts";
 import { isCodec, type Codec } from "../protocol/codec.ts";
 import { namespaceFromEnv } from "../protocol/streams.ts";
+import { LayerDataLost } from "../bridge/restore.ts";
 
 export const CONNECTION_OPTIONS = {
   redis: { type: "string" },
@@ -23,8 +26,25 @@ export interface Connection {
 
 export class UsageError extends Error {}
 
+/** Exit code of a worker that stopped because Redis lost a layer's data (docs/operations.md). */
+export const EXIT_DATA_LOST = 3;
+
+/** A URL ioredis can connect to: redis://, rediss:// or unix://. Anything else is refused before any connection. */
+export const checkRedisUrl = (url: string, flag = "--redis"): string => {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UsageError(`${flag} ${url}: not a URL; give a Redis URL such as redis://127.0.0.1:6379`);
+  }
+  if (!["redis:", "rediss:", "unix:"].includes(parsed.protocol)) {
+    throw new UsageError(`${flag} ${url}: ${parsed.protocol} is not a Redis scheme; use redis://host:port, rediss://host:port or unix:///path/to/socket`);
+  }
+  return url;
+};
+
 export const connectionFrom = (values: { redis?: string; namespace?: string; codec?: string; "hmac-key-file"?: string }): Connection => {
-  const url = values.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+  const url = checkRedisUrl(values.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379", values.redis === undefined ? "REDIS_URL" : "--redis");
   const namespace = values.namespace ?? namespaceFromEnv();
   const codec = values.codec ?? "msgpack";
   if (!isCodec(codec)) throw new UsageError(`--codec ${codec}: use msgpack or json`);
@@ -33,6 +53,27 @@ export const connectionFrom = (values: { redis?: string; namespace?: string; cod
   if (hmacKey !== undefined && hmacKey.length < 16) throw new UsageError(`--hmac-key-file ${keyFile}: the key must be at least 16 characters`);
   return { url, namespace, codec, ...(hmacKey !== undefined ? { hmacKey } : {}) };
 };
+
+/**
+ * A Redis bus, once Redis answers: while it does not, one line says what the command waits for,
+ * and it tries again on the bus's reconnect schedule (capped, jittered). Ended by SIGTERM/SIGINT.
+ */
+export const connectWaiting = (url: string, what: string): Effect.Effect<RedisBus, never, Scope.Scope> =>
+  Effect.suspend(() => {
+    let said = false;
+    return makeRedisBus({ url }).pipe(
+      Effect.tapError((error) =>
+        Effect.sync(() => {
+          if (said) return;
+          said = true;
+          console.error(`${what}: waiting for Redis at ${url} (${error.message}); retrying until it answers, Ctrl-C to give up`);
+        }),
+      ),
+      Effect.retry({ schedule: REDIS_BUS_DEFAULTS.reconnect }),
+      Effect.tap(() => Effect.sync(() => said && console.error(`${what}: Redis at ${url} answers`))),
+      Effect.orDie,
+    );
+  });
 
 /** Runs `program` until it ends or a signal arrives; the Scope closes either way. Returns the exit code. */
 export const runUntilSignal = async (program: Effect.Effect<number, unknown, Scope.Scope>): Promise<number> => {
@@ -49,5 +90,5 @@ export const runUntilSignal = async (program: Effect.Effect<number, unknown, Sco
   if (Cause.hasInterruptsOnly(exit.cause)) return 0;
   const error = Cause.squash(exit.cause);
   console.error(error instanceof Error ? error.message : String(error));
-  return 1;
+  return error instanceof LayerDataLost ? EXIT_DATA_LOST : 1;
 };

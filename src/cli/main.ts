@@ -5,6 +5,7 @@ import { UsageError } from "./connection.ts";
 import { runDemo } from "./demo.ts";
 import { runDlq } from "./dlq.ts";
 import { runEvents } from "./events.ts";
+import { LAYER_USAGE, runLayer } from "./layer.ts";
 import { runMachines } from "./machines.ts";
 import { runSend, SEND_USAGE } from "./send.ts";
 import { runWorker, WORKER_USAGE } from "./worker.ts";
@@ -22,6 +23,8 @@ usage:
                                      tail a layer's events (or telemetry) as JSON lines
   esper dlq list|replay --redis URL [--layer ID] [--id ENTRY]
                                      list dead letters, or replay one onto its stream
+  ${LAYER_USAGE}
+                                     forget a layer's stored state (after Redis lost its data)
 
 Redis defaults to REDIS_URL, else redis://127.0.0.1:6379; --namespace defaults to ESPER_NAMESPACE, else morphogenetic.
 
@@ -34,6 +37,7 @@ export const COMMANDS: Record<string, (args: string[]) => Promise<number>> = {
   send: runSend,
   events: runEvents,
   dlq: runDlq,
+  layer: runLayer,
 };
 
 const main = async (): Promise<void> => {

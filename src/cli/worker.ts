@@ -1,23 +1,21 @@
 import { hostname } from "node:os";
 import { parseArgs } from "node:util";
 import { Effect } from "effect";
-import { makeRedisBus } from "../bus/redis-bus.ts";
+import { runLayerBridge } from "../bridge/bridge.ts";
 import { isLayerId } from "../protocol/streams.ts";
 import { LayerHost } from "../runtime/layer-host.ts";
-import { runLayerBridge } from "../bridge/bridge.ts";
-import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
+import { CONNECTION_OPTIONS, UsageError, connectWaiting, connectionFrom, runUntilSignal } from "./connection.ts";
 
-export const WORKER_USAGE = "esper worker --redis URL --layer ID[,ID...] --seeds N [--codec msgpack|json] [--namespace P] [--hmac-key-file F] [--consumer NAME]";
+export const WORKER_USAGE =
+  "esper worker --redis URL --layer ID[,ID...] --seeds N [--codec msgpack|json] [--namespace P] [--hmac-key-file F] [--consumer NAME]";
 
 /**
- * `esper worker`: hosts layers on Redis. Prints `ready` once every layer consumes, runs until
- * SIGTERM/SIGINT, then finishes the batch in hand, commits and acks it, and closes.
+ * `esper worker`: hosts layers on Redis. Waits for Redis when it is not there yet, prints `ready`
+ * once every layer consumes, runs until SIGTERM/SIGINT, then finishes the batch in hand, commits
+ * and acks it, and closes. Exits 3 when Redis lost a layer's data (see docs/operations.md).
  */
 export const runWorker = async (args: string[]): Promise<number> => {
-  const { values } = parseArgs({
-    args,
-    options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, seeds: { type: "string" }, consumer: { type: "string" }, "claim-idle-ms": { type: "string" } },
-  });
+  const { values } = parseArgs({ args, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, seeds: { type: "string" }, consumer: { type: "string" } } });
   const layers = (values.layer ?? "").split(",").filter((l) => l !== "");
   if (layers.length === 0) throw new UsageError(`--layer is required\nusage: ${WORKER_USAGE}`);
   const bad = layers.find((l) => !isLayerId(l));
@@ -26,27 +24,29 @@ export const runWorker = async (args: string[]): Promise<number> => {
   if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds must be a positive integer\nusage: ${WORKER_USAGE}`);
   const connection = connectionFrom(values);
   const consumer = values.consumer ?? `${hostname()}-${process.pid}`;
-  const claimIdleMs = values["claim-idle-ms"] === undefined ? undefined : Number(values["claim-idle-ms"]);
 
   return runUntilSignal(
     Effect.gen(function* () {
-      const bus = yield* makeRedisBus({ url: connection.url });
+      const bus = yield* connectWaiting(connection.url, `esper worker ${consumer}`);
+      const bridges = [];
       for (const layerId of layers) {
         const host = yield* Effect.acquireRelease(
           Effect.sync(() => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}` })),
           (h) => Effect.sync(() => h.stop()),
         );
-        yield* runLayerBridge(bus, host, {
-          namespace: connection.namespace,
-          codec: connection.codec,
-          consumer,
-          ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
-          ...(claimIdleMs !== undefined ? { claimIdleMs } : {}),
-        });
+        bridges.push(
+          yield* runLayerBridge(bus, host, {
+            namespace: connection.namespace,
+            codec: connection.codec,
+            consumer,
+            ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
+          }),
+        );
       }
       console.log("ready");
       console.error(`esper worker ${consumer}: hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}; SIGTERM to stop`);
-      return yield* Effect.never;
+      // Runs until a signal; a layer whose data Redis lost ends the worker (and says how to recover).
+      return yield* Effect.raceAll(bridges.map((b) => b.failed));
     }),
   );
 };

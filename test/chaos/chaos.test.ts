@@ -1,8 +1,8 @@
 /**
  * The chaos test: 10,000 lifecycle commands through `esper worker` on a private redis-server
  * (appendonly, appendfsync always), while the test SIGKILLs Redis and restarts it from its AOF,
- * and SIGKILLs the worker and starts it again (once under a new consumer name, so the janitor
- * must claim what the dead one held). Once it also stalls Redis (SIGSTOP) past the bus's call
+ * and SIGKILLs the worker and starts it again (once under a new consumer name, so the new worker
+ * must take over what the dead one held, and apply it first). Once it also stalls Redis (SIGSTOP) past the bus's call
  * limit, so commits are retried whose first attempt Redis still runs: that found commits applied
  * twice (see commit-retry.test.ts). The client re-sends every command whose result is late with
  * the same message_id. Afterwards the event streams must show, for every command, exactly one
@@ -26,7 +26,7 @@ import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
 import { planCommands, type CommandPlan } from "./command-plan.ts";
 import { Driver } from "./driver.ts";
 import { audit, Ledger } from "./ledger.ts";
-import { WorkerProcess } from "./worker-process.ts";
+import { WorkerProcess } from "../support/worker-process.ts";
 
 const COMMANDS = 10_000;
 const LAYERS = ["chaos-a", "chaos-b"] as const;
@@ -35,8 +35,6 @@ const names = streams("chaos");
 const CONCURRENCY = 400;
 /** A result later than this gets its command sent again (same message_id); the wait doubles per re-send, up to 4 times this. */
 const RESEND_AFTER_MS = 2_000;
-/** The janitor claims what a dead consumer left after this long. */
-const CLAIM_IDLE_MS = 1_000;
 /** How long Redis stays dead before it is restarted from its AOF. */
 const REDIS_DOWN_MS = 500;
 /** A stall (SIGSTOP) longer than the bus's call limit: replies come after their callers gave up on them. */
@@ -81,7 +79,7 @@ describe("chaos: Redis and the worker SIGKILLed under 10,000 commands", () => {
     redis = await startRedisServer({ appendonly: true, appendfsync: "always", dir });
     scope = await run(Scope.make());
     bus = await run(Scope.provide(scope)(makeRedisBus({ url: redis.url, reconnect: Schedule.spaced("100 millis") })));
-    worker = new WorkerProcess({ redisUrl: redis.url, namespace: names.namespace, layers: LAYERS, seeds: plan.seedsPerLayer, claimIdleMs: CLAIM_IDLE_MS });
+    worker = new WorkerProcess({ redisUrl: redis.url, namespace: names.namespace, layers: LAYERS, seeds: plan.seedsPerLayer});
     await worker.start("chaos-worker-1", 90_000);
   }, 120_000);
 

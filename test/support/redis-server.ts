@@ -16,6 +16,8 @@ export interface RedisServerOptions {
   /** Working directory for the AOF; required with appendonly. */
   readonly dir?: string;
   readonly extraArgs?: readonly string[];
+  /** Start it now (default), or leave it to `start()` (a test of what happens before Redis is there). */
+  readonly startNow?: boolean;
 }
 
 export interface RedisServer {
@@ -103,7 +105,7 @@ export const startRedisServer = async (options: RedisServerOptions = {}): Promis
     await exited;
   };
 
-  await start();
+  if (options.startNow !== false) await start();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,

@@ -1,9 +1,11 @@
 /**
- * `esper worker` as a child process the chaos test can SIGKILL and start again. Exits it did not
- * ask for are counted and kept with the worker's last output, since a worker is meant to ride
- * out a Redis outage rather than die of it.
+ * `esper worker` as a child process, as an operator runs it: the chaos test SIGKILLs and starts it
+ * again, the black-box tests (test/blackbox) speak to it only through Redis. Exits it did not ask
+ * for are counted and kept with the worker's last output, since a worker is meant to ride out a
+ * Redis outage rather than die of it.
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
@@ -16,7 +18,8 @@ export interface WorkerOptions {
   readonly namespace: string;
   readonly layers: readonly string[];
   readonly seeds: number;
-  readonly claimIdleMs: number;
+  /** More flags, e.g. ["--hmac-key-file", path]. */
+  readonly args?: readonly string[];
 }
 
 export interface UnplannedExit {
@@ -33,6 +36,8 @@ export class WorkerProcess {
   private exited: Promise<void> = Promise.resolve();
   private planned = false;
   private tail: string[] = [];
+  private exitCode: number | null = null;
+  private lineWaiters: Array<{ readonly pattern: RegExp; readonly resolve: (line: string) => void }> = [];
   readonly unplannedExits: UnplannedExit[] = [];
   starts = 0;
 
@@ -42,11 +47,37 @@ export class WorkerProcess {
     return this.child !== undefined;
   }
 
-  /** Spawns a worker under `consumer` and resolves once it prints `ready`; rejects if it exits first or takes longer than `timeoutMs`. */
-  start(consumer: string, timeoutMs = 60_000): Promise<void> {
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** The exit code of the last process that exited (null: killed by a signal, or none exited). */
+  get lastExitCode(): number | null {
+    return this.exitCode;
+  }
+
+  /** What the worker printed last (stdout and stderr), for failure messages. */
+  get output(): string {
+    return this.tail.join("\n");
+  }
+
+  /** The worker's resident memory now, in MB (Linux /proc). */
+  rssMb(): number {
+    const status = readFileSync(`/proc/${this.child!.pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+) kB/.exec(status)![1]) / 1024;
+  }
+
+  /**
+   * Spawns a worker and resolves once it prints `ready`; rejects if it exits first or takes longer
+   * than `timeoutMs`. `consumer` undefined: the default name (host and pid, new on every start).
+   * `waitReady` false: resolves at once (a worker that must wait for Redis first).
+   */
+  start(consumer: string | undefined, timeoutMs = 60_000, waitReady = true): Promise<void> {
     if (this.child !== undefined) throw new Error(`a worker is already running (pid ${this.child.pid})`);
     const o = this.options;
-    const args = ["--import", "tsx", MAIN, "worker", "--redis", o.redisUrl, "--namespace", o.namespace, "--layer", o.layers.join(","), "--seeds", String(o.seeds), "--consumer", consumer, "--claim-idle-ms", String(o.claimIdleMs)];
+    const args = ["--import", "tsx", MAIN, "worker", "--redis", o.redisUrl, "--namespace", o.namespace, "--layer", o.layers.join(","), "--seeds", String(o.seeds)];
+    if (consumer !== undefined) args.push("--consumer", consumer);
+    args.push(...(o.args ?? []));
     const { NODE_OPTIONS: _inherited, ...env } = process.env;
     const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
@@ -55,17 +86,27 @@ export class WorkerProcess {
     this.starts++;
     let ready = false;
     const keep = (chunk: Buffer) => {
-      this.tail.push(...chunk.toString().split("\n").filter((l) => l !== ""));
+      const lines = chunk.toString().split("\n").filter((l) => l !== "");
+      this.tail.push(...lines);
       if (this.tail.length > TAIL_LINES) this.tail.splice(0, this.tail.length - TAIL_LINES);
+      for (const line of lines) {
+        for (const w of this.lineWaiters.filter((w) => w.pattern.test(line))) w.resolve(line);
+        this.lineWaiters = this.lineWaiters.filter((w) => !w.pattern.test(line));
+      }
     };
     child.stderr!.on("data", keep);
     this.exited = new Promise((resolve) =>
       child.once("exit", (code, signal) => {
+        this.exitCode = code;
         if (this.child === child) this.child = undefined;
-        if (!this.planned) this.unplannedExits.push({ consumer, code, signal, wasReady: ready, tail: this.tail.join("\n") });
+        if (!this.planned) this.unplannedExits.push({ consumer: consumer ?? "(default)", code, signal, wasReady: ready, tail: this.tail.join("\n") });
         resolve();
       }),
     );
+    if (!waitReady) {
+      child.stdout!.on("data", keep);
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => fail(new Error(`worker ${consumer} did not print ready within ${timeoutMs} ms:\n${this.tail.join("\n")}`)), timeoutMs);
       const fail = (error: Error) => {
@@ -85,6 +126,24 @@ export class WorkerProcess {
       });
       child.once("error", fail);
     });
+  }
+
+  /** Resolves with the first line (stdout or stderr) matching `pattern` from now on; rejects after `timeoutMs`. */
+  nextLine(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no line matching ${pattern} within ${timeoutMs} ms; last output:\n${this.output}`)), timeoutMs);
+      this.lineWaiters.push({ pattern, resolve: (line) => (clearTimeout(timer), resolve(line)) });
+    });
+  }
+
+  /** SIGTERM, as a supervisor stops it: it finishes what it holds and exits. Resolves with its exit code. */
+  async terminate(): Promise<number | null> {
+    const child = this.child;
+    if (child === undefined) return this.exitCode;
+    this.planned = true;
+    child.kill("SIGTERM");
+    await this.exited;
+    return this.exitCode;
   }
 
   /** SIGKILL: no finalizer runs, nothing in hand is committed or acked. Resolves once it has exited. */
