@@ -27,7 +27,7 @@
 import { hostname } from "node:os";
 import { Clock, Deferred, Effect, Schedule, Semaphore, type Scope } from "effect";
 import { compareStreamIds, parseStreamId } from "../bus/stream-id.ts";
-import type { Bus, BusError, CommitOp, Entry, Reader } from "../bus/bus.ts";
+import { entryBytes, type Bus, type BusError, type CommitOp, type Entry, type Reader } from "../bus/bus.ts";
 import { isNoGroup } from "../bus/redis-reader.ts";
 import { initialSeed, type PersistedSeed } from "../../machines/seed.ts";
 import { decodeEntry, encodeEntry, encodeEntryInProcess, maxEntryBytes } from "../protocol/entry.ts";
@@ -309,7 +309,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       );
 
     const openReader = (stream: string, blockMs: number) =>
-      bus.reader({ stream, group: groupOf(stream), consumer: o.consumer, count: o.readCount, blockMs, maxEntryBytes: limit, recreateGroup: false });
+      bus.reader({ stream, group: groupOf(stream), consumer: o.consumer, count: o.readCount, blockMs, maxEntryBytes: limit, maxBatchBytes: o.readBytes, recreateGroup: false });
 
     // Groups, then what earlier workers left pending: it is ours now, and read back first.
     yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");
@@ -337,8 +337,8 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
           Effect.gen(function* () {
             const entries = yield* readFrom(reader, stream, startId);
             let reads: Read[] = entries.map((entry) => ({ stream, entry }));
-            // A full batch means more waits behind it: any emergency stop there goes first.
-            if (stream === keys.control && entries.length >= o.readCount) {
+            // A full batch (by count or by bytes) means more waits behind it: any emergency stop there goes first.
+            if (stream === keys.control && (entries.length >= o.readCount || entries.reduce((n, e) => n + entryBytes(e.fields), 0) >= o.readBytes)) {
               const ahead = yield* stopsAhead(entries[entries.length - 1]!.id).pipe(Effect.orElseSucceed((): Read[] => []));
               reads = [...ahead, ...reads];
             }

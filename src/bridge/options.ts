@@ -26,6 +26,8 @@ export interface BridgeOptions {
   readonly maxDeliveries?: number;
   /** Entries per read. Default 256. */
   readonly readCount?: number;
+  /** Most bytes per read, whatever readCount allows (entries near the size limit come a few at a time). Default 2 MiB. */
+  readonly readBytes?: number;
   /** How long a read waits for new entries. Default 1000 ms. */
   readonly blockMs?: number;
   /** Commands per `source` per second before `rate_limited`. Default 100000; 0 = no limit. */
@@ -62,6 +64,7 @@ export const BRIDGE_DEFAULTS = {
   maxBytes: 1_048_576,
   maxDeliveries: 5,
   readCount: 256,
+  readBytes: 2 * 1_048_576,
   blockMs: 1_000,
   ratePerSource: 100_000,
   maxLen: 100_000,

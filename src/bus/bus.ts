@@ -78,6 +78,11 @@ export interface ReaderOptions {
    */
   readonly maxEntryBytes?: number;
   /**
+   * Most bytes one read hands over (entries counted whole, stubs not): a read stops at the entry
+   * that passes it, however many `count` allows. Default: no limit.
+   */
+  readonly maxBatchBytes?: number;
+  /**
    * When the group has vanished (Redis restarted without its data, or it was deleted): recreate
    * it over what the stream holds (true, the default), or fail the read with a `command_failed`
    * NOGROUP error so the owner can check what else was lost (false).

@@ -56,6 +56,7 @@ interface ReaderState {
   readonly count: number;
   readonly blockMs: number;
   readonly maxEntryBytes: number;
+  readonly maxBatchBytes: number;
   /** Reading back what this consumer already holds, as XREADGROUP with id 0 does after a restart. */
   draining: boolean;
   drainAfter: number;
@@ -138,6 +139,7 @@ export class MemoryBus implements Bus {
             count: options.count ?? DEFAULT_READ_COUNT,
             blockMs: options.blockMs ?? DEFAULT_BLOCK_MS,
             maxEntryBytes: options.maxEntryBytes ?? Number.POSITIVE_INFINITY,
+            maxBatchBytes: options.maxBatchBytes ?? Number.POSITIVE_INFINITY,
             draining: true,
             drainAfter: -1,
             closed: false,
@@ -467,13 +469,16 @@ export class MemoryBus implements Bus {
       return EMPTY;
     }
     const out: Entry[] = [];
+    const budget = new Budget(state);
     let pos = from;
-    for (; pos < to && out.length < state.count; pos++) {
+    for (; pos < to && out.length < state.count && budget.left(); pos++) {
       const stored = target.at(pos)!;
       if (stored.deleted) continue;
       g.pel.set(stored.first.id, { stored, consumer: state.consumer, deliveries: 1, deliveredAt: now });
       g.lastDelivered = stored.first.id;
-      out.push(state.maxEntryBytes === Number.POSITIVE_INFINITY ? stored.first : delivered(state.stream, stored.first.id, stored.first.fields, 1, state.maxEntryBytes));
+      const entry = state.maxEntryBytes === Number.POSITIVE_INFINITY ? stored.first : delivered(state.stream, stored.first.id, stored.first.fields, 1, state.maxEntryBytes);
+      budget.spend(entry);
+      out.push(entry);
     }
     g.cursor = pos;
     return out;
@@ -481,8 +486,9 @@ export class MemoryBus implements Bus {
 
   private drain(state: ReaderState, target: Stream, g: Group, now: number): readonly Entry[] {
     const out: Entry[] = [];
+    const budget = new Budget(state);
     for (const [id, p] of g.pel) {
-      if (out.length >= state.count) break;
+      if (out.length >= state.count || !budget.left()) break;
       if (p.consumer !== state.consumer || p.stored.pos <= state.drainAfter) continue;
       if (target.isGone(p.stored)) {
         // Its data was trimmed: nothing left to process (Redis returns it with nil fields).
@@ -492,7 +498,9 @@ export class MemoryBus implements Bus {
       p.deliveries += 1;
       p.deliveredAt = now;
       state.drainAfter = p.stored.pos;
-      out.push(delivered(state.stream, id, p.stored.first.fields, p.deliveries, state.maxEntryBytes));
+      const entry = delivered(state.stream, id, p.stored.first.fields, p.deliveries, state.maxEntryBytes);
+      budget.spend(entry);
+      out.push(entry);
     }
     return out;
   }
@@ -563,6 +571,18 @@ const bytesOf = (hash: Map<string, Uint8Array | DeferredBytes>, field: string): 
   hash.set(field, bytes);
   return bytes;
 };
+
+/** What one read may still hand over (ReaderOptions.maxBatchBytes): entries counted whole, stubs not. */
+class Budget {
+  private spent = 0;
+  constructor(private readonly state: { readonly maxBatchBytes: number }) {}
+  left(): boolean {
+    return this.spent <= this.state.maxBatchBytes;
+  }
+  spend(entry: Entry): void {
+    if (this.state.maxBatchBytes !== Number.POSITIVE_INFINITY && entry.oversize === undefined) this.spent += entryBytes(entry.fields);
+  }
+}
 
 /** A group delivery of an entry, as an oversize stub when its fields pass `maxEntryBytes`. */
 const delivered = (stream: string, id: string, fields: EntryFields, deliveries: number, maxEntryBytes: number): Entry => {

@@ -1,6 +1,6 @@
 import { Effect, type Scope } from "effect";
 import type { Redis } from "ioredis";
-import { BusError, DEFAULT_BLOCK_MS, DEFAULT_READ_COUNT, entryBytes, oversizeStub, type Entry, type Reader, type ReaderOptions } from "./bus.ts";
+import { BusError, DEFAULT_BLOCK_MS, DEFAULT_READ_COUNT, oversizeStub, type Entry, type Reader, type ReaderOptions } from "./bus.ts";
 import { ensureConnected, openConnection } from "./redis-connection.ts";
 import type { RedisGuard } from "./redis-guard.ts";
 import type { ResolvedRedisBusOptions } from "./redis-options.ts";
@@ -35,6 +35,7 @@ export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect
     const count = reader.count ?? DEFAULT_READ_COUNT;
     const blockMs = reader.blockMs ?? DEFAULT_BLOCK_MS;
     const maxBytes = reader.maxEntryBytes ?? Number.POSITIVE_INFINITY;
+    const budget = reader.maxBatchBytes ?? Number.POSITIVE_INFINITY;
     const role = `reader:${consumer}`;
 
     yield* deps.ensureGroup(stream, group, "0");
@@ -49,7 +50,7 @@ export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect
 
     const scriptRead = (from: string): Effect.Effect<{ readonly last: string; readonly entries: Entry[] }, BusError> => {
       const attempt = guard.run(`XREADGROUP ${stream} ${group} ${consumer}`, () =>
-        runScript(conn, READ_GROUP, [stream], [group, consumer, String(count), from, String(maxBytes === Number.POSITIVE_INFINITY ? -1 : maxBytes)]),
+        runScript(conn, READ_GROUP, [stream], [group, consumer, String(count), from, String(maxBytes === Number.POSITIVE_INFINITY ? -1 : maxBytes), String(budget === Number.POSITIVE_INFINITY ? -1 : budget)]),
       );
       return attempt.pipe(
         Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
@@ -66,13 +67,19 @@ export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect
         timeoutMs: blockMs + options.callTimeoutMs,
       })
       .pipe(
-        Effect.map((reply) =>
-          toEntries(stream, firstStreamEntries(reply), 1).map((entry) => {
-            if (maxBytes === Number.POSITIVE_INFINITY) return entry;
-            const bytes = entryBytes(entry.fields);
-            return bytes > maxBytes ? { ...entry, ...oversizeStub(entry.fields, bytes) } : entry;
-          }),
-        ),
+        Effect.map((reply) => {
+          const raw = firstStreamEntries(reply);
+          if (maxBytes === Number.POSITIVE_INFINITY) return toEntries(stream, raw, 1);
+          // Measured on the raw reply: an oversize entry is never turned into strings.
+          return raw.flatMap(([id, fields]) => {
+            if (fields === null) return [];
+            const bytes = fields.reduce((n, b) => n + b.byteLength, 0);
+            if (bytes <= maxBytes) return toEntries(stream, [[id, fields]], 1);
+            const type = fields.findIndex((b, i) => i % 2 === 0 && b.toString("latin1") === "type");
+            const typeValue = type >= 0 && fields[type + 1]!.byteLength <= 64 ? fields[type + 1]!.toString("utf8") : "";
+            return [{ stream, id: id.toString("latin1"), deliveries: 1, ...oversizeStub({ data: new Uint8Array(0), type: typeValue }, bytes) }];
+          });
+        }),
       );
 
     const readOnce: Effect.Effect<readonly Entry[], BusError> = Effect.gen(function* () {

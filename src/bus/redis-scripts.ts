@@ -168,18 +168,65 @@ end
 `;
 
 /**
- * A non-blocking XREADGROUP that never ships an oversize entry: new entries (`>`) or, from an id,
- * this consumer's own pending ones (with their delivery counts; those whose data was trimmed
- * away are acked, since nothing is left to process). KEYS[1] stream; ARGV group, consumer,
- * count, id, maxBytes. Returns { last id read or '', { { id, deliveries, size (-1 = whole), fields } ... } }.
+ * A non-blocking XREADGROUP that never ships an oversize entry, nor more than about `budget`
+ * bytes at once: new entries (`>`) or, from an id, this consumer's own pending ones (with their
+ * delivery counts; those whose data was trimmed away are acked, since nothing is left to process).
+ * KEYS[1] stream; ARGV group, consumer, count, id, maxBytes (-1 = no limit), budget (-1 = none).
+ * Returns { last id read or '', { { id, deliveries, size (-1 = whole), fields } ... } }.
+ *
+ * Why a budget: entries just under the size limit are each acceptable, but 256 of them in one
+ * read are a quarter of a gigabyte in the reader. New entries are measured first (XRANGE, which
+ * delivers nothing) and only as many are read as fit, the one that crosses the budget included;
+ * pending ones are read one at a time until the budget is spent.
  */
 export const READ_GROUP = script(
   "read-group",
   `${ENTRY_HELPERS}
-local group, consumer, count, from, maxBytes = ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
-local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS[1], from)
-if not reply then return { '', {} } end
-local entries = reply[1][2]
+local group, consumer, count, from = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local maxBytes, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+local function sizeOf(fields)
+  if not fields then return 0 end
+  local size = 0
+  for i = 1, #fields do size = size + #fields[i] end
+  -- an oversize entry travels as a stub
+  if maxBytes >= 0 and size > maxBytes then return 0 end
+  return size
+end
+local entries = {}
+if from == '>' then
+  if budget >= 0 then
+    local last = nil
+    for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+      local info = {}
+      for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+      if info['name'] == group then last = info['last-delivered-id'] end
+    end
+    if last then
+      local ahead = redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', count)
+      local total, fit = 0, 0
+      for _, e in ipairs(ahead) do
+        fit = fit + 1
+        total = total + sizeOf(e[2])
+        if total > budget then break end
+      end
+      count = math.max(fit, 1)
+    end
+  end
+  local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', count, 'STREAMS', KEYS[1], '>')
+  if reply then entries = reply[1][2] end
+else
+  local cursor, total = from, 0
+  while #entries < count and (budget < 0 or total <= budget) do
+    local reply = redis.call('XREADGROUP', 'GROUP', group, consumer, 'COUNT', (budget < 0) and count or 1, 'STREAMS', KEYS[1], cursor)
+    if not reply or #reply[1][2] == 0 then break end
+    for _, e in ipairs(reply[1][2]) do
+      entries[#entries + 1] = e
+      total = total + sizeOf(e[2])
+      cursor = e[1]
+    end
+    if budget < 0 then break end
+  end
+end
 if #entries == 0 then return { '', {} } end
 local counts = nil
 if from ~= '>' then

@@ -295,6 +295,22 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await r.close();
     });
 
+    it("a read hands over at most about maxBatchBytes: it stops at the entry that passes the budget, and the rest come next", async () => {
+      const s = h.key("control.layer.{L39}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      for (let n = 1; n <= 6; n++) await run(bus.publish(s, entry(n, { pad: "p".repeat(3_000) })));
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0, maxBatchBytes: 7_000 });
+      expect(seqs(await r.read())).toEqual(["1", "2", "3"]);
+      expect(seqs(await r.read())).toEqual(["4", "5", "6"]);
+      expect(await r.read()).toEqual([]);
+      // Read back after a restart, the pending entries come under the same budget.
+      const again = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0, maxBatchBytes: 4_000 });
+      expect(seqs(await again.read())).toEqual(["1", "2"]);
+      expect(seqs(await again.read())).toEqual(["3", "4"]);
+      await r.close();
+      await again.close();
+    });
+
     it("an expect precondition passes on the value held (or its absence) and fails the commit as a conflict naming the key", async () => {
       const meta = h.key("meta.layer.{L33}");
       const s = h.key("event.layer.{L33}");
