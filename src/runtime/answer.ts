@@ -86,6 +86,19 @@ export const resultFor = (
     execution_time_ms: situation.elapsedMs,
   });
 
+/**
+ * A whole-layer answer lists each seed's line while the layer is small; beyond this many seeds it
+ * lists only the seeds that refused (at most this many) and says how many lines it left out, so
+ * the answer to a 100,000-seed command stays a message every reader takes.
+ */
+export const MAX_SEED_LINES = 1_000;
+
+const listed = <T>(lines: readonly T[], keep: (line: T) => boolean): { readonly lines: readonly T[]; readonly omitted: number } => {
+  if (lines.length <= MAX_SEED_LINES) return { lines, omitted: 0 };
+  const kept = lines.filter(keep).slice(0, MAX_SEED_LINES);
+  return { lines: kept, omitted: lines.length - kept.length };
+};
+
 const lifecycleResult = (command: Command, seedId: number | null, outcomes: readonly SeedOutcome[], situation: Situation): CommandResult => {
   if (seedId !== null) {
     const o = outcomes[0];
@@ -93,9 +106,10 @@ const lifecycleResult = (command: Command, seedId: number | null, outcomes: read
     if (o.ok) return resultFor(command, situation, seedId, "ok", null, { from_state: o.from, to_state: o.to });
     return resultFor(command, situation, seedId, o.code, o.error, o.guard ? { from_state: o.from, to_state: o.to, guard: o.guard, values: o.values } : { from_state: o.from, to_state: o.to });
   }
-  // Every seed of the layer: one result, with each seed's answer in details.
+  // Every seed of the layer: one result, with each seed's answer in details (see MAX_SEED_LINES).
   const failed = outcomes.find((o): o is Failed => !o.ok);
-  const results = outcomes.map((o) => (o.ok ? { seed_id: o.seedId, code: "ok", from_state: o.from } : { seed_id: o.seedId, code: o.code, error: o.error }));
+  const lines = outcomes.map((o) => (o.ok ? { seed_id: o.seedId, code: "ok", from_state: o.from } : { seed_id: o.seedId, code: o.code, error: o.error }));
+  const { lines: results, omitted } = listed(lines, (line) => line.code !== "ok");
   const moved = outcomes.length - outcomes.filter((o) => !o.ok).length;
   return resultFor(
     command,
@@ -103,7 +117,7 @@ const lifecycleResult = (command: Command, seedId: number | null, outcomes: read
     null,
     failed ? failed.code : "ok",
     failed ? `${outcomes.length - moved} of ${outcomes.length} seeds refused; first: seed ${failed.seedId}: ${failed.error}` : null,
-    { moved, results },
+    omitted > 0 ? { moved, results, omitted } : { moved, results },
   );
 };
 
@@ -141,8 +155,10 @@ const resultOf = (command: Command, said: Said, situation: Situation): CommandRe
   switch (command.message_type) {
     case "EmergencyStopCommand":
     case "ResumeCommand": {
-      const seeds = said.outcomes.filter((o) => o.ok).map((o) => ({ seed_id: o.seedId, from: o.from, to: o.to }));
-      return resultFor(command, situation, command.message_type === "EmergencyStopCommand" ? command.seed_id : null, "ok", null, { stopped: said.stopped, seeds });
+      const moved = said.outcomes.filter((o) => o.ok).map((o) => ({ seed_id: o.seedId, from: o.from, to: o.to }));
+      const seeds = moved.slice(0, MAX_SEED_LINES);
+      const details = moved.length > seeds.length ? { stopped: said.stopped, seeds, moved: moved.length, omitted: moved.length - seeds.length } : { stopped: said.stopped, seeds };
+      return resultFor(command, situation, command.message_type === "EmergencyStopCommand" ? command.seed_id : null, "ok", null, details);
     }
     case "BlueprintUpdateCommand":
       return resultFor(command, situation, command.seed_id, "ok", null, { blueprint_id: command.blueprint_id, grafting_strategy: command.grafting_strategy });

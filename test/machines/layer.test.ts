@@ -60,6 +60,18 @@ describe("routing", () => {
     expect(transitions.map((t) => t.seed_id)).toEqual([0, 2]);
   });
 
+  test("a command to every seed of a layer over 1,000 seeds lists only the seeds that refused, and how many lines it left out", () => {
+    const h = host(1_500);
+    h.apply(lifecycle(L, 7, "GERMINATED"));
+    const { result, transitions } = h.apply(lifecycle(L, null, "GERMINATED"));
+    expect(transitions).toHaveLength(1_499);
+    expect(result).toMatchObject({ code: "invalid_transition", details: { moved: 1_499, omitted: 1_499 } });
+    expect(result.details.results).toEqual([expect.objectContaining({ seed_id: 7, code: "invalid_transition" })]);
+    const stop = h.apply(emergencyStop(L)).result;
+    expect(stop.details).toMatchObject({ stopped: true, moved: 1_500, omitted: 500 });
+    expect(stop.details.seeds).toHaveLength(1_000);
+  });
+
   test("a single-seed result carries from_state and to_state", () => {
     const h = host();
     expect(h.apply(lifecycle(L, 2, "GERMINATED")).result).toMatchObject({ seed_id: 2, code: "ok", details: { from_state: "DORMANT", to_state: "GERMINATED" } });
