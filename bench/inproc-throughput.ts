@@ -11,11 +11,14 @@
  *   baseline  the same seeds as bare actors of machines/seed.ts, started beforehand, sent the
  *             same events (`{ type: "to.GERMINATED", force: true }` ...) with `actor.send`.
  * A fresh system (and fresh actors) per round, started outside the timing; rounds alternate
- * esper and baseline; medians reported.
+ * esper, esper with fast paths off (src/protocol/fast: in-process entries and the decoders of the
+ * three messages of a command; `commands_per_s_no_fast`, `fast_ratio`), and the baseline;
+ * medians reported.
  */
 import { createActor } from "xstate";
 import type { SeedState } from "../machines/lifecycle.ts";
 import { seedMachine } from "../machines/seed.ts";
+import { setFastPaths } from "../src/protocol/fast/switch.ts";
 import { startSystem } from "../src/runtime/system.ts";
 import { median, round, type Benchmark } from "./harness.ts";
 import { benchNamespace } from "./lib/redis.ts";
@@ -55,23 +58,33 @@ const baselineRound = (seeds: number): number => {
 };
 
 const inprocThroughput: Benchmark = async ({ quick, log }) => {
-  // 1000 seeds: a layer of that size costs esper ~50 µs a command over a small one today
-  // (LayerHost.watchSeeds walks every seed after each command); more seeds would mostly measure that.
+  // 1000 seeds, one layer: the size the benchmark has always run at, so figures compare across sessions.
   const [seeds, window, rounds] = quick ? [100, 50, 1] : [1_000, 1_000, 5];
   const namespace = benchNamespace("inproc");
   log(`${seeds} seeds x ${PATH.length} transitions per round, ${window} commands in flight, ${rounds} rounds${quick ? "" : " + 1 warm-up"}`);
   const esper: number[] = [];
+  const slow: number[] = [];
   const bare: number[] = [];
+  const withoutFastPaths = async () => {
+    const before = setFastPaths(false);
+    try {
+      return await esperRound(seeds, window, namespace);
+    } finally {
+      setFastPaths(before);
+    }
+  };
   for (let r = quick ? 1 : 0; r <= rounds; r++) {
     const e = await esperRound(seeds, window, namespace);
+    const n = await withoutFastPaths();
     const b = baselineRound(seeds);
     if (r === 0) {
-      log(`warm-up: esper ${Math.round(e)}/s, xstate ${Math.round(b)}/s`);
+      log(`warm-up: esper ${Math.round(e)}/s, no fast paths ${Math.round(n)}/s, xstate ${Math.round(b)}/s`);
       continue;
     }
     esper.push(e);
+    slow.push(n);
     bare.push(b);
-    log(`round ${r}: esper ${Math.round(e)} commands/s, xstate ${Math.round(b)} sends/s (${round(e / b, 3)})`);
+    log(`round ${r}: esper ${Math.round(e)} commands/s, no fast paths ${Math.round(n)}/s, xstate ${Math.round(b)} sends/s (${round(e / b, 3)})`);
   }
   return {
     seeds,
@@ -81,6 +94,8 @@ const inprocThroughput: Benchmark = async ({ quick, log }) => {
     commands_per_s: Math.round(median(esper)),
     xstate_sends_per_s: Math.round(median(bare)),
     ratio: round(median(esper.map((e, i) => e / bare[i]!)), 3),
+    commands_per_s_no_fast: Math.round(median(slow)),
+    fast_ratio: round(median(esper.map((e, i) => e / slow[i]!)), 3),
   };
 };
 

@@ -105,6 +105,29 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     await w.terminate();
   }, 240_000);
 
+  test("SIGTERM while a refused batch waits for Redis: the worker exits promptly, and the next applies that batch first", async () => {
+    const [ns, layer, seeds] = ["order4", "L", 300];
+    const k = keysOf(ns, layer);
+    const commands = chain(layer, seeds);
+    await xaddMany(admin, k.control, commands);
+    const w = await start(ns, layer, seeds);
+    await until("some commands answered", async () => (await answered(k.events)) >= 200);
+    const used = Number(/used_memory:(\d+)/.exec(await admin.info("memory"))![1]);
+    await admin.config("SET", "maxmemory", String(Math.max(1, used - 1_000_000)));
+    try {
+      await until("the worker to hold a refused commit", async () => /OOM/.test(w.output), 30_000);
+      const asked = Date.now();
+      expect(await w.terminate()).toBe(0);
+      expect(Date.now() - asked).toBeLessThan(10_000);
+    } finally {
+      await admin.config("SET", "maxmemory", "0");
+    }
+    const next = await start(ns, layer, seeds);
+    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await expectAllInOrder(ns, layer, commands);
+    await next.terminate();
+  }, 240_000);
+
   test("across SIGTERM, three times over, under a new consumer name each time", async () => {
     const [ns, layer, seeds] = ["order3", "L", 800];
     const k = keysOf(ns, layer);
