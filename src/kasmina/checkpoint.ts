@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { Clock } from "effect";
 import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
 import { endianness } from "node:os";
 import { join } from "node:path";
@@ -72,13 +73,16 @@ const fromLittleEndian = (bytes: Buffer): Float32Array => {
   return out;
 };
 
+/** Checkpoints are stamped with Effect's (live) Clock: the data plane runs outside Effect. */
+const wallClock = (): number => Clock.Clock.defaultValue().currentTimeMillisUnsafe();
+
 export const encodeCheckpoint = (layer: KasminaLayer, seedId: number | null, checkpointId: string): Buffer => {
   const seeds = seedId === null ? Array.from({ length: layer.numSeeds }, (_, i) => i) : [seedId];
   const params = layer.readSeedParams(seeds);
   const header: Header = {
     layer_id: layer.layerId,
     checkpoint_id: checkpointId,
-    created_at: Date.now() / 1000,
+    created_at: wallClock() / 1000,
     num_seeds: layer.numSeeds,
     units: layer.units,
     chunk: layer.chunk,
@@ -173,7 +177,7 @@ const event = (layer: KasminaLayer, seedId: number | null, checkpointId: string,
 });
 
 export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpointOptions): Promise<CheckpointEventFields> => {
-  const checkpointId = options.checkpointId ?? `ckpt-${Date.now()}-${randomUUID().slice(0, 8)}`;
+  const checkpointId = options.checkpointId ?? `ckpt-${wallClock()}-${randomUUID().slice(0, 8)}`;
   const seedId = options.seedId ?? null;
   const path = checkpointPath(options.dir, layer.layerId, checkpointId);
   const temp = `${path}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
