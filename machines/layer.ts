@@ -19,7 +19,7 @@
  * reason in context.
  */
 import { assign, emit, enqueueActions, sendTo, setup, transition, type ActorRefFrom, type SnapshotFrom } from "xstate";
-import { ACTIVE_STATES, DEFAULT_GUARDS, GROWTH_STATES, isTerminal, type GraftingStrategy, type GuardConfig, type ResultCode, type SeedState } from "./lifecycle.ts";
+import { ACTIVE_STATES, DEFAULT_GUARDS, GROWTH_STATES, isTerminal, recordedReason, type GraftingStrategy, type GuardConfig, type ResultCode, type SeedState } from "./lifecycle.ts";
 import type { Metrics } from "./seed-rules.ts";
 import { requestTransition, type SeedActorRef, type SeedOutcome, type SeedSnapshot, type TransitionRequest } from "./seed.ts";
 
@@ -112,8 +112,17 @@ const refuse = (commandId: string, seedId: number | null, code: ResultCode, erro
 
 const stateOfRef = (ref: SeedActorRef): SeedState => ref.getSnapshot().value as SeedState;
 
-/** Checks the parts of an order the layer owns: the seed exists, the layer is not stopped, blueprints only on live seeds. */
-export const screen = (context: LayerContext, stopped: boolean, order: SeedOrder): LayerResult | null => {
+/**
+ * Checks the parts of an order the layer owns: the seed exists, the layer is not stopped,
+ * blueprints only on live seeds. `stateOf`: a seed's state as the order would find it (a dry run
+ * passes the state earlier orders of its batch would leave).
+ */
+export const screen = (
+  context: LayerContext,
+  stopped: boolean,
+  order: SeedOrder,
+  stateOf: (seedId: number) => SeedState = (seedId) => stateOfRef(context.seeds[seedId]!),
+): LayerResult | null => {
   if (order.seedId !== null && (!Number.isInteger(order.seedId) || order.seedId < 0 || order.seedId >= context.numSeeds)) {
     return refuse(order.commandId, order.seedId, "unknown_seed", `layer ${context.layerId} has seeds 0..${context.numSeeds - 1}; there is no seed ${order.seedId}`);
   }
@@ -126,13 +135,17 @@ export const screen = (context: LayerContext, stopped: boolean, order: SeedOrder
     );
   }
   if (order.kind === "blueprint") {
-    const state = stateOfRef(context.seeds[order.seedId]!);
+    const state = stateOf(order.seedId);
     if (isTerminal(state)) {
       return refuse(order.commandId, order.seedId, "terminal_state", `seed ${order.seedId} is ${state}, a terminal state; it takes no blueprint`);
     }
   }
   return null;
 };
+
+/** A stop aimed at one seed the layer does not have: refused, as any order to it is (a stop that did nothing must not say ok). */
+const stopTargetUnknown = (context: LayerContext, seedId: number | null): boolean =>
+  seedId !== null && !(Number.isInteger(seedId) && seedId >= 0 && seedId < context.numSeeds);
 
 /** The event an order becomes for each seed it reaches, carrying the layer's epoch. */
 export const seedEventOf = (order: SeedOrder, epoch: number) =>
@@ -167,7 +180,7 @@ export const dryRun = (context: LayerContext, stopped: boolean, orders: readonly
   const snapshotOf = (seedId: number) => snapshots.get(seedId) ?? context.seeds[seedId]!.getSnapshot();
   const verdicts: DryRunVerdict[] = [];
   for (const order of orders) {
-    let failure: LayerResult | null = screen(context, stopped, order);
+    let failure: LayerResult | null = screen(context, stopped, order, (seedId) => snapshotOf(seedId).value as SeedState);
     if (failure === null && order.kind === "lifecycle") {
       const event = seedEventOf(order, context.epoch);
       for (const seedId of targetsOf(context, order)) {
@@ -211,9 +224,14 @@ export const layerMachine = setup({
     /** `stopped` comes from the state the command arrives in: the flag lives in the machine's state alone. */
     refused: ({ context, event }, p: { readonly stopped: boolean }) => event.type === "command" && screen(context, p.stopped, event.order) !== null,
     wholeLayer: ({ event }) => event.type === "command" && event.order.seedId === null,
+    unknownStopTarget: ({ context, event }) => event.type === "emergency_stop" && stopTargetUnknown(context, event.seedId),
   },
   actions: {
     refuse: emit(({ context, event }, p: { readonly stopped: boolean }) => screen(context, p.stopped, (event as Extract<LayerEvent, { type: "command" }>).order)!),
+    refuseStop: emit(({ context, event }) => {
+      const { commandId, seedId } = event as Extract<LayerEvent, { type: "emergency_stop" }>;
+      return refuse(commandId, seedId, "unknown_seed", `layer ${context.layerId} has seeds 0..${context.numSeeds - 1}; there is no seed ${seedId} to stop`);
+    }),
     /** One seed: the common case, a single send. */
     deliver: sendTo(
       ({ context, event }) => context.seeds[(event as Extract<LayerEvent, { type: "command" }>).order.seedId!]!,
@@ -274,7 +292,7 @@ export const layerMachine = setup({
         if (target === null) continue;
         const request: TransitionRequest = requestTransition(target, {
           force: true,
-          reason: `emergency stop: ${event.reason}`,
+          reason: `emergency stop: ${recordedReason(event.reason)}`,
           commandId: event.commandId,
           epoch: context.epoch,
           ...(event.at !== undefined ? { at: event.at } : {}),
@@ -322,7 +340,11 @@ export const layerMachine = setup({
     "seed.error": { actions: "errorToSeed" },
     "seeds.replaced": { actions: "replaceSeeds" },
     restored: [
-      { guard: ({ event }) => event.stopReason !== null, target: ".stopped", actions: assign({ epoch: ({ event }) => event.epoch, stopReason: ({ event }) => event.stopReason }) },
+      {
+        guard: ({ event }) => event.stopReason !== null,
+        target: ".stopped",
+        actions: assign({ epoch: ({ event }) => event.epoch, stopReason: ({ event }) => recordedReason(event.stopReason!) }),
+      },
       { target: ".running", actions: assign({ epoch: ({ event }) => event.epoch, stopReason: null }) },
     ],
   },
@@ -332,11 +354,12 @@ export const layerMachine = setup({
         command: commandIn(false),
         batch: { actions: { type: "runBatch", params: { stopped: false } } },
         emergency_stop: [
+          { guard: "unknownStopTarget", actions: "refuseStop" },
           {
             // A stop for the whole layer also closes it to growth until resumed.
             guard: ({ event }) => event.seedId === null,
             target: "stopped",
-            actions: ["stopSeeds", assign({ stopReason: ({ event }) => event.reason })],
+            actions: ["stopSeeds", assign({ stopReason: ({ event }) => recordedReason(event.reason) })],
           },
           { actions: "stopSeeds" },
         ],
@@ -348,7 +371,7 @@ export const layerMachine = setup({
         command: commandIn(true),
         batch: { actions: { type: "runBatch", params: { stopped: true } } },
         // A second stop while stopped still sweeps the seeds (a seed restarted meanwhile is caught too).
-        emergency_stop: { actions: "stopSeeds" },
+        emergency_stop: [{ guard: "unknownStopTarget", actions: "refuseStop" }, { actions: "stopSeeds" }],
         resume: { target: "running", actions: assign({ stopReason: null }) },
       },
     },

@@ -155,3 +155,14 @@ export const RESULT_CODES = [
   "internal",
 ] as const;
 export type ResultCode = (typeof RESULT_CODES)[number];
+
+/**
+ * Most characters of a reason a seed records (history, outcome) and a layer keeps for its stop.
+ * A reason is free text from a command; every seed of a layer records it, persisted with each
+ * seed and quoted by answers and transition events, so a 64 KiB reason sent to a 100,000-seed
+ * layer would otherwise weigh gigabytes. Longer reasons keep their start and say they were cut.
+ */
+export const MAX_REASON_LENGTH = 256;
+
+export const recordedReason = (reason: string): string =>
+  reason.length <= MAX_REASON_LENGTH ? reason : `${reason.slice(0, MAX_REASON_LENGTH - 1)}…`;

@@ -11,6 +11,7 @@
 import { assign, emit, setup, type ActorRefFrom, type SnapshotFrom } from "xstate";
 import {
   DEFAULT_GUARDS,
+  recordedReason,
   type GraftingStrategy,
   type GuardConfig,
   type SeedState,
@@ -103,7 +104,16 @@ export type SeedOutcome = {
   | { readonly ok: false; readonly code: Exclude<Verdict, { ok: true }>["code"]; readonly error: string; readonly guard?: string; readonly values?: Readonly<Record<string, number | null>> }
 );
 
-export type SeedEmitted = SeedOutcome;
+/**
+ * A seed's answer to a blueprint: taken, or refused because the seed is terminal. A blueprint
+ * moves no seed, so it is not an outcome (no transition event, no alpha written).
+ */
+export type BlueprintAnswer = { readonly type: "blueprint.answer"; readonly seedId: number; readonly commandId: string | null } & (
+  | { readonly ok: true }
+  | { readonly ok: false; readonly code: "terminal_state"; readonly error: string }
+);
+
+export type SeedEmitted = SeedOutcome | BlueprintAnswer;
 
 /** Alpha a seed holds on entering each state: the data plane ramps GRAFTING from 0 to 1. */
 export const ALPHA_ON_ENTRY: Readonly<Record<SeedState, number>> = {
@@ -156,7 +166,7 @@ const outcomeBase = (from: SeedState, to: SeedState, context: SeedContext, event
   from,
   to,
   forced: event.force === true,
-  reason: event.reason ?? "",
+  reason: recordedReason(event.reason ?? ""),
   metrics: mergeMetrics(context.metrics, event.metrics),
   epochsInFrom: epochOf(context, event) - context.enteredAt,
   at: event.at ?? null,
@@ -208,7 +218,7 @@ export const seedMachine = setup({
         from: p.from,
         to: p.to,
         forced: request.force === true,
-        reason: request.reason ?? "",
+        reason: recordedReason(request.reason ?? ""),
         epochs: epoch - context.enteredAt,
         at: request.at ?? null,
       };
@@ -237,6 +247,21 @@ export const seedMachine = setup({
       const to = targetOf(request);
       return { ...outcomeBase(p.from, to, context, request), ok: false as const, ...rejection(checkEdge(p.from, to)) };
     }),
+    blueprintTaken: emit(({ context, event }) => ({
+      type: "blueprint.answer" as const,
+      seedId: context.seedId,
+      commandId: (event as Extract<SeedEvent, { type: "blueprint" }>).commandId ?? null,
+      ok: true as const,
+    })),
+    /** A terminal seed keeps the blueprint it ended with, and says so. */
+    blueprintRefused: emit(({ context, event }, p: { readonly state: SeedState }) => ({
+      type: "blueprint.answer" as const,
+      seedId: context.seedId,
+      commandId: (event as Extract<SeedEvent, { type: "blueprint" }>).commandId ?? null,
+      ok: false as const,
+      code: "terminal_state" as const,
+      error: `seed ${context.seedId} is ${p.state}, a terminal state; it takes no blueprint`,
+    })),
     /** A host hook on every accepted transition (tracing, metrics). No-op by default. */
     entered: (_: unknown, _p: EdgeParams) => {},
   },
@@ -249,10 +274,13 @@ export const seedMachine = setup({
     metrics: { actions: assign({ metrics: ({ context, event }) => ({ ...context.metrics, ...event.metrics }) }) },
     error: { actions: assign({ errorCount: ({ context }) => context.errorCount + 1 }) },
     blueprint: {
-      actions: assign({
-        blueprintId: ({ event }) => event.blueprintId,
-        strategy: ({ context, event }) => event.strategy ?? context.strategy,
-      }),
+      actions: [
+        assign({
+          blueprintId: ({ event }) => event.blueprintId,
+          strategy: ({ context, event }) => event.strategy ?? context.strategy,
+        }),
+        "blueprintTaken",
+      ],
     },
   },
   states: {
@@ -307,10 +335,10 @@ export const seedMachine = setup({
         "to.ROLLED_BACK": edge("FINE_TUNING", "ROLLED_BACK"),
       },
     },
-    FOSSILIZED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "FOSSILIZED" } } }, blueprint: {} } },
-    CULLED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "CULLED" } } }, blueprint: {} } },
-    CANCELLED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "CANCELLED" } } }, blueprint: {} } },
-    ROLLED_BACK: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "ROLLED_BACK" } } }, blueprint: {} } },
+    FOSSILIZED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "FOSSILIZED" } } }, blueprint: { actions: { type: "blueprintRefused", params: { state: "FOSSILIZED" } } } } },
+    CULLED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "CULLED" } } }, blueprint: { actions: { type: "blueprintRefused", params: { state: "CULLED" } } } } },
+    CANCELLED: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "CANCELLED" } } }, blueprint: { actions: { type: "blueprintRefused", params: { state: "CANCELLED" } } } } },
+    ROLLED_BACK: { tags: ["terminal"], on: { "to.*": { actions: { type: "noEdge", params: { from: "ROLLED_BACK" } } }, blueprint: { actions: { type: "blueprintRefused", params: { state: "ROLLED_BACK" } } } } },
   },
 });
 

@@ -84,6 +84,8 @@ export const settle = (admissions: readonly Admission[], host: LayerHost, contex
           answeredHere.set(a.command.message_id, applied.result);
           settled.push({ kind: "answer", read: a.read, result: applied.result, transitions: applied.transitions, first: true, applied: true });
         } catch (error) {
+          // Whatever it changed before it threw is persisted all the same: the store must hold what the actors hold.
+          for (const seedId of host.takeChanged()) changed.add(seedId);
           settled.push({ kind: "dead", read: a.read, code: "internal", error: `the layer could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
         }
         break;

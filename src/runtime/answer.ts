@@ -5,7 +5,7 @@
  * results") and one StateTransitionEvent per seed that moved.
  */
 import type { LayerResult } from "../../machines/layer.ts";
-import type { SeedOutcome } from "../../machines/seed.ts";
+import type { BlueprintAnswer, SeedOutcome } from "../../machines/seed.ts";
 import { commandResult, stateTransitionEvent } from "../protocol/make.ts";
 import type { Command, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
 
@@ -20,6 +20,8 @@ export interface Crash {
 export interface Said {
   readonly refusals: readonly LayerResult[];
   readonly outcomes: readonly SeedOutcome[];
+  /** The seeds' answers to blueprint updates. */
+  readonly blueprints: readonly BlueprintAnswer[];
   readonly crashes: readonly Crash[];
   /** Whether a whole-layer emergency stop is in force once the command is handled. */
   readonly stopped: boolean;
@@ -121,21 +123,63 @@ const lifecycleResult = (command: Command, seedId: number | null, outcomes: read
   );
 };
 
+/** What the seeds answered to each order of a batch, by the order's command id. */
+interface Heard {
+  moved: number;
+  refused: Failed | Extract<BlueprintAnswer, { ok: false }> | undefined;
+  taken: boolean;
+}
+
+const heardByOrder = (said: Said): Map<string, Heard> => {
+  const heard = new Map<string, Heard>();
+  const of = (commandId: string | null): Heard | undefined => {
+    if (commandId === null) return undefined;
+    let h = heard.get(commandId);
+    if (h === undefined) heard.set(commandId, (h = { moved: 0, refused: undefined, taken: false }));
+    return h;
+  };
+  for (const o of said.outcomes) {
+    const h = of(o.commandId);
+    if (h === undefined) continue;
+    if (o.ok) h.moved++;
+    else h.refused ??= o;
+  }
+  for (const b of said.blueprints) {
+    const h = of(b.commandId);
+    if (h === undefined) continue;
+    if (b.ok) h.taken = true;
+    else h.refused ??= b;
+  }
+  return heard;
+};
+
+/**
+ * A batch's one result, with a line per order. A line says applied only when its seed said so
+ * (an accepted outcome, a blueprint taken): an order whose seed crashed, or gave no answer, is
+ * not reported applied.
+ */
 const batchResult = (command: Extract<Command, { message_type: "BatchCommand" }>, said: Said, situation: Situation): CommandResult => {
   const whole = said.refusals.find((r) => r.commandId === command.message_id);
   if (whole) return resultFor(command, situation, null, whole.code, whole.error, whole.details);
+  const refusals = new Map<string, LayerResult>();
+  for (const r of said.refusals) if (!refusals.has(r.commandId)) refusals.set(r.commandId, r);
+  const heard = heardByOrder(said);
   const results = command.commands.map((c, index): BatchLine => {
-    const refused = said.refusals.find((r) => r.commandId === c.message_id);
+    const line = { index, command_id: c.message_id, seed_id: c.seed_id };
+    const refused = refusals.get(c.message_id);
     if (refused) {
-      const line: BatchLine = { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: refused.code, error: refused.error };
+      const failed: BatchLine = { ...line, applied: false, success: false, code: refused.code, error: refused.error };
       // Not applied because an earlier command failed (stop_on_error): say so, not just "internal".
-      return refused.details.skipped === true ? { ...line, skipped: true } : line;
+      return refused.details.skipped === true ? { ...failed, skipped: true } : failed;
     }
-    if (c.message_type === "BlueprintUpdateCommand") return { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
-    const bad = said.outcomes.find((o): o is Failed => o.commandId === c.message_id && !o.ok);
-    return bad
-      ? { index, command_id: c.message_id, seed_id: c.seed_id, applied: false, success: false, code: bad.code, error: bad.error }
-      : { index, command_id: c.message_id, seed_id: c.seed_id, applied: true, success: true, code: "ok" };
+    const h = heard.get(c.message_id);
+    if (h?.refused) return { ...line, applied: false, success: false, code: h.refused.code, error: h.refused.error };
+    const answered = c.message_type === "BlueprintUpdateCommand" ? h?.taken === true : (h?.moved ?? 0) > 0;
+    // A whole-layer order was answered by the seeds that lived through the batch; one that crashed is not applied.
+    const crashed = c.seed_id === null ? said.crashes.length > 0 : said.crashes.some((x) => x.seedId === c.seed_id);
+    if (answered && !(c.seed_id === null && crashed)) return { ...line, applied: true, success: true, code: "ok" };
+    const error = crashed ? (crashText(said) ?? "a seed crashed") : `seed ${c.seed_id ?? "(every seed)"} gave no answer`;
+    return { ...line, applied: false, success: false, code: "internal", error };
   });
   const firstBad = results.find((r) => !r.success);
   const code = said.crashes.length > 0 ? "internal" : firstBad ? (firstBad.code as CommandResult["code"]) : "ok";
@@ -160,15 +204,25 @@ const resultOf = (command: Command, said: Said, situation: Situation): CommandRe
       const details = moved.length > seeds.length ? { stopped: said.stopped, seeds, moved: moved.length, omitted: moved.length - seeds.length } : { stopped: said.stopped, seeds };
       return resultFor(command, situation, command.message_type === "EmergencyStopCommand" ? command.seed_id : null, "ok", null, details);
     }
-    case "BlueprintUpdateCommand":
+    case "BlueprintUpdateCommand": {
+      const answer = said.blueprints.find((b) => b.commandId === command.message_id);
+      if (answer === undefined) return resultFor(command, situation, command.seed_id, "internal", "the seed gave no answer", {});
+      if (!answer.ok) return resultFor(command, situation, command.seed_id, answer.code, answer.error, {});
       return resultFor(command, situation, command.seed_id, "ok", null, { blueprint_id: command.blueprint_id, grafting_strategy: command.grafting_strategy });
+    }
     case "LifecycleTransitionCommand":
       return lifecycleResult(command, command.seed_id, said.outcomes, situation);
   }
 };
 
 /** The answer to `command`: its one result, and an event for every seed that moved. */
-export const answerOf = (command: Command, said: Said, situation: Situation): Answer => {
+export const answerOf = (command: Command, said: Said, situation: Situation): Answer => ({
+  result: resultOf(command, said, situation),
+  transitions: transitionsOf(command, said, situation),
+});
+
+/** A StateTransitionEvent for every seed that moved. */
+export const transitionsOf = (command: Command, said: Pick<Said, "outcomes">, situation: Situation): StateTransitionEvent[] => {
   const transitions: StateTransitionEvent[] = [];
   for (const o of said.outcomes) {
     if (!o.ok) continue;
@@ -189,5 +243,5 @@ export const answerOf = (command: Command, said: Said, situation: Situation): An
       }),
     );
   }
-  return { result: resultOf(command, said, situation), transitions };
+  return transitions;
 };

@@ -15,11 +15,22 @@
 import { createActor, type Actor, type InspectionEvent, type Observer } from "xstate";
 import { guardConfig, type GuardConfig, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
 import { layerMachine, seedActorId, type LayerEmitted, type LayerResult } from "../../machines/layer.ts";
-import { epochsInState, persistSeed, seedMachine, seedSnapshotOf, type PersistedSeed, type SeedActorRef, type SeedMachine, type SeedOutcome } from "../../machines/seed.ts";
+import {
+  epochsInState,
+  persistSeed,
+  seedMachine,
+  seedSnapshotOf,
+  type BlueprintAnswer,
+  type PersistedSeed,
+  type SeedActorRef,
+  type SeedMachine,
+  type SeedOutcome,
+} from "../../machines/seed.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import { StateTable } from "../kasmina/state-table.ts";
+import { MAX_SOURCE_LENGTH } from "../protocol/limits.ts";
 import type { Command } from "../protocol/messages.ts";
-import { answerOf, type Answer, type Crash } from "./answer.ts";
+import { answerOf, resultFor, seedIdOf, transitionsOf, type Answer, type Crash, type Said, type Situation } from "./answer.ts";
 import { blueprintUpdatesOf, layerEventOf } from "./orders.ts";
 
 export interface LayerHostOptions {
@@ -65,6 +76,7 @@ export class LayerHost {
   /** What the machines said while the current event was handled. */
   private refusals: LayerResult[] = [];
   private outcomes: SeedOutcome[] = [];
+  private blueprints: BlueprintAnswer[] = [];
   private crashes: Crash[] = [];
   /** Seeds whose snapshot changed since `takeChanged` last looked. */
   private changed = new Set<number>();
@@ -78,6 +90,8 @@ export class LayerHost {
       throw new RangeError(`state table has ${this.table.numSeeds} seeds, layer ${options.layerId} has ${options.numSeeds}`);
     }
     this.source = options.source ?? `esper.layer.${options.layerId}`;
+    // Every answer carries it: a source no message may hold would make every answer unbuildable.
+    if (this.source.length > MAX_SOURCE_LENGTH) throw new RangeError(`source of layer ${options.layerId} has ${this.source.length} characters; at most ${MAX_SOURCE_LENGTH}`);
     this.guards = guardConfig(options.guards);
     this.seedLogic = options.seedLogic ?? seedMachine;
     this.blueprintIndex = options.blueprintIndex ?? internBlueprints();
@@ -131,19 +145,22 @@ export class LayerHost {
     const situation = { source: this.source, layerId: this.layerId, now, elapsedMs };
     const unknown = this.unknownBlueprint(command);
     if (unknown !== null) {
-      return { ...answerOf(command, { refusals: [unknown], outcomes: [], crashes: [], stopped: this.isStopped }, situation), changed: new Set() };
+      return { ...answered(command, { refusals: [unknown], outcomes: [], blueprints: [], crashes: [], stopped: this.isStopped }, situation), changed: new Set() };
     }
     this.refusals = [];
     this.outcomes = [];
+    this.blueprints = [];
     this.crashes = [];
     this.layer.send(layerEventOf(command, now));
     // A blueprint update changes a seed without a transition (no outcome): it is mirrored here.
     for (const update of blueprintUpdatesOf(command)) if (update.seed_id < this.numSeeds) this.mirror(update.seed_id, false);
-    const said = { refusals: this.refusals, outcomes: this.outcomes, crashes: this.crashes, stopped: this.isStopped };
+    const said = { refusals: this.refusals, outcomes: this.outcomes, blueprints: this.blueprints, crashes: this.crashes, stopped: this.isStopped };
     this.refusals = [];
     this.outcomes = [];
+    this.blueprints = [];
     this.crashes = [];
-    return { ...answerOf(command, said, situation), changed: this.takeChanged() };
+    // The layer has changed by now: whatever the answer comes to, the changed seeds go with it.
+    return { ...answered(command, said, situation), changed: this.takeChanged() };
   }
 
   /** Epochs elapsed for every seed: one event, whatever the layer's size. Returns the seeds changed (none). */
@@ -191,8 +208,8 @@ export class LayerHost {
     stopLayer(this.layer);
   }
 
-  /** Seeds changed since the last look, and starts a new look. */
-  private takeChanged(): ReadonlySet<number> {
+  /** Seeds changed since the last look, and starts a new look (`apply` and the others return theirs; a caller that caught a throw asks here). */
+  takeChanged(): ReadonlySet<number> {
     const changed = this.changed;
     this.changed = new Set();
     return changed;
@@ -224,6 +241,7 @@ export class LayerHost {
       this.outcomes.push(outcome);
       if (outcome.ok) this.mirror(outcome.seedId, true);
     });
+    seed.on("blueprint.answer", (answer) => void this.blueprints.push(answer));
     seed.subscribe({ next: () => void this.changed.add(seedId), error: (error) => this.restartSeed(seedId, seed, error) });
     seed.start();
     return seed;
@@ -281,6 +299,32 @@ export class LayerHost {
     return null;
   }
 }
+
+/**
+ * The answer, which the host returns whatever happens: the command has reached the layer and
+ * may have changed it, so throwing here would lose the change with the answer. A message the
+ * builders refuse (a bug: answers are bounded by construction) becomes an `internal` answer that
+ * says so, and the transitions that could be built are kept.
+ */
+const answered = (command: Command, said: Said, situation: Situation): Answer => {
+  try {
+    return answerOf(command, said, situation);
+  } catch (error) {
+    let transitions: Answer["transitions"] = [];
+    try {
+      transitions = transitionsOf(command, said, situation);
+    } catch {
+      // Not even the transitions could be built: the result below says what happened.
+    }
+    const moved = said.outcomes.filter((o) => o.ok).length;
+    return {
+      result: resultFor(command, situation, seedIdOf(command), "internal", `the layer handled this command (${moved} seed(s) moved) but its answer could not be built: ${clipText(errorText(error))}`, { moved }),
+      transitions,
+    };
+  }
+};
+
+const clipText = (text: string): string => (text.length <= 1_000 ? text : `${text.slice(0, 1_000)}…`);
 
 /** Stops a layer actor and the seed actors it holds (root actors: the public stop). O(n). */
 const stopLayer = (layer: Actor<typeof layerMachine>): void => {

@@ -4,16 +4,20 @@
  */
 import { parseSeedState, type SeedState } from "../../machines/lifecycle.ts";
 import type { LayerEvent, SeedOrder } from "../../machines/layer.ts";
-import type { Metrics } from "../../machines/seed-rules.ts";
+import { GUARD_METRICS, type Metrics } from "../../machines/seed-rules.ts";
 import type { BatchableCommand, Command } from "../protocol/messages.ts";
 
-/** Numbers a command carries for the validators: `parameters.metrics`, or numeric parameters. */
+/**
+ * Numbers a command carries for the validators: `parameters.metrics`, or numeric parameters.
+ * Only the metrics the validators read (GUARD_METRICS): a seed keeps what it is told, persisted
+ * and quoted by every transition event, so any other name would only grow every snapshot.
+ */
 export const metricsOf = (parameters: Readonly<Record<string, unknown>>): Metrics => {
   const nested = parameters.metrics;
   const source = nested && typeof nested === "object" ? (nested as Record<string, unknown>) : parameters;
   const metrics: Record<string, number> = {};
-  for (const key of Object.keys(source)) {
-    const v = source[key];
+  for (const key of GUARD_METRICS) {
+    const v = Object.hasOwn(source, key) ? source[key] : undefined;
     if (typeof v === "number" && Number.isFinite(v)) metrics[key] = v;
   }
   return metrics;

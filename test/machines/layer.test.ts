@@ -3,7 +3,7 @@
  * batches, emergency stop, the state table it mirrors, and the StateTransitionEvents it reports.
  */
 import { describe, expect, test } from "vitest";
-import type { SeedState } from "../../machines/lifecycle.ts";
+import { MAX_REASON_LENGTH, type SeedState } from "../../machines/lifecycle.ts";
 import { LayerHost } from "../../src/runtime/layer-host.ts";
 import { StateTable } from "../../src/kasmina/state-table.ts";
 import { batch, blueprint, emergencyStop, lifecycle, placeSeed, resume } from "../runtime/commands.ts";
@@ -150,6 +150,29 @@ describe("atomic batch: all or none", () => {
     expect(h.table.row(1)).toMatchObject({ blueprint: 0, strategy: "adaptive" });
   });
 
+  test("an atomic batch that cancels a seed and then gives it a blueprint is rejected whole: the blueprint is judged against the state the batch leaves", () => {
+    const h = host(2);
+    placeSeed(h, 0, "GERMINATED");
+    const b = batch([lifecycle(L, 0, "CANCELLED"), blueprint(L, 0, "bp-late")]);
+    const { result, transitions } = h.apply(b);
+    expect(result).toMatchObject({ success: false, code: "terminal_state" });
+    expect(result.error).toMatch(/command 1 failed: seed 0 is CANCELLED/);
+    expect(transitions).toEqual([]);
+    expect(h.seed(0)).toMatchObject({ state: "GERMINATED", context: { blueprintId: null } });
+  });
+
+  test("a plain batch (not atomic, not stop_on_error) that cancels a seed and then gives it a blueprint: the blueprint line says terminal_state, not applied", () => {
+    const h = host(2);
+    placeSeed(h, 0, "GERMINATED");
+    const { result } = h.apply(batch([lifecycle(L, 0, "CANCELLED"), blueprint(L, 0, "bp-late")], { atomic: false, stopOnError: false }));
+    expect(result).toMatchObject({ success: false, code: "terminal_state" });
+    expect(result.details.results).toMatchObject([
+      { index: 0, applied: true, code: "ok" },
+      { index: 1, applied: false, success: false, code: "terminal_state" },
+    ]);
+    expect(h.seed(0)).toMatchObject({ state: "CANCELLED", context: { blueprintId: null } });
+  });
+
   test("a batch moving the same seed twice is judged step by step: GERMINATED then TRAINING applies", () => {
     const h = host(2);
     const { result, transitions } = h.apply(batch([lifecycle(L, 0, "GERMINATED"), lifecycle(L, 0, "TRAINING")]));
@@ -258,6 +281,42 @@ describe("emergency stop", () => {
     expect(transitions).toHaveLength(6);
     for (const t of transitions) expect(t).toMatchObject({ triggered_by: "system", reason: "emergency stop: loss exploded", correlation_id: stop.message_id });
     expect(h.isStopped).toBe(true);
+  });
+
+  test("an emergency stop for a seed the layer does not have is refused unknown_seed: a stop that stopped nothing never says ok", () => {
+    for (const stopped of [false, true]) {
+      const h = host(2);
+      placeSeed(h, 1, "TRAINING");
+      if (stopped) h.apply(emergencyStop(L));
+      const { result, transitions } = h.apply(emergencyStop(L, 7));
+      expect(result).toMatchObject({ success: false, code: "unknown_seed", seed_id: 7 });
+      expect(result.error).toContain("no seed 7");
+      expect(transitions).toEqual([]);
+      expect(h.isStopped).toBe(stopped);
+    }
+  });
+
+  test("a stop reason of 60,000 characters: the layer keeps and quotes at most MAX_REASON_LENGTH, and every answer is a valid message", () => {
+    const h = host(3);
+    placeSeed(h, 0, "TRAINING");
+    const reason = "x".repeat(60_000);
+    const stop = h.apply(emergencyStop(L, null, reason));
+    expect(stop.result.code).toBe("ok");
+    expect(stop.transitions[0]!.reason.length).toBeLessThanOrEqual(MAX_REASON_LENGTH);
+    expect(h.record.stopReason!.length).toBe(MAX_REASON_LENGTH);
+    // Refusals quote the reason: twice in a batch's lines.
+    const refused = h.apply(batch([lifecycle(L, 1, "GERMINATED"), lifecycle(L, 2, "GERMINATED")], { atomic: false, stopOnError: false }));
+    expect(refused.result.code).toBe("emergency_stopped");
+    expect(refused.result.error!.length).toBeLessThan(2 * MAX_REASON_LENGTH);
+  });
+
+  test("a command's metrics reach the seed only for the names the validators read: 256 other names leave no trace", () => {
+    const h = host(1);
+    const metrics: Record<string, number> = { reconstruction_loss: 0.01 };
+    for (let i = 0; i < 255; i++) metrics[`junk_${i}`] = i;
+    const { transitions } = h.apply(lifecycle(L, 0, "GERMINATED", { metrics }));
+    expect(h.seed(0).context.metrics).toEqual({ reconstruction_loss: 0.01 });
+    expect(transitions[0]!.metrics_snapshot).toEqual({ reconstruction_loss: 0.01 });
   });
 
   test("a stopped layer refuses growth with emergency_stopped: lifecycle, blueprint and batch", () => {

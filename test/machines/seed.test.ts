@@ -5,7 +5,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { createActor, initialTransition, transition, type AnyEventObject } from "xstate";
-import { guardConfig, type GuardConfig, type SeedState } from "../../machines/lifecycle.ts";
+import { guardConfig, MAX_REASON_LENGTH, type GuardConfig, type SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import {
   HISTORY_LIMIT,
@@ -14,6 +14,7 @@ import {
   requestTransition,
   seedMachine,
   seedSnapshotOf,
+  type BlueprintAnswer,
   type SeedOutcome,
   type SeedSnapshot,
   type TransitionRecord,
@@ -328,11 +329,31 @@ describe("terminal_state: a terminal seed accepts nothing", () => {
     expect(seed.context()).toEqual(before);
   });
 
-  test("a terminal seed ignores a blueprint", () => {
+  test("a terminal seed keeps its blueprint and says so: a terminal_state answer, never silence", () => {
     const seed = spawnSeed();
     seed.place("CULLED");
-    seed.actor.send({ type: "blueprint", blueprintId: "late", strategy: "momentum" });
+    const answers: BlueprintAnswer[] = [];
+    seed.actor.on("blueprint.answer", (a) => answers.push(a));
+    seed.actor.send({ type: "blueprint", blueprintId: "late", strategy: "momentum", commandId: "c-late" });
     expect(seed.context()).toMatchObject({ blueprintId: null, strategy: "linear" });
+    expect(answers).toEqual([{ type: "blueprint.answer", seedId: 0, commandId: "c-late", ok: false, code: "terminal_state", error: expect.stringMatching(/CULLED, a terminal state/) }]);
+  });
+
+  test("a live seed answers a blueprint it took", () => {
+    const seed = spawnSeed();
+    const answers: BlueprintAnswer[] = [];
+    seed.actor.on("blueprint.answer", (a) => answers.push(a));
+    seed.actor.send({ type: "blueprint", blueprintId: "bp", commandId: "c-1" });
+    expect(answers).toEqual([{ type: "blueprint.answer", seedId: 0, commandId: "c-1", ok: true }]);
+  });
+
+  test("a reason is recorded up to MAX_REASON_LENGTH characters, in the history and the outcome", () => {
+    const seed = spawnSeed();
+    seed.actor.send(requestTransition("GERMINATED", { reason: "r".repeat(70_000) }));
+    const recorded = seed.context().history.at(-1)!.reason;
+    expect(recorded.length).toBe(MAX_REASON_LENGTH);
+    expect(recorded.endsWith("…")).toBe(true);
+    expect(seed.outcomes.at(-1)!.reason).toBe(recorded);
   });
 });
 

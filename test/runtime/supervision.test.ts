@@ -3,10 +3,11 @@
  * from its last persisted snapshot and reports it. The failing command is the only casualty.
  */
 import { describe, expect, test } from "vitest";
+import { emit } from "xstate";
 import type { SeedState } from "../../machines/lifecycle.ts";
 import { seedMachine } from "../../machines/seed.ts";
 import { LayerHost } from "../../src/runtime/layer-host.ts";
-import { batch, lifecycle, placeSeed } from "./commands.ts";
+import { batch, blueprint, lifecycle, placeSeed } from "./commands.ts";
 
 const L = "dense1";
 
@@ -129,12 +130,66 @@ describe("a seed that throws while entering GRAFTING", () => {
     expect(host.apply(lifecycle(L, 0, "CANCELLED")).result.code).toBe("ok");
   });
 
+  test("a crash inside a batch: each line says applied only when its seed said so; orders to the crashed seed are not applied", () => {
+    const { host } = hostWith();
+    readyToGraft(host);
+    const { result } = host.apply(
+      batch(
+        [
+          lifecycle(L, 1, "GERMINATED"),
+          lifecycle(L, 0, "GRAFTING", { metrics: { reconstruction_loss: 0.001 } }),
+          blueprint(L, 0, "bp-after-crash"),
+          lifecycle(L, 2, "GERMINATED"),
+        ],
+        { atomic: false, stopOnError: false },
+      ),
+    );
+    expect(result.code).toBe("internal");
+    expect(result.details.results).toMatchObject([
+      { index: 0, applied: true, code: "ok" },
+      { index: 1, applied: false, success: false, code: "internal", error: expect.stringMatching(/seed 0 crashed/) },
+      { index: 2, applied: false, success: false, code: "internal" },
+      { index: 3, applied: true, code: "ok" },
+    ]);
+    expect(host.seed(0).context.blueprintId).toBeNull();
+    expect(host.seeds().map((s) => s.state)).toEqual(["TRAINING", "GERMINATED", "GERMINATED"]);
+  });
+
   test("a healthy seed machine is never restarted on the same walk", () => {
     const { host, restarts } = hostWith(seedMachine);
     readyToGraft(host);
     expect(host.apply(lifecycle(L, 0, "GRAFTING", { metrics: { reconstruction_loss: 0.001 } })).result.code).toBe("ok");
     expect(restarts).toEqual([]);
     expect(host.restartCount).toBe(0);
+  });
+});
+
+describe("an answer that cannot be built", () => {
+  test("apply still returns: an internal answer that says the seed moved, and the changed seed to persist", () => {
+    // A seed logic whose accepted outcome carries a reason no message may hold (the real one clips it).
+    const loud = seedMachine.provide({
+      actions: {
+        accepted: emit(({ context }, p: { from: SeedState; to: SeedState }) => ({
+          type: "outcome" as const,
+          seedId: context.seedId,
+          commandId: null,
+          from: p.from,
+          to: p.to,
+          forced: false,
+          reason: "r".repeat(70_000),
+          metrics: {},
+          epochsInFrom: 0,
+          at: null,
+          ok: true as const,
+        })),
+      },
+    });
+    const { host } = hostWith(loud, 2);
+    const applied = host.apply(lifecycle(L, 1, "GERMINATED"));
+    expect(applied.result).toMatchObject({ success: false, code: "internal", details: { moved: 1 } });
+    expect(applied.result.error).toMatch(/handled this command \(1 seed\(s\) moved\) but its answer could not be built/);
+    expect([...applied.changed]).toEqual([1]);
+    expect(host.seed(1).state).toBe("GERMINATED");
   });
 });
 
