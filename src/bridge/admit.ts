@@ -16,6 +16,7 @@
 import type { CommandResult } from "../protocol/messages.ts";
 import { COMMAND_TYPES, commandLayer, type Command, type Message } from "../protocol/messages.ts";
 import { rejectionResult } from "../protocol/make.ts";
+import { resultFor, seedIdOf } from "../runtime/answer.ts";
 import type { Decoded, Read } from "./decode.ts";
 import type { SourceRates } from "./source-rates.ts";
 
@@ -85,10 +86,26 @@ const overRate = (decoded: readonly Decoded[], context: AdmitContext): ReadonlyS
   return over;
 };
 
+/**
+ * The answer to a command dead-lettered after too many deliveries, when it is this layer's and
+ * not answered already: its sender waits for one, and hears why instead of timing out.
+ */
+const unsettledAnswer = (d: Decoded, error: string, context: AdmitContext): CommandResult | undefined => {
+  if (!d.ok || !isCommand(d.message)) return undefined;
+  const target = commandLayer(d.message);
+  if (target !== null && target !== context.layerId) return undefined;
+  if (context.known?.has(d.message.message_id) === true) return undefined;
+  const command = forLayer(d.message, context.layerId);
+  const situation = { source: context.source, layerId: context.layerId, now: context.now, elapsedMs: 0 };
+  return resultFor(command, situation, seedIdOf(command), "internal", `${error}; it was not applied and is in the dead-letter stream`, { deliveries: d.read.entry.deliveries });
+};
+
 const admitOne = (d: Decoded, i: number, over: ReadonlySet<number>, context: AdmitContext): Admission => {
   const { read } = d;
   if (read.entry.deliveries > context.maxDeliveries) {
-    return { kind: "dead", read, code: "internal", error: `exceeded max deliveries (${context.maxDeliveries}): it was delivered ${read.entry.deliveries} times without being settled` };
+    const error = `exceeded max deliveries (${context.maxDeliveries}): it was delivered ${read.entry.deliveries} times without being settled`;
+    const answer = unsettledAnswer(d, error, context);
+    return { kind: "dead", read, code: "internal", error, ...(answer === undefined ? {} : { answer }) };
   }
   if (!d.ok) {
     const answer = rejectionResult(d.error, context.layerId, context.source, context.now / 1000);

@@ -34,6 +34,7 @@ import { decodeEntry, encodeEntry, encodeEntryInProcess, maxEntryBytes } from ".
 import { newMessageId } from "../protocol/message-id.ts";
 import type { CommandResult, Message } from "../protocol/messages.ts";
 import { GROUPS, streams } from "../protocol/streams.ts";
+import { resultFor, seedIdOf } from "../runtime/answer.ts";
 import { boundedMessage } from "../runtime/bounded-message.ts";
 import type { LayerHost } from "../runtime/layer-host.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "../telemetry/decode.ts";
@@ -42,9 +43,9 @@ import { commitUntilLanded, type CommitPolicy } from "./commit-loop.ts";
 import { decodeRead, decodeReads, type Read } from "./decode.ts";
 import { intakeOf } from "./intake.ts";
 import { resolveBridgeOptions, type BridgeOptions } from "./options.ts";
-import { planCommit, sameGeneration } from "./plan.ts";
-import { dataLost, generationHolds, LayerDataLost, restoreLayer, type BridgeRestoreError, type Stored } from "./restore.ts";
-import { settle, type Settlement } from "./settle.ts";
+import { planCommit, sameStore, type CommitMarker } from "./plan.ts";
+import { dataLost, generationHolds, LayerDataLost, recentWritesLost, restoreLayer, type BridgeRestoreError, type Stored } from "./restore.ts";
+import { againAnswer, settle, type Settled, type Settlement } from "./settle.ts";
 import { deferredValue, layerKeys, markerField, RECORD_FIELD, recordValue, text, type LayerKeys } from "./store.ts";
 import { SourceRates } from "./source-rates.ts";
 
@@ -68,7 +69,10 @@ export interface LayerBridge {
   readonly layerId: string;
   readonly host: LayerHost;
   readonly stats: () => BridgeStats;
-  /** Succeeds once the bridge has settled the entry `id` of `stream` (and everything before it). */
+  /**
+   * Succeeds once the bridge has settled the entry `id` of `stream` (and everything before it),
+   * or has stopped (its Scope closed, or its layer's data was lost): nobody waits forever.
+   */
   readonly settled: (stream: string, id: string) => Effect.Effect<void>;
   /** Fails when the bridge has stopped for good because the layer's data was lost; never succeeds. */
   readonly failed: Effect.Effect<never, LayerDataLost>;
@@ -94,9 +98,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const decodeOptions = { maxBytes: o.maxBytes, hmacKey: o.hmacKey, maxSignedAgeMs: o.maxSignedAgeMs };
     const rates = new SourceRates({ perSecond: o.ratePerSource });
     const lost = yield* Deferred.make<never, LayerDataLost>();
-    const marker = markerField(o.consumer);
+    const tokenField = markerField(o.consumer);
 
-    const stored: Stored = yield* restoreLayer(bus, layerId, host.numSeeds, keys);
+    const stored: Stored = yield* restoreLayer(bus, layerId, host.numSeeds, keys, tokenField);
     host.restore(stored.seeds, stored.record);
 
     // Everything written stays within the size every reader accepts (bounded-message.ts). In
@@ -116,10 +120,17 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       for (const seedId of changed) stored.seeds.set(seedId, host.seed(seedId));
       if (record !== undefined) stored.record = record;
     };
-    const landed = (token: string) => Effect.map(bus.hmget(keys.meta, [marker]), ([held]) => text(held) === token);
+    /** The next commit's token, chained to the last one that landed. */
+    const nextMarker = (): CommitMarker => ({ field: tokenField, previous: stored.lastCommit, token: newMessageId() });
+    const landed = (m: CommitMarker) => Effect.map(bus.hmget(keys.meta, [tokenField]), ([held]) => text(held) === m.token);
     const policy = (what: string): CommitPolicy => ({ maxCommitAttempts: o.maxCommitAttempts, maxRetryDelayMs: o.maxRetryDelayMs, what: `layer ${layerId}: ${what}` });
     const isLost = (error: BusError) => error.reason === "conflict" && error.key === keys.meta;
-    const failLost = (what: string) => Effect.andThen(Deferred.fail(lost, dataLost(layerId, what)), Effect.interrupt);
+    const stop = (error: LayerDataLost) => Effect.andThen(Effect.andThen(Deferred.fail(lost, error), releaseWaiters), Effect.interrupt);
+    const failLost = (what: string) => stop(dataLost(layerId, what));
+    /** A commit's meta precondition failed: which one says what was lost. */
+    const failAfterConflict = Effect.flatMap(Effect.orElseSucceed(generationHolds(bus, keys, stored.generation), () => false), (holds) =>
+      holds ? stop(recentWritesLost(layerId, o.consumer)) : failLost("a commit found its generation marker gone"),
+    );
 
     /** What is stored for the batch's message ids (a redelivery, or a copy answered meanwhile). Waits for Redis. */
     const readKnown = (ids: readonly string[]): Effect.Effect<Map<string, CommandResult>> => {
@@ -128,36 +139,70 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
         const known = new Map<string, CommandResult>();
         asked.forEach((id, i) => {
           const bytes = current[i] ?? old[i];
-          const decoded = bytes ? decodeEntry(keys.events, { data: bytes, type: "CommandResult", enc: "msgpack" }) : undefined;
-          if (decoded?._tag === "Success" && decoded.success.message_type === "CommandResult") known.set(id, decoded.success);
+          if (!bytes) return;
+          const decoded = decodeEntry(keys.events, { data: bytes, type: "CommandResult", enc: "msgpack" });
+          // Answered all the same: applying it again would only meet the stored answer at commit, for ever.
+          known.set(
+            id,
+            decoded._tag === "Success" && decoded.success.message_type === "CommandResult"
+              ? decoded.success
+              : resultFor({ message_id: id }, { source: host.source, layerId, now: now(), elapsedMs: 0 }, null, "internal", `this command was answered before, but the stored answer cannot be read (${keys.results}); see the event stream for it`, {}),
+          );
         });
         return known;
       });
       return read.pipe(Effect.retry({ schedule: Schedule.spaced(Math.min(500, o.maxRetryDelayMs)), while: (e) => e.reason !== "closed" }), Effect.orDie);
     };
 
-    /** Gives up on a batch whose commit keeps failing: its entries go to the dead-letter stream, answered where attributable. */
-    const giveUp = (reads: readonly Read[], admissions: readonly Admission[], error: BusError, interruptible: <A, E>(e: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
+    /**
+     * Gives up on a batch whose commit keeps failing: its entries go to the dead-letter stream,
+     * each command answered `internal` (or as it was to be answered, for entries already bound
+     * for the letters). When even that fails (the event stream is what is broken), the letters
+     * go without the answers: they are never lost, and `esper dlq` shows why.
+     */
+    const giveUp = (admissions: readonly Admission[], error: BusError, interruptible: <A, E>(e: Effect.Effect<A, E>) => Effect.Effect<A, E>) =>
       Effect.gen(function* () {
         const why = `the layer could not commit this entry: ${error.message}`;
-        yield* Effect.logError(`layer ${layerId}: giving up on a batch of ${reads.length} entries after ${o.maxCommitAttempts} failed commits (${error.message}); they go to the dead-letter stream`);
-        const settlement: Settlement = {
-          settled: admissions.map((a) => (a.kind === "skip" ? { kind: "ack" as const, read: a.read } : { kind: "dead" as const, read: a.read, code: "internal", error: why })),
-          changed: new Set(),
-          record: undefined,
+        const at = now();
+        const situation = { source: host.source, layerId, now: at, elapsedMs: 0 };
+        yield* Effect.logError(`layer ${layerId}: giving up on a batch of ${admissions.length} entries after ${o.maxCommitAttempts} failed commits (${error.message}); they go to the dead-letter stream`);
+        const letterOf = (a: Admission, answered: boolean): Settled => {
+          switch (a.kind) {
+            case "skip":
+              return { kind: "ack", read: a.read };
+            case "dead":
+              return answered && a.answer !== undefined ? { kind: "dead", read: a.read, code: a.code, error: a.error, answer: a.answer } : { kind: "dead", read: a.read, code: a.code, error: a.error };
+            case "answered":
+              return answered ? { kind: "dead", read: a.read, code: "internal", error: why, answer: againAnswer(a.before, at) } : { kind: "dead", read: a.read, code: "internal", error: why };
+            case "refuse":
+            case "apply":
+              return answered
+                ? { kind: "dead", read: a.read, code: "internal", error: why, answer: resultFor(a.command, situation, seedIdOf(a.command), "internal", `${why}; it was not applied and is in the dead-letter stream`, {}) }
+                : { kind: "dead", read: a.read, code: "internal", error: why };
+          }
         };
-        const token = newMessageId();
-        const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots: new Map(), marker: { field: marker, token }, now: now() });
         // Dead-lettering waits for Redis like any commit, and is tried for as long as it takes.
-        for (;;) {
-          const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`dead-lettering ${reads.length} entries`), interruptible);
-          if (landing.landed) break;
-          if (isLost(landing.error)) return yield* failLost("the generation marker changed");
+        for (let answered = true; ; ) {
+          const settlement: Settlement = { settled: admissions.map((a) => letterOf(a, answered)), changed: new Set(), record: undefined };
+          const m = nextMarker();
+          const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots: new Map(), marker: m, now: at });
+          const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`dead-lettering ${admissions.length} entries`), interruptible);
+          if (landing.landed) {
+            stored.lastCommit = m.token;
+            break;
+          }
+          if (isLost(landing.error)) return yield* failAfterConflict;
+          if (landing.error.reason === "closed") return yield* Effect.interrupt;
+          if (answered) {
+            answered = false;
+            yield* Effect.logError(`layer ${layerId}: dead-lettering with answers failed too (${landing.error.message}); dead-lettering without them`);
+            continue;
+          }
           yield* Effect.logError(`layer ${layerId}: dead-lettering failed too (${landing.error.message}); trying again`);
           yield* interruptible(Effect.sleep(o.maxRetryDelayMs));
         }
-        stats.deadLettered += reads.length;
-        stats.entries += reads.length;
+        stats.deadLettered += admissions.filter((a) => a.kind !== "skip").length;
+        stats.entries += admissions.length;
       });
 
     // One batch at a time per layer: apply order = commit order = event stream order.
@@ -179,25 +224,28 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                 let admissions = admit(decoded, { layerId, allStream: keys.all, now: at, maxDeliveries: o.maxDeliveries, known, rates, ratePerSource: o.ratePerSource, source: host.source });
                 for (;;) {
                   const settlement = settle(admissions, host, { now: at });
-                  const token = newMessageId();
+                  const m = nextMarker();
                   const snapshots = new Map([...settlement.changed].map((seedId) => [seedId, host.seed(seedId)] as const));
-                  const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots, marker: { field: marker, token }, now: at });
-                  const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`batch of ${reads.length} entries`), interruptible).pipe(
+                  const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots, marker: m, now: at });
+                  const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`batch of ${reads.length} entries`), interruptible).pipe(
                     Effect.onInterrupt(() => Effect.sync(() => rollback(settlement.changed))),
                   );
                   if (landing.landed) {
+                    stored.lastCommit = m.token;
                     remember(settlement.changed, settlement.record);
                     count(settlement);
                     return;
                   }
                   rollback(settlement.changed);
-                  if (isLost(landing.error)) return yield* failLost("a commit found its generation marker gone");
+                  if (isLost(landing.error)) return yield* failAfterConflict;
+                  // The bus is closing under us: the batch stays pending for whoever reads next.
+                  if (landing.error.reason === "closed") return yield* Effect.interrupt;
                   if (landing.error.reason === "conflict") {
                     // Another delivery answered one of these ids meanwhile: settle again with what is stored.
                     admissions = readmit(admissions, yield* interruptible(readKnown(ids)));
                     continue;
                   }
-                  return yield* giveUp(reads, admissions, landing.error, interruptible);
+                  return yield* giveUp(admissions, landing.error, interruptible);
                 }
               }),
             ),
@@ -238,6 +286,15 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     /** Telemetry in: the trainer's epoch count and the seeds' guard metrics, committed with the seeds they changed. */
     const settledThrough = new Map<string, string>();
     const waiters = new Set<{ readonly stream: string; readonly id: string; readonly done: Deferred.Deferred<void> }>();
+    /** Set when the bridge stops: its waiters are released, and nobody waits on it again. */
+    let stopped = false;
+    const releaseWaiters = Effect.suspend(() => {
+      stopped = true;
+      const all = [...waiters];
+      waiters.clear();
+      return Effect.forEach(all, (w) => Deferred.succeed(w.done, undefined), { discard: true });
+    });
+    yield* Effect.addFinalizer(() => releaseWaiters);
     const markSettled = (stream: string, id: string) =>
       Effect.gen(function* () {
         settledThrough.set(stream, later(settledThrough.get(stream) ?? "0-0", id));
@@ -268,24 +325,26 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                 if (intake.epoch !== undefined && intake.epoch > before.epoch) for (const id of host.tick(intake.epoch - before.epoch)) changed.add(id);
                 for (const id of host.reportMetrics(intake.metrics)) changed.add(id);
                 const record = host.record.epoch !== before.epoch ? host.record : undefined;
-                const token = newMessageId();
-                const ops: CommitOp[] = [sameGeneration(keys, stored.generation)];
+                const m = nextMarker();
+                const ops: CommitOp[] = sameStore(keys, stored.generation, m);
                 if (changed.size > 0) ops.push({ op: "hset", key: keys.state, values: new Map([...changed].map((id) => [String(id), deferredValue(host.seed(id))] as const)) });
                 ops.push(
-                  { op: "hset", key: keys.meta, values: { [marker]: token, ...(record !== undefined ? { [RECORD_FIELD]: recordValue(record) } : {}) } },
+                  { op: "hset", key: keys.meta, values: { [tokenField]: m.token, ...(record !== undefined ? { [RECORD_FIELD]: recordValue(record) } : {}) } },
                   { op: "ack", stream: keys.telemetry, group: GROUPS.kasmina, ids: entries.map((e) => e.id) },
                 );
-                const landing = yield* commitUntilLanded(bus, ops, landed(token), policy(`telemetry of ${entries.length} entries`), interruptible).pipe(
+                const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`telemetry of ${entries.length} entries`), interruptible).pipe(
                   Effect.onInterrupt(() => Effect.sync(() => rollback(changed))),
                 );
                 if (!landing.landed) {
                   rollback(changed);
-                  if (isLost(landing.error)) return yield* failLost("a commit found its generation marker gone");
+                  if (isLost(landing.error)) return yield* failAfterConflict;
+                  if (landing.error.reason === "closed") return yield* Effect.interrupt;
                   // Telemetry may be dropped (PROTOCOL.md): counted, logged, and acked so the stream moves on.
                   stats.telemetryRejected += entries.length;
                   yield* Effect.logWarning(`layer ${layerId}: dropping ${entries.length} telemetry entries that could not be committed: ${landing.error.message}`);
                   yield* Effect.ignore(bus.ack(keys.telemetry, GROUPS.kasmina, entries.map((e) => e.id)));
                 } else {
+                  stored.lastCommit = m.token;
                   remember(changed, record);
                   stats.telemetry += entries.length;
                 }
@@ -364,6 +423,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
 
     const settledOn = (stream: string, id: string): Effect.Effect<void> =>
       Effect.suspend(() => {
+        if (stopped) return Effect.void;
         const through = settledThrough.get(stream);
         if (through !== undefined && compareStreamIds(parseStreamId(id)!, parseStreamId(through)!) <= 0) return Effect.void;
         return Effect.flatMap(Deferred.make<void>(), (done) => {

@@ -11,7 +11,8 @@
  *   which applies it first).
  * - Any other failure (a script error, a key of the wrong type): the same commit is tried
  *   `maxCommitAttempts` times in all, then given up: the caller dead-letters the batch.
- * - A `conflict` (a precondition did not hold) is the caller's to judge at once.
+ * - A `conflict` (a precondition did not hold) is the caller's to judge at once, and so is a bus
+ *   that was closed (the worker is stopping: the batch stays pending for the next reader).
  */
 import { Effect, Schedule } from "effect";
 import type { Bus, BusError, CommitOp } from "../bus/bus.ts";
@@ -53,7 +54,8 @@ export const commitUntilLanded = (
     const delays = Schedule.min([Schedule.exponential("20 millis"), Schedule.spaced(policy.maxRetryDelayMs)]).pipe(Schedule.jittered);
     const sleep = yield* Schedule.toStepWithSleep(delays);
     while (error !== undefined) {
-      if (error.reason === "conflict") return { landed: false, error } as const;
+      // A precondition is the caller's to judge; a closed bus will not open again.
+      if (error.reason === "conflict" || error.reason === "closed") return { landed: false, error } as const;
       if (!waitable(error)) {
         if (attempts >= policy.maxCommitAttempts) return { landed: false, error } as const;
         attempts++;

@@ -2,7 +2,8 @@
  * Step 4 of the bridge: a settled batch as ONE atomic commit (Bus.commit). Pure. In order:
  *
  * 1. preconditions: the layer's generation marker still holds (else Redis lost the layer's data
- *    and nothing may be written over it), and none of the batch's first-time message ids has an
+ *    and nothing may be written over it), so does the token of this bridge's last commit (else
+ *    Redis lost its latest writes), and none of the batch's first-time message ids has an
  *    answer stored (else another delivery answered it meanwhile: the batch is settled again);
  * 2. per entry, in the order settled: dead letters (copied where they lie, with their answer when
  *    attributable), events then the result on the layer's event stream;
@@ -29,18 +30,30 @@ export interface PlanContext {
   readonly generation: string;
   /** The current snapshot of each changed seed. */
   readonly snapshots: ReadonlyMap<number, PersistedSeed>;
-  /** Where and what the commit's token is. */
-  readonly marker: { readonly field: string; readonly token: string };
+  /** Where the commit's token is, the token of the commit before it (null: none yet), and this commit's. */
+  readonly marker: CommitMarker;
   /** Time (ms) the dead letters are stamped with. */
   readonly now: number;
 }
 
-/** The precondition every commit of the layer starts with: the store is still the one restored. */
-export const sameGeneration = (keys: LayerKeys, generation: string): CommitOp => ({ op: "expect", key: keys.meta, field: GENERATION_FIELD, value: generation });
+export interface CommitMarker {
+  readonly field: string;
+  readonly previous: string | null;
+  readonly token: string;
+}
+
+/**
+ * The preconditions every commit of the layer starts with: the store is still the one restored
+ * (its generation marker), and it holds this bridge's last commit (else Redis lost recent writes).
+ */
+export const sameStore = (keys: LayerKeys, generation: string, marker: CommitMarker): CommitOp[] => [
+  { op: "expect", key: keys.meta, field: GENERATION_FIELD, value: generation },
+  { op: "expect", key: keys.meta, field: marker.field, value: marker.previous },
+];
 
 export const planCommit = (settlement: Settlement, context: PlanContext): CommitOp[] => {
   const { keys } = context;
-  const ops: CommitOp[] = [sameGeneration(keys, context.generation)];
+  const ops: CommitOp[] = sameStore(keys, context.generation, context.marker);
   const firstIds: string[] = [];
   const answers = new Map<string, HashValue>();
   for (const s of settlement.settled) if (s.kind === "answer" && s.first) firstIds.push(s.result.correlation_id);

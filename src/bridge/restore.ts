@@ -21,6 +21,20 @@ export class BridgeRestoreError extends Data.TaggedError("BridgeRestoreError")<{
  */
 export class LayerDataLost extends Data.TaggedError("LayerDataLost")<{ readonly layerId: string; readonly message: string }> {}
 
+/**
+ * Redis kept the layer but not its latest writes: the last commit this worker made is not there.
+ * What Redis holds is still a whole state (commits are atomic), only an older one.
+ */
+export const recentWritesLost = (layerId: string, consumer: string): LayerDataLost =>
+  new LayerDataLost({
+    layerId,
+    message:
+      `Redis lost the latest writes of layer ${layerId}: the last commit this worker made is not in it (Redis restarted from an AOF or RDB ` +
+      `behind its memory, e.g. appendfsync everysec, or failed over to a replica that lagged), or another worker with consumer name ` +
+      `${consumer} serves this layer. The worker stops instead of going on from a state Redis no longer holds. Start it again: it resumes ` +
+      `from what Redis kept, and commands whose commits were lost are applied (and answered) again. Give every worker its own consumer name.`,
+  });
+
 export const dataLost = (layerId: string, what: string): LayerDataLost =>
   new LayerDataLost({
     layerId,
@@ -35,9 +49,22 @@ export interface Stored {
   readonly generation: string;
   readonly seeds: Map<number, PersistedSeed>;
   record: LayerRecord;
+  /**
+   * The token of the last commit this consumer made (its `commit.{consumer}` field), null before
+   * its first. Every commit requires it and writes the next one, so a Redis that lost recent
+   * writes is noticed at the next commit.
+   */
+  lastCommit: string | null;
 }
 
-export const restoreLayer = (bus: Bus, layerId: string, numSeeds: number, keys: LayerKeys): Effect.Effect<Stored, BusError | BridgeRestoreError | LayerDataLost> =>
+/** Reads the layer back from the store. `markerField`: where this consumer's commit token lives in the meta key. */
+export const restoreLayer = (
+  bus: Bus,
+  layerId: string,
+  numSeeds: number,
+  keys: LayerKeys,
+  markerField: string,
+): Effect.Effect<Stored, BusError | BridgeRestoreError | LayerDataLost> =>
   Effect.gen(function* () {
     const meta = yield* bus.hgetall(keys.meta);
     const state = yield* bus.hgetall(keys.state);
@@ -70,7 +97,7 @@ export const restoreLayer = (bus: Bus, layerId: string, numSeeds: number, keys: 
       ]);
       generation = fresh;
     }
-    return { generation, seeds, record: record.success };
+    return { generation, seeds, record: record.success, lastCommit: text(meta[markerField]) };
   });
 
 /** Whether the store still holds the generation this bridge restored. */

@@ -156,7 +156,7 @@ const ENTRY_HELPERS = `
 local function shaped(id, fields, deliveries, maxBytes)
   local size = 0
   for i = 1, #fields do size = size + #fields[i] end
-  if maxBytes >= 0 and (size > maxBytes or #fields > 256) then
+  if maxBytes >= 0 and size > maxBytes then
     local t = ''
     for i = 1, #fields, 2 do
       if fields[i] == 'type' and #fields[i + 1] <= 64 then t = fields[i + 1] end

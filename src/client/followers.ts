@@ -34,6 +34,8 @@ export class Followers {
   private readonly followers = new Map<string, Follower>();
   private readonly fibers: Fiber.Fiber<unknown, unknown>[] = [];
   private undecodableCount = 0;
+  /** Set by `stop`: a follow positioned after it starts no reader (its fiber would outlive the client). */
+  private stopped = false;
 
   constructor(
     private readonly bus: Bus,
@@ -50,6 +52,7 @@ export class Followers {
   follow(stream: string, answers: boolean): Follower {
     const existing = this.followers.get(stream);
     if (existing) return existing;
+    const isStopped = () => this.stopped;
     const follower: Follower = { listeners: new Set(), undecodable: new Set(), ready: Promise.resolve(), positioned: false };
     const fibers = this.fibers;
     const deliver = (entry: Entry) => this.deliver(stream, entry, follower, answers);
@@ -57,6 +60,7 @@ export class Followers {
     const ready = run.promise(
       Effect.gen(function* () {
         let last = yield* bus.lastId(stream);
+        if (isStopped()) return;
         const loop = Effect.gen(function* () {
           for (;;) {
             const entries = yield* bus.readAfter(stream, last, 512, options.blockMs).pipe(
@@ -86,6 +90,7 @@ export class Followers {
   }
 
   async stop(): Promise<void> {
+    this.stopped = true;
     for (const fiber of this.fibers) await this.run.promise(Fiber.interrupt(fiber));
     this.fibers.length = 0;
   }

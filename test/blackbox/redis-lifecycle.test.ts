@@ -6,6 +6,9 @@
  *    were applied a second time. Now the layer's generation marker is required by every commit
  *    and checked every few seconds: the worker stops (exit 3) saying what happened and what to do.
  */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
 import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
@@ -92,6 +95,43 @@ describe("a Redis that lost its data", () => {
     expect(w.lastExitCode).toBe(3);
     expect(await admin.hlen(k.state)).toBe(0);
     expect(await admin.xlen(k.events)).toBe(0);
+  }, 90_000);
+
+  test("restarted from a backup behind its memory (the marker kept, the last writes gone): the worker notices at its next commit, stops with exit 3, and a new worker resumes from what Redis kept", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "esper-lagging-"));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const redis = await startRedisServer({ dir });
+    cleanups.push(() => redis.stop("SIGKILL"));
+    const w = workerOn(redis, "lagging");
+    await w.start(undefined);
+    const admin = adminOf(redis);
+    const k = keysOf("lagging", "L");
+    await grow(admin, k, 4);
+    // What an AOF with appendfsync everysec, or an RDB, holds after a crash: everything up to a point, nothing after.
+    await admin.save();
+    for (let seed = 4; seed < 6; seed++) {
+      const c = lifecycle("L", seed, "GERMINATED");
+      await xadd(admin, k.control, c);
+      await resultOf(admin, k.events, c.message_id);
+    }
+    await redis.stop("SIGKILL");
+    await redis.start();
+    expect(await admin.hlen(k.state)).toBe(4);
+    const next = lifecycle("L", 6, "GERMINATED");
+    await xadd(admin, k.control, next);
+    await until("the worker to stop", async () => !w.running, 30_000);
+    expect(w.lastExitCode).toBe(3);
+    expect(w.output).toMatch(/Redis lost the latest writes of layer L/);
+    // Nothing was applied on top of the older state.
+    expect(await admin.hlen(k.state)).toBe(4);
+    const again = workerOn(redis, "lagging");
+    await again.start(undefined);
+    // Seed 4's growth was lost with the writes: from what Redis kept, it is DORMANT and may grow again.
+    const retry = lifecycle("L", 4, "GERMINATED");
+    await xadd(admin, k.control, retry);
+    expect(await resultOf(admin, k.events, retry.message_id)).toMatchObject({ code: "ok", details: { from_state: "DORMANT" } });
+    expect(await resultOf(admin, k.events, next.message_id)).toMatchObject({ code: "ok" });
+    expect(await again.terminate()).toBe(0);
   }, 90_000);
 
   test("a worker that starts on a store holding seeds but no marker refuses to restore it", async () => {

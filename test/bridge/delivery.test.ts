@@ -20,6 +20,7 @@ import {
   drained,
   pendingOf,
   publishCommand,
+  publishRaw,
   resultsOf,
   run,
   settled,
@@ -254,6 +255,8 @@ describe.each(BUS_KINDS)("on %s, what a dead consumer left, and a batch that can
     });
     expect(letter).toMatchObject({ stream: fx.names.control("a"), id, code: "internal", deliveries: 1 });
     expect(letter!.error).toMatch(/could not commit this entry: .*WRONGTYPE/);
+    // The event stream is what is broken, so the letter went without its answer: the letter is what counts.
+    expect(await run(fx.bus.range(fx.names.dlq("a")))).toHaveLength(1);
     expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
     // The failed commits are undone in memory too: the layer judges what comes next from what was stored.
     expect(worker.host.seed(0).state).toBe("DORMANT");
@@ -263,6 +266,43 @@ describe.each(BUS_KINDS)("on %s, what a dead consumer left, and a batch that can
     expect(await client.send(lifecycle("a", 0, "GERMINATED"))).toMatchObject({ code: "ok", details: { from_state: "DORMANT" } });
     await drained(fx, fx.names.control("a"));
     expect(await deadLettersOf(fx, fx.names.dlq("a"))).toHaveLength(1);
+  });
+
+  test("a batch given up on for a reason other than its event stream is dead-lettered with an answer each: its senders hear why", async () => {
+    const worker = await startBridge(fx, { options: { maxCommitAttempts: 2 } });
+    // The dedupe table is what is broken (a stream where a hash belongs): answers can still be written, but not with the batch's.
+    await publishRaw(fx, fx.names.results("a"), { x: "a stream where a hash belongs" });
+    const client = await openClient(fx);
+    const command = lifecycle("a", 0, "GERMINATED");
+    const result = await client.send(command);
+    expect(result).toMatchObject({ correlation_id: command.message_id, code: "internal", success: false, seed_id: 0 });
+    expect(result.error).toMatch(/could not commit this entry: .*WRONGTYPE.*not applied and is in the dead-letter stream/);
+    expect(await deadLettersOf(fx, fx.names.dlq("a"))).toMatchObject([{ code: "internal", deliveries: 1 }]);
+    expect(worker.host.seed(0).state).toBe("DORMANT");
+  });
+
+  test("a redelivery whose stored answer cannot be read is answered as a duplicate saying so, not applied again (nor retried for ever)", async () => {
+    await (await startBridge(fx)).close();
+    const command = lifecycle("a", 0, "GERMINATED");
+    await publishCommand(fx, command);
+    await readAndDie(fx, "dead-worker");
+    await run(fx.bus.commit([{ op: "hset", key: fx.names.results("a"), values: { [command.message_id]: new Uint8Array([0xc1, 0xc1]) } }]));
+    const worker = await startBridge(fx);
+    await settled(worker, 1);
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([
+      { code: "internal", details: { duplicate: true }, error: expect.stringMatching(/answered before, but the stored answer cannot be read/) },
+    ]);
+    expect(worker.host.seed(0).state).toBe("DORMANT");
+    expect(await pendingOf(fx, fx.names.control("a"))).toEqual([]);
+  });
+
+  test("an entry dead-lettered after maxDeliveries is answered: its sender hears why", async () => {
+    const command = lifecycle("a", 0, "GERMINATED");
+    await publishCommand(fx, command);
+    for (let i = 0; i < 3; i++) await readAndDie(fx, "worker-1");
+    const worker = await startBridge(fx, { options: { maxDeliveries: 3 } });
+    await settled(worker, 1);
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([{ code: "internal", success: false, details: { deliveries: 4 }, error: expect.stringMatching(/exceeded max deliveries \(3\)/) }]);
   });
 
   test("an entry delivered more than maxDeliveries times without being settled is dead-lettered when it comes again", async () => {
@@ -278,6 +318,30 @@ describe.each(BUS_KINDS)("on %s, what a dead consumer left, and a batch that can
 });
 
 describe.each(BUS_KINDS)("on %s, a graceful close", (kind) => {
+  test("releases whoever waits for an entry to be settled: a closed bridge keeps nobody waiting", async () => {
+    const fx = await openFixture(kind);
+    const worker = await startBridge(fx);
+    const waiting = run(worker.bridge.settled(fx.names.telemetry("a"), "99999999999999-0"));
+    let released = false;
+    void waiting.then(() => (released = true));
+    await worker.close();
+    await waiting;
+    expect(released).toBe(true);
+    // Asked after it stopped: answered at once.
+    await run(worker.bridge.settled(fx.names.control("a"), "99999999999999-0"));
+  });
+
+  test("a bridge that stopped because its layer's data was lost releases its waiters too", async () => {
+    const fx = await openFixture(kind);
+    const worker = await startBridge(fx);
+    const waiting = run(worker.bridge.settled(fx.names.telemetry("a"), "99999999999999-0"));
+    await run(fx.bus.del([fx.names.layerKey("meta", "a")]));
+    await publishCommand(fx, lifecycle("a", 0, "GERMINATED"));
+    const lost = await run(Effect.flip(worker.bridge.failed));
+    expect(lost.message).toMatch(/generation marker/);
+    await waiting;
+  });
+
   test("while a batch is being committed, finishes and commits it: nothing applied is left pending", async () => {
     const fx = await openFixture(kind);
     const started = await run(Deferred.make<void>());

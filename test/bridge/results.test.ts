@@ -6,7 +6,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { beforeEach, describe, expect, test } from "vitest";
-import type { SeedState } from "../../machines/lifecycle.ts";
+import { MAX_REASON_LENGTH, type SeedState } from "../../machines/lifecycle.ts";
 import { seedMachine } from "../../machines/seed.ts";
 import { encodeBody } from "../../src/protocol/codec.ts";
 import { signEntry } from "../../src/protocol/entry.ts";
@@ -221,29 +221,36 @@ describe.each(BUS_KINDS)("on %s, an answer that would come out over the size lim
   // Regression (found by the fuzz): a long stop reason is quoted in every refusal, twice in each
   // line of a batch's result; the answers over 1 MiB were written, no reader could decode them,
   // and their senders waited for nothing. (A reason may be 64 KiB at most; 20 refusals make 2.6 MB.)
-  test("is written clipped, so the client still gets it: a layer stopped with a 64 KiB reason refuses a batch readably", async () => {
+  // The layer now keeps MAX_REASON_LENGTH characters of a reason, so its refusals stay small.
+  test("a layer stopped with a 64 KiB reason refuses a batch readably, quoting the start of the reason", async () => {
     const fx = await openFixture(kind);
     await startBridge(fx, { numSeeds: 20 });
     const client = await openClient(fx);
     const reason = "x".repeat(65_000);
     expect((await client.send(emergencyStop("a", null, reason))).code).toBe("ok");
-    // One refusal quotes the reason once and still fits: it is written whole.
     const single = await client.send(lifecycle("a", 0, "GERMINATED"), { timeoutMs: 5_000 });
     expect(single).toMatchObject({ code: "emergency_stopped", seed_id: 0 });
     expect(single.details.local).toBeUndefined();
-    expect(single.error!.length).toBeGreaterThan(reason.length);
-    // A batch's result quotes it twice: over Redis it is clipped to fit. In process nothing is
-    // encoded, so nothing has a size to keep within, and the answer stays whole.
+    expect(single.error).toContain("x".repeat(MAX_REASON_LENGTH - 1));
+    expect(single.error!.length).toBeLessThan(MAX_REASON_LENGTH + 200);
     const both = await client.send(batch(Array.from({ length: 20 }, (_, seed) => lifecycle("a", seed, "GERMINATED")), { atomic: false, stopOnError: false }), { timeoutMs: 5_000 });
     expect(both).toMatchObject({ code: "emergency_stopped" });
-    if (fx.bus.inProcess) {
-      expect(both.error!.length).toBeGreaterThan(reason.length);
-      expect(both.details.results).toHaveLength(20);
-    } else {
-      expect(both.error!.length).toBeLessThan(1_100);
-      expect(both.error!.endsWith(" more chars)")).toBe(true);
-    }
+    expect(both.details.results).toHaveLength(20);
     expect(both.details.local).toBeUndefined();
+  });
+
+  test("an answer over the size limit all the same (a layer whose messages are limited to 4 KiB) is written clipped, so the client still gets it", async () => {
+    const fx = await openFixture(kind);
+    await startBridge(fx, { numSeeds: 20, options: { maxBytes: 4_096 } });
+    const client = await openClient(fx);
+    expect((await client.send(emergencyStop("a", null, "y".repeat(250)))).code).toBe("ok");
+    // 14 orders fit in 4 KiB; 14 refusals quoting the reason do not.
+    const both = await client.send(batch(Array.from({ length: 14 }, (_, seed) => lifecycle("a", seed, "GERMINATED")), { atomic: false, stopOnError: false }), { timeoutMs: 5_000 });
+    expect(both).toMatchObject({ code: "emergency_stopped" });
+    expect(both.details.local).toBeUndefined();
+    // In process nothing is encoded, so nothing has a size to keep within, and the answer stays whole.
+    if (fx.bus.inProcess) expect(both.details.results).toHaveLength(14);
+    else expect(both.details).toMatchObject({ truncated: true });
   });
 });
 

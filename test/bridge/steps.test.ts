@@ -3,9 +3,11 @@
  * why not), admit (what each comes to before the layer sees it), settle (the layer decides, in
  * order) and plan (one atomic commit). And the source rates they take.
  */
+import { Effect } from "effect";
 import { describe, expect, test } from "vitest";
-import type { Entry, EntryFields } from "../../src/bus/bus.ts";
-import { admit, readmit, type AdmitContext } from "../../src/bridge/admit.ts";
+import { BusError, type Bus, type Entry, type EntryFields } from "../../src/bus/bus.ts";
+import { commitUntilLanded } from "../../src/bridge/commit-loop.ts";
+import { admit, readmit, type Admission, type AdmitContext } from "../../src/bridge/admit.ts";
 import { decodeRead, type Read } from "../../src/bridge/decode.ts";
 import { planCommit, type PlanContext } from "../../src/bridge/plan.ts";
 import { settle } from "../../src/bridge/settle.ts";
@@ -89,11 +91,21 @@ describe("admit", () => {
     const lateStop = emergencyStopCommand({ layer_id: "a", timestamp: (NOW - 10_000) / 1000 });
     const known = command(1, "GERMINATED");
     const before = { code: "ok", correlation_id: known.message_id } as unknown as CommandResult;
-    const tired = readOf(command(2, "GERMINATED"), { deliveries: 6 });
+    const tiredCommand = command(2, "GERMINATED");
+    const tired = readOf(tiredCommand, { deliveries: 6 });
     const admitted = admit(decodeAll([readOf(late), readOf(lateStop), readOf(known), tired]), context({ known: new Map([[known.message_id, before]]) }));
     expect(admitted.map((x) => x.kind)).toEqual(["apply", "refuse", "answered", "dead"]);
     expect(admitted[1]).toMatchObject({ code: "timeout", details: { waited_ms: 10_000 } });
     expect(admitted[3]).toMatchObject({ code: "internal", error: expect.stringMatching(/exceeded max deliveries \(5\)/) });
+    // Its sender waits for an answer: it hears why instead of timing out.
+    expect((admitted[3] as Extract<Admission, { kind: "dead" }>).answer).toMatchObject({
+      correlation_id: tiredCommand.message_id,
+      code: "internal",
+      success: false,
+      seed_id: 2,
+      details: { deliveries: 6 },
+      error: expect.stringMatching(/exceeded max deliveries .*not applied and is in the dead-letter stream/),
+    });
     const flood = Array.from({ length: 5 }, (_, i) => readOf(command(i, "GERMINATED", { source: "noisy" })));
     const rated = admit(decodeAll(flood), context({ rates: new SourceRates({ perSecond: 3 }), ratePerSource: 3 }));
     expect(rated.map((x) => (x.kind === "refuse" ? x.code : x.kind))).toEqual(["apply", "apply", "apply", "rate_limited", "rate_limited"]);
@@ -131,7 +143,7 @@ describe("settle and plan", () => {
     dedupeWindow: 100,
     generation: "g1",
     snapshots: new Map(),
-    marker: { field: "commit.w", token: "t1" },
+    marker: { field: "commit.w", previous: null, token: "t1" },
     now: NOW,
     ...overrides,
   });
@@ -165,16 +177,40 @@ describe("settle and plan", () => {
     const settlement = settle(admit(decodeAll([a, garbage, ahead]), context()), host, { now: NOW });
     const ops = planCommit(settlement, plan({ snapshots: new Map([[0, host.seed(0)]]) }));
     // The stop first (its answer), then a's refusal, then the garbage's letter.
-    expect(ops.map((op) => op.op)).toEqual(["expect", "absent", "absent", "xadd", "xadd", "deadletter", "hset", "rotate", "hset", "hset", "ack", "xdel"]);
+    expect(ops.map((op) => op.op)).toEqual(["expect", "expect", "absent", "absent", "xadd", "xadd", "deadletter", "hset", "rotate", "hset", "hset", "ack", "xdel"]);
     expect(ops[0]).toEqual({ op: "expect", key: keys.meta, field: "generation", value: "g1" });
+    // Chained: the store must hold this bridge's last commit (none yet).
+    expect(ops[1]).toEqual({ op: "expect", key: keys.meta, field: "commit.w", value: null });
     const answered = settlement.settled.flatMap((x) => (x.kind === "answer" ? [x.result.correlation_id] : []));
-    expect(ops[1]).toMatchObject({ op: "absent", key: keys.results, fields: answered });
+    expect(ops[2]).toMatchObject({ op: "absent", key: keys.results, fields: answered });
     expect(answered[0]).toBe(stop.message_id);
-    expect(ops[5]).toMatchObject({ op: "deadletter", dlq: keys.dlq, id: garbage.entry.id, code: "invalid_message" });
-    expect(ops[9]).toMatchObject({ op: "hset", key: keys.meta, values: { "commit.w": "t1", layer: expect.any(Uint8Array) } });
+    expect(ops[6]).toMatchObject({ op: "deadletter", dlq: keys.dlq, id: garbage.entry.id, code: "invalid_message" });
+    expect(ops[10]).toMatchObject({ op: "hset", key: keys.meta, values: { "commit.w": "t1", layer: expect.any(Uint8Array) } });
     // The letter acks the garbage itself.
-    expect(ops[10]).toMatchObject({ op: "ack", stream: keys.control, ids: [a.entry.id] });
-    expect(ops[11]).toEqual({ op: "xdel", stream: keys.control, ids: [ahead.entry.id] });
+    expect(ops[11]).toMatchObject({ op: "ack", stream: keys.control, ids: [a.entry.id] });
+    expect(ops[12]).toEqual({ op: "xdel", stream: keys.control, ids: [ahead.entry.id] });
     host.stop();
+  });
+});
+
+describe("commit until landed", () => {
+  const policy = { maxCommitAttempts: 3, maxRetryDelayMs: 10, what: "test" };
+  const failingBus = (reason: BusError["reason"]) => {
+    let calls = 0;
+    const bus = { commit: () => Effect.suspend(() => (calls++, Effect.fail(new BusError({ reason, message: `commit: ${reason}` })))) } as unknown as Bus;
+    return { bus, calls: () => calls };
+  };
+  const land = (bus: Bus) => Effect.runPromise(commitUntilLanded(bus, [], Effect.succeed(false), policy, (e) => e));
+
+  test("a closed bus is the caller's at once: one attempt, not maxCommitAttempts (the worker is stopping)", async () => {
+    const { bus, calls } = failingBus("closed");
+    expect(await land(bus)).toMatchObject({ landed: false, error: { reason: "closed" } });
+    expect(calls()).toBe(1);
+  });
+
+  test("a failure that is the batch's is tried maxCommitAttempts times in all", async () => {
+    const { bus, calls } = failingBus("command_failed");
+    expect(await land(bus)).toMatchObject({ landed: false, error: { reason: "command_failed" } });
+    expect(calls()).toBe(3);
   });
 });

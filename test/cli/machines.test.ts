@@ -100,7 +100,7 @@ describe("esper machines --out DIR", () => {
   test("layer.json runs and stops; controller.json has Tamiyo's five states and invokes the policy", async () => {
     const { layer, controller } = await written();
     expect(Object.keys(layer.states ?? {}).sort()).toEqual(["running", "stopped"]);
-    expect(layer.states!.running!.on!.emergency_stop!.map(targetsOf)).toEqual([["stopped"], []]);
+    expect(layer.states!.running!.on!.emergency_stop!.map(targetsOf)).toEqual([[], ["stopped"], []]); // unknown seed refused, whole layer stops, one seed stops
     expect(layer.states!.stopped!.on!.resume![0]).toMatchObject({ target: "running" });
     expect(Object.keys(controller.states ?? {}).sort()).toEqual(["commanding", "deciding", "degraded", "emergency", "observing"]);
     expect(controller.states!.deciding!.invoke).toMatchObject([{ src: "policy", onError: [{ target: "observing" }] }]);

@@ -295,6 +295,25 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await r.close();
     });
 
+    it("an entry of many small fields (200 pairs) under maxEntryBytes comes whole: only its size makes a stub", async () => {
+      const s = h.key("control.layer.{L70}");
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      const extra: Record<string, string> = {};
+      for (let i = 0; i < 199; i++) extra[`f${i}`] = "v";
+      await run(bus.publish(s, entry(1, extra)));
+      const r = await openReader(bus, { stream: s, group: "kasmina", consumer: "w", blockMs: 0, maxEntryBytes: 10_000 });
+      const [got] = await r.read();
+      expect(got!.oversize).toBeUndefined();
+      expect(got!.fields.seq).toBe("1");
+      expect(Object.keys(got!.fields).length).toBeGreaterThanOrEqual(200);
+      await h.letIdle(h.idleMs + 20);
+      const [claimed] = await run(bus.claimIdle(s, "kasmina", "other", h.idleMs, 10, 10_000));
+      expect(claimed!.oversize).toBeUndefined();
+      const scanned = await run(bus.scanFor(s, "0-0", "LifecycleTransitionCommand", 10, 10_000));
+      expect(scanned.found[0]!.oversize).toBeUndefined();
+      await r.close();
+    });
+
     it("a read hands over at most about maxBatchBytes: it stops at the entry that passes the budget, and the rest come next", async () => {
       const s = h.key("control.layer.{L39}");
       await run(bus.ensureGroup(s, "kasmina", "0"));
