@@ -11,7 +11,10 @@
  *            up to 1024 records, one LayerHealthReport per entry) given each window's Float32Array
  *            rows. Consumer: makeTelemetryConsumer (XREADGROUP group tamiyo per layer, decode to
  *            frames, ack). From the command to the producer to the last record decoded here.
- *   deflate  the same with `compression: "deflate"` (level 1).
+ *   no-fast  the same with fast paths off in both processes (src/protocol/fast/switch.ts): the
+ *            publisher builds each report with the protocol's builders and msgpackr, the consumer
+ *            decodes every entry through the Schema. What the fast paths are worth: `fast_ratio`.
+ *   deflate  the same as esper with `compression: "deflate"` (level 1).
  *   raw      the very entries the first esper round wrote (same count, same bytes), XADDed by the
  *            producer with bare pipelined ioredis (64 per pipeline), read back here by one bare
  *            XREADGROUP loop over the layers' streams with XACK; nothing decoded: the ceiling for
@@ -28,6 +31,7 @@ import { Effect } from "effect";
 import { Redis } from "ioredis";
 import { Packr } from "msgpackr";
 import { makeRedisBus } from "../src/bus/redis-bus.ts";
+import { setFastPaths } from "../src/protocol/fast/switch.ts";
 import { streams } from "../src/protocol/streams.ts";
 import { makeTelemetryConsumer } from "../src/telemetry/consumer.ts";
 import type { TelemetryContent } from "../src/telemetry/decode.ts";
@@ -64,8 +68,11 @@ const countTo = (target: number) => {
   return { reached, check: (count: number) => void (count >= target && reach()) };
 };
 
-/** esper: the producer publishes, the consumer here reads; seconds until every record is decoded. */
-const esperRound = async (producer: Child, redisUrl: string, namespace: string, total: number, compression: "none" | "deflate") => {
+/**
+ * esper: the producer publishes, the consumer here reads; seconds until every record is decoded.
+ * `fast`: fast paths on or off, in this process and the producer's, for this round only.
+ */
+const esperRound = async (producer: Child, redisUrl: string, namespace: string, total: number, compression: "none" | "deflate", fast = true) => {
   const decoded = countTo(total);
   let records = 0;
   const onTelemetry = (content: TelemetryContent) => {
@@ -73,25 +80,30 @@ const esperRound = async (producer: Child, redisUrl: string, namespace: string, 
     for (const frame of content.frames) records += frame.seeds.length;
     decoded.check(records);
   };
-  const consuming = await openScoped(
-    Effect.gen(function* () {
-      const bus = yield* makeRedisBus({ url: redisUrl });
-      return yield* makeTelemetryConsumer(bus, { namespace, layers: LAYERS, consumer: "bench-tamiyo", blockMs: 100, count: 32, onTelemetry });
-    }),
-  );
+  const before = setFastPaths(fast);
   try {
-    const consumer = consuming.value;
-    // The readers create their groups; let them be there before the clock starts.
-    await sleep(50);
-    const start = performance.now();
-    const [published] = await Promise.all([ask(producer, `esper ${compression}`), decoded.reached]);
-    const seconds = (performance.now() - start) / 1000;
-    if (published.dropped !== 0 || published.records !== total || consumer.stats().rejected > 0) {
-      throw new Error(`esper: ${published.records} records published, ${published.dropped} dropped, ${consumer.stats().rejected} entries rejected`);
+    const consuming = await openScoped(
+      Effect.gen(function* () {
+        const bus = yield* makeRedisBus({ url: redisUrl });
+        return yield* makeTelemetryConsumer(bus, { namespace, layers: LAYERS, consumer: "bench-tamiyo", blockMs: 100, count: 32, onTelemetry });
+      }),
+    );
+    try {
+      const consumer = consuming.value;
+      // The readers create their groups; let them be there before the clock starts.
+      await sleep(50);
+      const start = performance.now();
+      const [published] = await Promise.all([ask(producer, `esper ${compression}${fast ? "" : " nofast"}`), decoded.reached]);
+      const seconds = (performance.now() - start) / 1000;
+      if (published.dropped !== 0 || published.records !== total || consumer.stats().rejected > 0) {
+        throw new Error(`esper: ${published.records} records published, ${published.dropped} dropped, ${consumer.stats().rejected} entries rejected`);
+      }
+      return { seconds, entries: published.entries!, bytes: published.bytes! };
+    } finally {
+      await consuming.close();
     }
-    return { seconds, entries: published.entries!, bytes: published.bytes! };
   } finally {
-    await consuming.close();
+    setFastPaths(before);
   }
 };
 
@@ -153,9 +165,11 @@ const telemetryThroughput: Benchmark = async ({ quick, log, redisUrl }) => {
   const admin = await connectAdmin(redisUrl);
   const producer = startChild("bench/lib/telemetry-producer.ts", [redisUrl, namespace, String(perLayer)], { input: true });
   const packr = new Packr({ useRecords: false });
-  const arms = { esper: [] as number[], entries: [] as number[], deflate: [] as number[], raw: [] as number[], naive: [] as number[], bullmq: [] as number[] };
+  const arms = { esper: [] as number[], entries: [] as number[], noFast: [] as number[], deflate: [] as number[], raw: [] as number[], naive: [] as number[], bullmq: [] as number[] };
   let entries = 0;
   let bytesPerRecord = 0;
+  let noFastEntries = 0;
+  let noFastBytesPerRecord = 0;
   let deflateBytesPerRecord = 0;
   try {
     await producer.waitFor((l) => l === "ready");
@@ -169,19 +183,24 @@ const telemetryThroughput: Benchmark = async ({ quick, log, redisUrl }) => {
         bytesPerRecord = e.bytes / total;
       }
       await admin.del(...keys);
+      const slow = await esperRound(producer, redisUrl, namespace, total, "none", false);
+      noFastEntries = slow.entries;
+      noFastBytesPerRecord = slow.bytes / total;
+      await admin.del(...keys);
       const d = await esperRound(producer, redisUrl, namespace, total, "deflate");
       deflateBytesPerRecord = d.bytes / total;
       await admin.del(...keys);
       const rawSeconds = await bareRound(producer, admin, redisUrl, rawKeys, "raw", entries, 64);
       const naiveSeconds = await bareRound(producer, admin, redisUrl, naiveKeys, `naive ${naiveCount}`, naiveCount, 1_000, (data) => packr.unpack(data));
       const bullSeconds = await bullRound(producer, redisUrl, namespace, bullCount);
-      const rates = { esper: total / e.seconds, deflate: total / d.seconds, raw: total / rawSeconds, naive: naiveCount / naiveSeconds, bullmq: bullCount / bullSeconds };
+      const rates = { esper: total / e.seconds, noFast: total / slow.seconds, deflate: total / d.seconds, raw: total / rawSeconds, naive: naiveCount / naiveSeconds, bullmq: bullCount / bullSeconds };
       log(
-        `${r === 0 ? "warm-up" : `round ${r}`}: esper ${Math.round(rates.esper)} records/s (${Math.round(e.entries / e.seconds)} entries/s), deflate ${Math.round(rates.deflate)}, raw ${Math.round(rates.raw)} (ratio ${round(rates.esper / rates.raw, 3)}), naive ${Math.round(rates.naive)}, bullmq ${Math.round(rates.bullmq)} jobs/s`,
+        `${r === 0 ? "warm-up" : `round ${r}`}: esper ${Math.round(rates.esper)} records/s (${Math.round(e.entries / e.seconds)} entries/s), fast paths off ${Math.round(rates.noFast)} (fast ratio ${round(rates.esper / rates.noFast, 2)}), deflate ${Math.round(rates.deflate)}, raw ${Math.round(rates.raw)} (ratio ${round(rates.esper / rates.raw, 3)}), naive ${Math.round(rates.naive)}, bullmq ${Math.round(rates.bullmq)} jobs/s`,
       );
       if (r === 0) continue;
       arms.esper.push(rates.esper);
       arms.entries.push(e.entries / e.seconds);
+      arms.noFast.push(rates.noFast);
       arms.deflate.push(rates.deflate);
       arms.raw.push(rates.raw);
       arms.naive.push(rates.naive);
@@ -206,6 +225,10 @@ const telemetryThroughput: Benchmark = async ({ quick, log, redisUrl }) => {
     raw_records_per_s: Math.round(median(arms.raw)),
     ratio: round(median(arms.esper.map((e, i) => e / arms.raw[i]!)), 3),
     deflate_records_per_s: Math.round(median(arms.deflate)),
+    records_per_s_no_fast: Math.round(median(arms.noFast)),
+    entries_per_round_no_fast: noFastEntries,
+    bytes_per_record_no_fast: round(noFastBytesPerRecord, 1),
+    fast_ratio: round(median(arms.esper.map((e, i) => e / arms.noFast[i]!)), 2),
     naive_records_per_s: Math.round(median(arms.naive)),
     bullmq_jobs_per_s: Math.round(median(arms.bullmq)),
   };

@@ -2,7 +2,9 @@
  * The producing side of telemetry-throughput, in a process of its own as a trainer would be:
  * the Kasmina layers' publisher there, Tamiyo's reader in the benchmark's process. Takes one
  * command per stdin line, answers one JSON line on stdout when it is done:
- *   esper none|deflate   publish every window of every layer through the telemetry publisher
+ *   esper none|deflate [nofast]
+ *                        publish every window of every layer through the telemetry publisher;
+ *                        `nofast`: with fast paths off (src/protocol/fast/switch.ts)
  *   capture              keep the entries the last esper run wrote (XRANGE), for `raw`
  *   raw                  XADD the captured entries, byte for byte, to `<stream>.raw`, 64 per pipeline
  *   naive COUNT          XADD COUNT records, one msgpack record per entry, 1000 per pipeline
@@ -15,6 +17,7 @@ import { Effect } from "effect";
 import { Redis } from "ioredis";
 import { Packr } from "msgpackr";
 import { makeRedisBus } from "../../src/bus/redis-bus.ts";
+import { setFastPaths } from "../../src/protocol/fast/switch.ts";
 import { streams } from "../../src/protocol/streams.ts";
 import { makeTelemetryPublisher } from "../../src/telemetry/publisher.ts";
 import { openScoped } from "./scope.ts";
@@ -29,7 +32,8 @@ const redis = new Redis(url);
 const packr = new Packr({ useRecords: false });
 let captured: { stream: string; fields: Buffer[] }[] = [];
 
-const esper = async (compression: "none" | "deflate") => {
+const esper = async (compression: "none" | "deflate", fast: boolean) => {
+  const before = setFastPaths(fast);
   const scoped = await openScoped(
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url });
@@ -48,6 +52,7 @@ const esper = async (compression: "none" | "deflate") => {
     return publisher.stats();
   } finally {
     await scoped.close();
+    setFastPaths(before);
   }
 };
 
@@ -60,7 +65,7 @@ const pipelined = async (entries: ReadonlyArray<{ stream: string; fields: readon
 };
 
 const commands: Record<string, (args: string[]) => Promise<Record<string, unknown>>> = {
-  esper: async ([compression]) => ({ ...(await esper(compression === "deflate" ? "deflate" : "none")) }),
+  esper: async ([compression, fast]) => ({ ...(await esper(compression === "deflate" ? "deflate" : "none", fast !== "nofast")) }),
   capture: async () => {
     captured = [];
     for (const layer of LAYERS) {

@@ -37,6 +37,7 @@ import { GROUPS, streams } from "../protocol/streams.ts";
 import { resultFor, seedIdOf } from "../runtime/answer.ts";
 import { boundedMessage } from "../runtime/bounded-message.ts";
 import type { LayerHost } from "../runtime/layer-host.ts";
+import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "../telemetry/decode.ts";
 import { admit, readmit, type Admission } from "./admit.ts";
 import { commitUntilLanded, type CommitPolicy } from "./commit-loop.ts";
@@ -306,6 +307,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
         }
       });
 
+    const telemetryOptions = { maxBytes: o.maxBytes, ...(o.hmacKey ? { hmacKey: o.hmacKey, requireSig: false } : {}) };
+    // Its scratch space is kept from entry to entry.
+    const scanner = new TelemetryScanner();
     const handleTelemetry = (entries: readonly Entry[]): Effect.Effect<void> =>
       entries.length === 0
         ? Effect.void
@@ -315,7 +319,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
               Effect.gen(function* () {
                 const contents: TelemetryContent[] = [];
                 for (const entry of entries) {
-                  const decoded = entry.oversize !== undefined ? undefined : decodeTelemetryEntry(keys.telemetry, entry.fields, { maxBytes: o.maxBytes, ...(o.hmacKey ? { hmacKey: o.hmacKey, requireSig: false } : {}) });
+                  const decoded = entry.oversize !== undefined ? undefined : decodeTelemetryEntry(keys.telemetry, entry.fields, telemetryOptions, scanner);
                   if (decoded?._tag === "Success") contents.push(decoded.success);
                   else stats.telemetryRejected++;
                 }

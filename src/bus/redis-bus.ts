@@ -21,7 +21,7 @@ import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
 import { makeRedisReader } from "./redis-reader.ts";
 import { firstStreamEntries, scriptEntries, toEntries, xaddArgs, type PendingRow, type RawEntry } from "./redis-replies.ts";
-import { hasLargeValue, zeroCopyXadds } from "./redis-zero-copy-xadd.ts";
+import { takesZeroCopy, zeroCopyXadds } from "./redis-zero-copy-xadd.ts";
 
 export interface RedisBusStats {
   readonly connected: boolean;
@@ -73,7 +73,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
     const writeBatch = (items: readonly Item[]): Effect.Effect<Settled[]> =>
       guard
         .run(`XADD pipeline of ${items.length}`, () => {
-          if (items.some((item) => hasLargeValue(item.fields))) return zeroCopyXadds(main, items);
+          if (takesZeroCopy(items)) return zeroCopyXadds(main, items);
           const pipeline = main.pipeline();
           for (const item of items) pipeline.xadd(item.stream, ...xaddArgs(item.fields, item.maxLen));
           return pipeline.exec();

@@ -9,8 +9,10 @@ import type { Bus, BusError, Entry } from "../bus/bus.ts";
 import type { HmacKey } from "../protocol/entry.ts";
 import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
 import { ProtocolError } from "../protocol/protocol-error.ts";
+import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { GROUPS, streams as streamNames } from "../protocol/streams.ts";
-import { claimOf, decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";
+import { claimOf } from "./claim-check.ts";
+import { decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";
 import type { TelemetryFrame } from "./frame.ts";
 import { TELEMETRY_DEFAULTS } from "./options.ts";
 
@@ -72,6 +74,8 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
     };
     const maxClaimBytes = options.maxClaimBytes ?? TELEMETRY_DEFAULTS.maxClaimBytes;
     const s = { entries: 0, records: 0, frames: 0, snapshots: 0, rejected: 0, claims: 0, claimsLost: 0 };
+    // One for every layer's read loop: an entry is scanned in one go, never across a yield, so two never share it at once.
+    const scanner = new TelemetryScanner();
 
     /** A reference's payload, decoded as if it stood in the telemetry stream (its signature covers that stream). */
     const resolveClaims = (stream: string, content: TelemetryContent): Effect.Effect<TelemetryContent, BusError> =>
@@ -90,7 +94,7 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
             s.claimsLost++;
             continue;
           }
-          const decoded = decodeTelemetryEntry(stream, payload.fields, { ...decodeOptions, maxBytes: maxClaimBytes });
+          const decoded = decodeTelemetryEntry(stream, payload.fields, { ...decodeOptions, maxBytes: maxClaimBytes }, scanner);
           if (Result.isFailure(decoded)) {
             s.claimsLost++;
             continue;
@@ -106,7 +110,7 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
       Effect.gen(function* () {
         const done: string[] = [];
         for (const entry of entries) {
-          const decoded = decodeTelemetryEntry(stream, entry.fields, decodeOptions);
+          const decoded = decodeTelemetryEntry(stream, entry.fields, decodeOptions, scanner);
           if (Result.isFailure(decoded)) {
             yield* deadLetter(stream, entry, decoded.failure);
             continue;

@@ -2,19 +2,20 @@ import { timingSafeEqual } from "node:crypto";
 import { inflateSync } from "node:zlib";
 import { Result } from "effect";
 import { decodeEntry, signEntry, type DecodeOptions } from "../protocol/entry.ts";
+import { fastPaths } from "../protocol/fast/switch.ts";
+import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
 import type { SeedMetricsSnapshot } from "../protocol/messages.ts";
 import { ProtocolError } from "../protocol/protocol-error.ts";
 import { frameOfReport, type TelemetryFrame } from "./frame.ts";
-import type { ClaimCheck } from "./report-writer.ts";
-import { scanTelemetry } from "./scan.ts";
 
 /**
  * A telemetry entry to what Tamiyo reads: frames (LayerHealthReports, health_metrics as
- * columns) and SeedMetricsSnapshots. The entries esper writes take the fast path (scan.ts);
- * anything else (JSON, the reference format, snapshots, unusual msgpack) takes the protocol's
- * decodeEntry, so a reader accepts every entry PROTOCOL.md allows and refuses the rest with the
- * same code and message.
+ * columns) and SeedMetricsSnapshots. With fast paths on (protocol/fast/switch.ts), the entries
+ * esper writes take the fast path (protocol/fast/telemetry-scanner.ts); anything else (JSON,
+ * the reference format, snapshots, unusual msgpack), and every entry with fast paths off, takes
+ * the protocol's decodeEntry, so a reader accepts every entry PROTOCOL.md allows and refuses the
+ * rest with the same code and message.
  */
 export interface TelemetryContent {
   readonly frames: readonly TelemetryFrame[];
@@ -43,14 +44,19 @@ const signatureAllows = (stream: string, type: string, data: Uint8Array, sig: un
   return timingSafeEqual(Buffer.from(text, "hex"), Buffer.from(signEntry(options.hmacKey, stream, type, data), "hex"));
 };
 
-/** Never throws. */
+/**
+ * Never throws. `scanner`: one to read with, kept by a reader from entry to entry (its scratch
+ * space); default a new one when the entry takes the fast path.
+ */
 export const decodeTelemetryEntry = (
   stream: string,
   fields: Readonly<Record<string, unknown>>,
   options: DecodeOptions = {},
+  scanner?: TelemetryScanner,
 ): Result.Result<TelemetryContent, ProtocolError> => {
   const { data, type, enc } = fields;
   if (
+    fastPaths() &&
     data instanceof Uint8Array &&
     typeof type === "string" &&
     data.byteLength <= (options.maxBytes ?? DEFAULT_MAX_MESSAGE_BYTES) &&
@@ -58,7 +64,7 @@ export const decodeTelemetryEntry = (
     signatureAllows(stream, type, data, fields.sig, options)
   ) {
     const body = enc === "msgpack" ? data : inflate(data, options.maxInflatedBytes ?? DEFAULT_MAX_INFLATED_BYTES);
-    const frames = body === undefined ? undefined : scanTelemetry(body, type);
+    const frames = body === undefined ? undefined : (scanner ?? new TelemetryScanner()).scan(body, type);
     if (frames !== undefined) return Result.succeed({ frames, snapshots: NO_SNAPSHOTS });
   }
   const decoded = decodeEntry(stream, fields, options);
@@ -87,12 +93,4 @@ export const decodeTelemetryEntry = (
         }),
       );
   }
-};
-
-/** The claim check a frame stands for (a reference the publisher wrote), or undefined. */
-export const claimOf = (frame: TelemetryFrame): ClaimCheck | undefined => {
-  const c = frame.metadata?.claim_check as Partial<ClaimCheck> | undefined;
-  if (typeof c !== "object" || c === null) return undefined;
-  if (typeof c.key !== "string" || typeof c.id !== "string" || typeof c.type !== "string" || typeof c.enc !== "string") return undefined;
-  return { key: c.key, id: c.id, type: c.type, enc: c.enc, bytes: Number(c.bytes) || 0, records: Number(c.records) || 0 };
 };

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
+import { DECODE_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, MAX_SOURCE_LENGTH } from "../protocol/limits.ts";
 
 /**
  * Everything the telemetry publisher can be told. Every default is written once, in
@@ -97,6 +97,9 @@ export const resolveTelemetryOptions = (options: TelemetryPublisherOptions): Res
   positive("maxLen", o.maxLen);
   positive("claimMaxLen", o.claimMaxLen);
   positive("entriesPerWrite", o.entriesPerWrite);
+  // Past these every reader would refuse the entries (PROTOCOL.md, DECODE_LIMITS), and the general path's builders throw.
+  if (o.source.length > MAX_SOURCE_LENGTH) throw new RangeError(`telemetry option source is ${o.source.length} characters, over the limit of ${MAX_SOURCE_LENGTH}`);
+  if (o.batchSize > DECODE_LIMITS.maxEntries) throw new RangeError(`telemetry option batchSize must be at most ${DECODE_LIMITS.maxEntries} (seeds a report may hold), got ${o.batchSize}`);
   if (o.batchWindowMs < 0) throw new RangeError(`telemetry option batchWindowMs must be >= 0, got ${o.batchWindowMs}`);
   if (o.compression !== "none" && o.compression !== "deflate") {
     throw new RangeError(`telemetry option compression must be "none" or "deflate", got ${JSON.stringify(o.compression)}`);

@@ -10,25 +10,34 @@
  * envelope (message id, timestamp, source, version, layer) once and each seed as
  * `"seed": {metric: value}`; a snapshot repeats the envelope and its other fields per seed.
  * Measured for the same records (7.75 metrics each, bench/lib/telemetry-workload.ts): 119 bytes
- * a record as reports, 418 as snapshots; decoding 0.3 µs a record (scan.ts) against 10 µs.
+ * a record as reports, 418 as snapshots; decoding 0.3 µs a record
+ * (protocol/fast/telemetry-scanner.ts) against 10 µs.
  * An entry holding one window is a LayerHealthReport; one holding several windows of a layer
  * (small layers, frequent windows) is a TelemetryBatch of LayerHealthReports. A window too large
  * for one entry is cut into several reports with the same telemetry_window and disjoint seeds.
+ *
+ * Entries are written by the fast path (protocol/fast/telemetry-batch.ts: bytes straight from
+ * the records) or, with fast paths off, by the general one (message-batch.ts: the protocol's
+ * builders and codec); the switch is read as each window comes. Both are cut and sealed here,
+ * alike. Time is Effect's Clock, captured where the publisher is made, so a TestClock drives
+ * its batch windows and timestamps.
  *
  * Delivery: telemetry may be sampled down, never blocks the data plane, and every loss is
  * counted (`dropped`): when the bus refuses or is closed, or when more than `maxQueuedBytes`
  * wait for it (the oldest entries go first).
  */
 import { deflateSync } from "node:zlib";
-import { Effect, type Scope } from "effect";
+import { Clock, Effect, Fiber, type Context, type Scope } from "effect";
 import type { Bus, EntryFields } from "../bus/bus.ts";
-import { signEntry, type HmacKey } from "../protocol/entry.ts";
-import { isLayerId, streams as streamNames } from "../protocol/streams.ts";
 import type { TelemetryColumn } from "../kasmina/telemetry.ts";
-import { MsgpackWriter, encodeKey, type EncodedKey } from "./msgpack-writer.ts";
+import { signEntry, type HmacKey } from "../protocol/entry.ts";
+import { TelemetryByteEncoding } from "../protocol/fast/telemetry-batch.ts";
+import { fastPaths } from "../protocol/fast/switch.ts";
+import { isLayerId, streams as streamNames } from "../protocol/streams.ts";
+import type { BatchWriter, TelemetryEncoding } from "./batch.ts";
+import { TelemetryMessageEncoding } from "./message-batch.ts";
 import { resolveTelemetryOptions, type ResolvedTelemetryPublisherOptions, type TelemetryPublisherOptions } from "./options.ts";
-import { recordSource, type SeedRecords } from "./records.ts";
-import { batchHeader, batchOverhead, beginReport, claimReference, endReport, prepareWindow, type PreparedWindow, type WindowInfo } from "./report-writer.ts";
+import { checkRecords, checkWindow, type ReportWindow, type SeedRecords, type WindowInfo } from "./records.ts";
 
 export interface TelemetryPublisherStats {
   /** Seed records handed over and encoded. */
@@ -86,20 +95,20 @@ export interface TelemetryPublisherConfig extends TelemetryPublisherOptions {
   readonly hmacKey?: HmacKey;
 }
 
-/**
- * A layer's batch being filled. Its reports are written one after the other into its own
- * buffer, after `reserve` bytes left free for a TelemetryBatch head: when the batch is sealed,
- * the buffer becomes the entry's data without a copy, whether it holds one report or several.
- */
+/** A layer's batch being filled, by whichever encoding the switch chose when it opened. */
 interface OpenBatch {
   readonly layerId: string;
-  readonly w: MsgpackWriter;
-  /** Reports closed into it. */
+  readonly encoding: TelemetryEncoding<unknown>;
+  readonly writer: BatchWriter<unknown>;
+  /** Reports closed into it, and their records. */
   reports: number;
-  /** The first window in it: a claim-check reference speaks for the batch with it. */
-  first: PreparedWindow | null;
-  lastWindowEnd: number;
   records: number;
+  /** Records in the report in hand. */
+  inReport: number;
+  /** The first window in it: a claim-check reference speaks for the batch with it. */
+  first: ReportWindow | null;
+  lastWindowEnd: number;
+  /** When its first report was closed (Clock ms): it waits batchWindowMs from then. */
   openedAt: number;
 }
 
@@ -107,41 +116,36 @@ interface Sealed {
   readonly layerId: string;
   readonly fields: EntryFields;
   readonly records: number;
-  readonly rawBytes: number;
+  /** Bytes of `data`, counted in queuedBytes while it waits. */
+  readonly bytes: number;
   /** The reference's window when the entry goes by claim check. */
-  readonly claim: PreparedWindow | null;
-  /** The batch buffer `data` lies in, to be used again once the bus holds a copy; null when it may not be. */
-  readonly buffer: Uint8Array | null;
+  readonly claim: ReportWindow | null;
+  /** Hands the batch buffer `data` lies in back once the bus holds a copy; null when it may not be used again. */
+  readonly release: (() => void) | null;
 }
-
-/** Spare batch buffers kept: as many as one write takes by default (entriesPerWrite). */
-const MAX_SPARE_BUFFERS = 64;
 
 /** Starts a publisher in the current Scope; closing the Scope flushes what is open. */
 export const makeTelemetryPublisher = (bus: Bus, config: TelemetryPublisherConfig = {}): Effect.Effect<TelemetryPublisher, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => new Publisher(bus, resolveTelemetryOptions(config), config.hmacKey)),
-    (p) => p.close(),
-  ).pipe(Effect.map((p) => p.api));
+  Effect.gen(function* () {
+    const clock = yield* Clock.Clock;
+    // Batch timers and bus calls run with the caller's services: its Clock above all.
+    const context = yield* Effect.context<never>();
+    const publisher = yield* Effect.acquireRelease(
+      Effect.sync(() => new Publisher(bus, resolveTelemetryOptions(config), config.hmacKey, clock, context)),
+      (p) => p.close(),
+    );
+    return publisher.api;
+  });
 
 class Publisher {
   private readonly names;
-  /** Bytes left free at the front of each batch's buffer for a TelemetryBatch head. */
-  private readonly reserve: number;
-  /** Size of each layer's last entry: the next batch's buffer starts that large. */
-  private readonly lastSize = new Map<string, number>();
-  private readonly keys = new Map<string, EncodedKey>();
+  /** The two ways of writing a batch: bytes by hand (a fast path), or messages through the protocol. */
+  private readonly bytes: TelemetryByteEncoding;
+  private readonly messages: TelemetryMessageEncoding;
   private readonly open = new Map<string, OpenBatch>();
   private readonly lastStep = new Map<string, number>();
   private readonly queue: Sealed[] = [];
-  /**
-   * Batch buffers whose bytes the bus no longer needs. A fresh buffer of ~100 KB costs more in
-   * page faults and garbage collection than filling it does; reused, it is already mapped. Only
-   * for a bus that keeps a copy of what it is given (RedisBus: Redis holds the bytes once it has
-   * answered with an id): an in-process bus keeps the very buffer, so nothing comes back here.
-   */
-  private readonly spare: Uint8Array[] = [];
-  private timer: ReturnType<typeof setTimeout> | null = null;
+  private timer: Fiber.Fiber<void> | null = null;
   private readonly backlogWaiters: { readonly bytes: number; readonly resume: () => void }[] = [];
   private pumping: Promise<void> | null = null;
   private closed = false;
@@ -151,9 +155,13 @@ class Publisher {
     private readonly bus: Bus,
     private readonly o: ResolvedTelemetryPublisherOptions,
     private readonly hmacKey: HmacKey | undefined,
+    private readonly clock: Clock.Clock,
+    private readonly context: Context.Context<never>,
   ) {
     this.names = streamNames(o.namespace);
-    this.reserve = batchOverhead(o.source);
+    const compression = o.compression === "deflate" ? "deflate" : null;
+    this.bytes = new TelemetryByteEncoding(o.source, compression, o.maxEntryBytes);
+    this.messages = new TelemetryMessageEncoding(o.source, compression, this.bytes.reserve);
   }
 
   readonly api: TelemetryPublisher = {
@@ -170,84 +178,81 @@ class Publisher {
     backlogAtMost: (bytes) => Effect.promise(() => this.backlogAtMost(bytes)),
   };
 
-  private keyBytes = (metric: string): EncodedKey => {
-    let k = this.keys.get(metric);
-    if (k === undefined) {
-      k = encodeKey(metric);
-      if (this.keys.size < 10_000) this.keys.set(metric, k);
-    }
-    return k;
-  };
-
-  private publishWindow(layerId: string, info: WindowInfo, records: SeedRecords): number {
-    if (!isLayerId(layerId)) throw new RangeError(`layer id ${JSON.stringify(layerId)} is invalid: use 1 to 64 of [A-Za-z0-9_-]`);
-    const source = recordSource(records, this.keyBytes);
-    if (this.closed) {
-      this.s.dropped += source.count;
-      return 0;
-    }
-    const p = prepareWindow(layerId, info, source.count);
-    const { batchSize, maxEntryBytes } = this.o;
-    let batch = this.openBatch(layerId);
-    let w = batch.w;
-    let reportStart = w.pos;
-    let header = beginReport(w, p, this.o.source);
-    let inReport = 0;
-    // Closes the report in hand into the batch (unless it holds no seed), seals the batch, and
-    // goes on with a new report of the same window in a new batch.
-    const cut = (carry?: Uint8Array) => {
-      if (inReport > 0) this.closeReport(batch, p, header, inReport);
-      else w.pos = reportStart;
-      this.seal(batch);
-      batch = this.openBatch(layerId);
-      w = batch.w;
-      reportStart = w.pos;
-      header = beginReport(w, p, this.o.source);
-      inReport = 0;
-      if (carry !== undefined) w.raw(carry);
-    };
-    for (let i = 0; i < source.count; i++) {
-      if (batch.records + inReport >= batchSize) cut();
-      const mark = w.pos;
-      source.write(w, i);
-      // w.pos counts the reserve too: room for a TelemetryBatch head, so the entry stays within the bound either way.
-      if (w.pos > maxEntryBytes && (inReport > 0 || batch.reports > 0)) {
-        const carry = w.bytes.slice(mark, w.pos);
-        w.pos = mark;
-        cut(carry);
-      }
-      inReport++;
-    }
-    // A window without seeds still goes out: it may carry the epoch tick.
-    if (inReport > 0 || source.count === 0) this.closeReport(batch, p, header, inReport);
-    else w.pos = reportStart;
-    this.s.records += source.count;
-    if (batch.records >= batchSize || this.o.batchWindowMs === 0) this.seal(batch);
-    else if (batch.reports > 0) this.arm();
-    return source.count;
+  private now(): number {
+    return this.clock.currentTimeMillisUnsafe();
   }
 
-  private openBatch(layerId: string): OpenBatch {
+  private publishWindow(layerId: string, info: WindowInfo, input: SeedRecords): number {
+    if (!isLayerId(layerId)) throw new RangeError(`layer id ${JSON.stringify(layerId)} is invalid: use 1 to 64 of [A-Za-z0-9_-]`);
+    const records = checkRecords(input);
+    if (this.closed) {
+      this.s.dropped += records.count;
+      return 0;
+    }
+    const window = checkWindow(layerId, info, records.count);
+    const encoding: TelemetryEncoding<unknown> = fastPaths() ? this.bytes : this.messages;
+    const prepared = encoding.prepare(window, records);
+    const now = this.now();
+    const { batchSize, maxEntryBytes } = this.o;
+    let batch = this.openBatch(layerId, encoding);
+    batch.writer.beginReport(prepared, now);
+    for (let i = 0; i < records.count; i++) {
+      if (batch.records + batch.inReport >= batchSize) batch = this.cut(batch, window, prepared, now);
+      batch.writer.addRecord(i);
+      batch.inReport++;
+      // size counts the room for a TelemetryBatch head too, so the entry stays within the bound either way.
+      if (batch.writer.size > maxEntryBytes && (batch.inReport > 1 || batch.reports > 0)) {
+        batch.writer.dropRecord();
+        batch.inReport--;
+        batch = this.cut(batch, window, prepared, now);
+        batch.writer.addRecord(i);
+        batch.inReport++;
+      }
+    }
+    // The report in hand holds the window's last records, or none when it has none: a window
+    // without seeds still goes out, as it may carry the epoch tick.
+    this.closeReport(batch, window, now);
+    this.s.records += records.count;
+    if (batch.records >= batchSize || this.o.batchWindowMs === 0) this.seal(batch);
+    else this.arm();
+    return records.count;
+  }
+
+  /**
+   * Closes the report in hand into the batch (unless it holds no seed), seals the batch, and goes
+   * on with a new report of the same window in a new batch.
+   */
+  private cut(batch: OpenBatch, window: ReportWindow, prepared: unknown, now: number): OpenBatch {
+    if (batch.inReport > 0) this.closeReport(batch, window, now);
+    else batch.writer.dropReport();
+    this.seal(batch);
+    const next = this.openBatch(batch.layerId, batch.encoding);
+    next.writer.beginReport(prepared, now);
+    return next;
+  }
+
+  private openBatch(layerId: string, encoding: TelemetryEncoding<unknown>): OpenBatch {
     let batch = this.open.get(layerId);
+    // The switch was turned since this batch opened: one entry is written one way.
+    if (batch !== undefined && batch.encoding !== encoding) {
+      this.seal(batch);
+      batch = undefined;
+    }
     if (batch === undefined) {
-      // Sized like this layer's last entry, so it rarely grows (a growth is a copy).
-      const size = Math.min(this.lastSize.get(layerId) ?? 64 * 1024, this.o.maxEntryBytes) + this.reserve + 4096;
-      const spare = this.spare.length > 0 && this.spare[this.spare.length - 1]!.length >= size ? this.spare.pop()! : undefined;
-      const w = new MsgpackWriter(spare ?? size);
-      w.pos = this.reserve;
-      batch = { layerId, w, reports: 0, first: null, lastWindowEnd: 0, records: 0, openedAt: Date.now() };
+      batch = { layerId, encoding, writer: encoding.open(layerId), reports: 0, records: 0, inReport: 0, first: null, lastWindowEnd: 0, openedAt: 0 };
       this.open.set(layerId, batch);
     }
     return batch;
   }
 
-  private closeReport(batch: OpenBatch, p: PreparedWindow, header: number, seeds: number): void {
-    endReport(batch.w, header, seeds);
-    if (batch.reports === 0) batch.openedAt = Date.now();
+  private closeReport(batch: OpenBatch, window: ReportWindow, now: number): void {
+    batch.writer.endReport(batch.inReport);
+    if (batch.reports === 0) batch.openedAt = now;
     batch.reports++;
-    batch.first ??= p;
-    batch.lastWindowEnd = p.window[1];
-    batch.records += seeds;
+    batch.records += batch.inReport;
+    batch.inReport = 0;
+    batch.first ??= window;
+    batch.lastWindowEnd = window.window[1];
   }
 
   /** Turns an open batch into an entry in the queue. */
@@ -255,15 +260,7 @@ class Publisher {
     this.open.delete(batch.layerId);
     if (batch.reports === 0) return;
     const deflate = this.o.compression === "deflate";
-    const w = batch.w;
-    let start = this.reserve;
-    if (batch.reports > 1) {
-      const head = batchHeader(batch.reports, this.o.source, deflate ? "deflate" : null);
-      start -= head.length;
-      w.bytes.set(head, start);
-    }
-    const raw = w.bytes.subarray(start, w.pos);
-    this.lastSize.set(batch.layerId, raw.length + raw.length / 8);
+    const { raw, release } = batch.writer.seal(batch.reports, this.now());
     const type = batch.reports === 1 ? "LayerHealthReport" : "TelemetryBatch";
     const data = deflate ? deflateSync(raw, { level: this.o.compressionLevel }) : raw;
     const stream = this.names.telemetry(batch.layerId);
@@ -275,34 +272,44 @@ class Publisher {
       this.fail(`an entry of ${data.length} bytes for layer ${batch.layerId} is over maxClaimBytes (${this.o.maxClaimBytes}); dropped`);
       return;
     }
-    const claim = data.length > this.o.claimCheckThreshold ? { ...batch.first!, window: [batch.first!.window[0], batch.lastWindowEnd] as const } : null;
-    // Deflate made a copy: the buffer is free now. Otherwise it is the entry's data until written.
-    if (deflate) this.reuse(w.bytes);
-    const buffer = deflate || claim !== null || this.bus.inProcess ? null : w.bytes;
-    this.queue.push({ layerId: batch.layerId, fields: fields as EntryFields, records: batch.records, rawBytes: data.length, claim, buffer });
+    const claim: ReportWindow | null = data.length > this.o.claimCheckThreshold ? { ...batch.first!, window: [batch.first!.window[0], batch.lastWindowEnd] } : null;
+    // Deflate made a copy: the buffer is free now. Otherwise it is the entry's data until written,
+    // and for ever on an in-process bus, which keeps the very bytes it is given.
+    if (deflate) release?.();
+    const keep = deflate || claim !== null || this.bus.inProcess ? null : (release ?? null);
+    this.queue.push({ layerId: batch.layerId, fields: fields as EntryFields, records: batch.records, bytes: data.length, claim, release: keep });
     this.s.queuedBytes += data.length;
     while (this.s.queuedBytes > this.o.maxQueuedBytes && this.queue.length > 1) {
       const oldest = this.queue.shift()!;
-      this.s.queuedBytes -= oldest.rawBytes;
+      this.s.queuedBytes -= oldest.bytes;
       this.s.dropped += oldest.records;
-      if (oldest.buffer !== null) this.reuse(oldest.buffer);
+      oldest.release?.();
     }
     this.backlogShrank();
     this.kick();
   }
 
-  /** Seals batches that have waited batchWindowMs, on one timer for all layers. */
+  /**
+   * Seals batches that have waited batchWindowMs, on one timer for all layers, set for the
+   * earliest. A batch opened later is due later, so a timer already set is never too late.
+   */
   private arm(): void {
     if (this.timer !== null || this.closed) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      const now = Date.now();
-      for (const batch of [...this.open.values()]) {
-        if (now - batch.openedAt >= this.o.batchWindowMs) this.seal(batch);
-      }
-      if ([...this.open.values()].some((b) => b.reports > 0)) this.arm();
-    }, this.o.batchWindowMs);
-    this.timer.unref?.();
+    let due = Number.POSITIVE_INFINITY;
+    for (const batch of this.open.values()) if (batch.reports > 0) due = Math.min(due, batch.openedAt + this.o.batchWindowMs);
+    if (due === Number.POSITIVE_INFINITY) return;
+    // The wait is measured when the fiber runs, so a fiber started late does not wait longer.
+    const wait = Effect.suspend(() => Effect.sleep(Math.max(0, due - this.now())));
+    this.timer = Effect.runForkWith(this.context)(Effect.andThen(wait, Effect.sync(() => this.sealDue())));
+  }
+
+  private sealDue(): void {
+    this.timer = null;
+    const now = this.now();
+    for (const batch of [...this.open.values()]) {
+      if (batch.reports > 0 && now - batch.openedAt >= this.o.batchWindowMs) this.seal(batch);
+    }
+    this.arm();
   }
 
   private kick(): void {
@@ -318,7 +325,7 @@ class Publisher {
       const head = this.queue[0]!;
       if (head.claim !== null) {
         this.queue.shift();
-        this.s.queuedBytes -= head.rawBytes;
+        this.s.queuedBytes -= head.bytes;
         this.backlogShrank();
         await this.writeClaim(head);
         continue;
@@ -326,9 +333,9 @@ class Publisher {
       let n = 0;
       while (n < this.queue.length && n < this.o.entriesPerWrite && this.queue[n]!.claim === null) n++;
       const batch = this.queue.splice(0, n);
-      for (const e of batch) this.s.queuedBytes -= e.rawBytes;
+      for (const e of batch) this.s.queuedBytes -= e.bytes;
       this.backlogShrank();
-      const exit = await Effect.runPromiseExit(
+      const exit = await Effect.runPromiseExitWith(this.context)(
         this.bus.publishMany(
           batch.map((e) => ({ stream: this.names.telemetry(e.layerId), fields: e.fields })),
           this.o.maxLen,
@@ -338,7 +345,7 @@ class Publisher {
         batch.forEach((e, i) => {
           this.written(e);
           // An empty id: the bus holds the entry for later (Redis away), buffer and all.
-          if (e.buffer !== null && exit.value[i] !== "") this.reuse(e.buffer);
+          if (exit.value[i] !== "") e.release?.();
         });
       } else {
         for (const e of batch) this.s.dropped += e.records;
@@ -352,21 +359,18 @@ class Publisher {
     const { bus, o, hmacKey } = this;
     const claimKey = this.names.layerKey("claim", e.layerId);
     const stream = this.names.telemetry(e.layerId);
-    const outcome = await Effect.runPromiseExit(
+    const reference = (id: string): EntryFields => {
+      const claim = { key: claimKey, id, type: e.fields.type, enc: e.fields.enc as string, bytes: e.fields.data.length, records: e.records };
+      const data = (fastPaths() ? this.bytes : this.messages).reference(e.claim!, claim, this.now());
+      const fields: Record<string, Uint8Array | string> = { data, type: "LayerHealthReport", enc: "msgpack" };
+      if (hmacKey !== undefined) fields.sig = signEntry(hmacKey, stream, "LayerHealthReport", data);
+      return fields as EntryFields;
+    };
+    const outcome = await Effect.runPromiseExitWith(this.context)(
       Effect.gen(function* () {
         const id = yield* bus.publish(claimKey, e.fields, o.claimMaxLen);
         if (id === "") return false;
-        const data = claimReference(e.claim!, o.source, {
-          key: claimKey,
-          id,
-          type: e.fields.type,
-          enc: e.fields.enc as string,
-          bytes: e.fields.data.length,
-          records: e.records,
-        });
-        const fields: Record<string, Uint8Array | string> = { data, type: "LayerHealthReport", enc: "msgpack" };
-        if (hmacKey !== undefined) fields.sig = signEntry(hmacKey, stream, "LayerHealthReport", data);
-        yield* bus.publish(stream, fields as EntryFields, o.maxLen);
+        yield* bus.publish(stream, reference(id), o.maxLen);
         return true;
       }),
     );
@@ -377,10 +381,6 @@ class Publisher {
       this.s.dropped += e.records;
       this.fail(outcome._tag === "Failure" ? String(outcome.cause) : `claim stream ${claimKey} did not take the payload (the bus is away)`);
     }
-  }
-
-  private reuse(buffer: Uint8Array): void {
-    if (this.spare.length < MAX_SPARE_BUFFERS) this.spare.push(buffer);
   }
 
   private written(e: Sealed): void {
@@ -417,12 +417,13 @@ class Publisher {
     await this.settle();
   }
 
+  /** Windows handed over from now on are dropped and counted; what is open is sealed and written. */
   close(): Effect.Effect<void> {
-    return Effect.promise(async () => {
-      if (this.timer !== null) clearTimeout(this.timer);
-      this.timer = null;
-      await this.flush();
+    return Effect.gen({ self: this }, function* () {
       this.closed = true;
+      if (this.timer !== null) yield* Fiber.interrupt(this.timer);
+      this.timer = null;
+      yield* Effect.promise(() => this.flush());
     });
   }
 }

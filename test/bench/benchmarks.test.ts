@@ -14,9 +14,9 @@ import { connectOrFail } from "../support/redis.ts";
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 const REQUIRED: Readonly<Record<string, readonly string[]>> = {
-  "inproc-throughput": ["commands_per_s", "xstate_sends_per_s", "ratio"],
+  "inproc-throughput": ["commands_per_s", "xstate_sends_per_s", "ratio", "commands_per_s_no_fast", "fast_ratio"],
   "command-rtt": ["p50_ms", "p99_ms", "p999_ms", "steady_p99_ms", "raw_p99_ms", "ratio_p99"],
-  "telemetry-throughput": ["records_per_s", "entries_per_s", "raw_records_per_s", "ratio", "naive_records_per_s", "bullmq_jobs_per_s"],
+  "telemetry-throughput": ["records_per_s", "entries_per_s", "raw_records_per_s", "ratio", "records_per_s_no_fast", "fast_ratio", "naive_records_per_s", "bullmq_jobs_per_s"],
   "pending-memory": ["bytes_per_pending", "total_mb"],
   "layer-overhead": ["dormant_overhead_pct", "active25_overhead_pct", "dense_ms", "kasmina_ms"],
 };

@@ -1,16 +1,17 @@
 import { randomBytes } from "node:crypto";
 import { Effect, Exit, Scope } from "effect";
-import type { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { BusError, type EntryFields } from "../../src/bus/bus.ts";
 import { makeRedisBus, type RedisBus } from "../../src/bus/redis-bus.ts";
+import { setFastPaths } from "../../src/protocol/fast/switch.ts";
 import { ZERO_COPY_MIN_BYTES } from "../../src/bus/redis-zero-copy-xadd.ts";
 import { connectOrFail, deleteNamespace, REDIS_URL, uniqueNamespace } from "../support/redis.ts";
 
 /**
  * Batches holding a large value are written with their own RESP framing, straight from the
- * callers' buffers (redis-zero-copy-xadd.ts). Whatever Redis stores must be what a pipeline
- * would have stored, byte for byte and in order.
+ * callers' buffers (redis-zero-copy-xadd.ts), while fast paths are on. Whatever Redis stores
+ * must be what a pipeline would have stored, byte for byte and in order.
  */
 
 let admin: Redis;
@@ -84,5 +85,27 @@ describe("XADDs of large values", () => {
     const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined;
     expect(error?._tag === "Fail" && error.error instanceof BusError && error.error.reason).toBe("command_failed");
     expect((await Effect.runPromise(bus.range(good))).map((e) => e.fields.data[0])).toEqual([1, 3]);
+  });
+
+  it("go through ioredis's own pipeline with fast paths off, and are stored alike", async () => {
+    const entries: EntryFields[] = [
+      { data: large(60_000, 8), type: "t" },
+      { data: new Uint8Array([9]), type: "small" },
+    ];
+    const pipeline = vi.spyOn(Redis.prototype, "pipeline");
+    const before = setFastPaths(false);
+    try {
+      const stream = key("switched-off");
+      await Effect.runPromise(bus.publishMany(entries.map((fields) => ({ stream, fields }))));
+      expect(pipeline).toHaveBeenCalledTimes(1);
+      const stored = await Effect.runPromise(bus.range(stream));
+      expect(stored.map((e) => Buffer.from(e.fields.data))).toEqual(entries.map((e) => Buffer.from(e.data)));
+      setFastPaths(true);
+      await Effect.runPromise(bus.publishMany(entries.map((fields) => ({ stream, fields }))));
+      expect(pipeline).toHaveBeenCalledTimes(1);
+    } finally {
+      setFastPaths(before);
+      pipeline.mockRestore();
+    }
   });
 });

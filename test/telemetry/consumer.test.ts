@@ -7,7 +7,7 @@ import { makeTelemetryConsumer, type TelemetryConsumerOptions } from "../../src/
 import type { TelemetryContent } from "../../src/telemetry/decode.ts";
 import { makeTelemetryPublisher, type TelemetryPublisherConfig } from "../../src/telemetry/publisher.ts";
 import { SAMPLES } from "../protocol/samples.ts";
-import { canonical } from "./support.ts";
+import { canonical, FAST_PATHS, withFastPaths } from "./support.ts";
 
 const NS = "t";
 const names = P.streams(NS);
@@ -32,7 +32,9 @@ const setup = async (publisherConfig: TelemetryPublisherConfig = {}, consumerOpt
   return { bus, publisher, consumer, got };
 };
 
-describe("Tamiyo's telemetry reader", () => {
+describe.each(FAST_PATHS)("Tamiyo's telemetry reader, fast paths %s,", (_, on) => {
+  withFastPaths(on);
+
   it("delivers each entry's frames in stream order and acks them", async () => {
     const { bus, publisher, consumer, got } = await setup({ batchSize: 4 });
     publisher.publishWindow("L1", { window: [0, 1] }, { columns: ["mean"], rows: Float32Array.from({ length: 10 }, (_, i) => i) });

@@ -1,20 +1,23 @@
 import { fc, test } from "@fast-check/vitest";
 import { Effect, Exit, Result, Scope } from "effect";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import type { Entry } from "../../src/bus/bus.ts";
 import * as P from "../../src/protocol/index.ts";
+import { TelemetryScanner } from "../../src/protocol/fast/telemetry-scanner.ts";
 import { decodeTelemetryEntry } from "../../src/telemetry/decode.ts";
 import { makeTelemetryPublisher } from "../../src/telemetry/publisher.ts";
-import { scanTelemetry } from "../../src/telemetry/scan.ts";
 import type { SeedRows } from "../../src/telemetry/records.ts";
 import { SAMPLES } from "../protocol/samples.ts";
-import { canonical, expectSameContent, slowDecode } from "./support.ts";
+import { canonical, expectSameContent, slowDecode, withFastPaths } from "./support.ts";
 
 /**
- * The fast reader (scan.ts) must read every entry exactly as the protocol's decoder does:
- * same verdict, same records. It may step aside to the slow path; it may never disagree.
+ * The fast reader (protocol/fast/telemetry-scanner.ts) must read every entry exactly as the
+ * protocol's decoder does: same verdict, same records. It may step aside to the slow path; it
+ * may never disagree. These run with fast paths on, but where a test says otherwise.
  */
+
+withFastPaths(true);
 
 const STREAM = "t.telemetry.layer.{L1}";
 const msgpack = (message: unknown, type = (message as { message_type?: string }).message_type ?? "LayerHealthReport") => ({
@@ -84,7 +87,7 @@ describe("esper's own entries", () => {
       { batchSize: 1500, batchWindowMs: 60_000 },
     );
     expect(new Set(entries.map((e) => e.fields.type))).toEqual(new Set(["LayerHealthReport", "TelemetryBatch"]));
-    for (const e of entries) expect(scanTelemetry(e.fields.data, e.fields.type)).toBeDefined();
+    for (const e of entries) expect(new TelemetryScanner().scan(e.fields.data, e.fields.type)).toBeDefined();
   });
 
   test.prop([fc.nat(), fc.array(fc.tuple(fc.nat(), fc.nat({ max: 255 })), { minLength: 1, maxLength: 4 })], { numRuns: 500 })(
@@ -131,7 +134,7 @@ describe("entries written by others (msgpackr, any key order)", () => {
   it("the generator gives the fast path work, and the slow path refusals", () => {
     const outcomes = fc.sample(report, 500).map((r) => {
       const fields = msgpack(r, "LayerHealthReport");
-      return { fast: scanTelemetry(fields.data, fields.type) !== undefined, ok: Result.isSuccess(slowDecode(STREAM, fields)) };
+      return { fast: new TelemetryScanner().scan(fields.data, fields.type) !== undefined, ok: Result.isSuccess(slowDecode(STREAM, fields)) };
     });
     expect(outcomes.filter((o) => o.fast).length).toBeGreaterThan(50);
     expect(outcomes.filter((o) => !o.ok).length).toBeGreaterThan(50);
@@ -149,6 +152,22 @@ describe("entries written by others (msgpackr, any key order)", () => {
     const fast = decodeTelemetryEntry(STREAM, fields);
     expectSameContent(fast, slowDecode(STREAM, fields));
     expect(Result.isSuccess(fast) && canonical(fast.success.frames[0]!).records["3"]).toEqual({ [name]: 3.5, mean: 3 });
+  });
+
+  it("are refused as the Schema path refuses them when over a decoding limit, not read by the scanner (regression: it read them)", () => {
+    const { maxEntries, maxStringLength } = P.DECODE_LIMITS;
+    const options = { maxBytes: 32 * 1024 * 1024 };
+    const seeds = Object.fromEntries(Array.from({ length: maxEntries + 1 }, (_, i) => [String(i), { m: 1 }]));
+    const metrics = { "0": Object.fromEntries(Array.from({ length: maxEntries + 1 }, (_, i) => [`m${i}`, i])) };
+    const name = { "0": { ["m".repeat(maxStringLength + 1)]: 1 } };
+    const reports = [seeds, metrics, name].map((health_metrics) => msgpack({ ...SAMPLES.LayerHealthReport, health_metrics }, "LayerHealthReport"));
+    const small = { message_type: "LayerHealthReport", message_id: "x", timestamp: 0, source: "", version: "1.0", layer_id: "L1", total_seeds: 0, active_seeds: 0, telemetry_window: [0, 0] };
+    const batch = msgpack({ ...SAMPLES.TelemetryBatch, messages: Array.from({ length: maxEntries + 1 }, () => small), batch_size: maxEntries + 1 });
+    for (const fields of [...reports, batch]) {
+      const slow = slowDecode(STREAM, fields, options);
+      expect(Result.isFailure(slow) && (slow.failure as P.ProtocolError).message).toContain("over a decoding limit");
+      expectSameContent(decodeTelemetryEntry(STREAM, fields, options), slow);
+    }
   });
 
   it("reads the reference format (JSON, no enc), snapshots and batches of snapshots", () => {
@@ -178,5 +197,44 @@ describe("entries written by others (msgpackr, any key order)", () => {
     expect(Result.isSuccess(decodeTelemetryEntry(STREAM, signed, { hmacKey: "k" }))).toBe(true);
     const forged = decodeTelemetryEntry(STREAM, { ...signed, sig: "0".repeat(64) }, { hmacKey: "k" });
     expect(Result.isFailure(forged) && forged.failure.code).toBe("bad_signature");
+  });
+});
+
+describe("a scanner", () => {
+  const scanned = (frames: ReturnType<TelemetryScanner["scan"]>) => frames?.map(canonical);
+
+  test.prop([fc.array(fc.oneof(report.map((r) => ({ r, batch: false })), fc.array(report, { maxLength: 3 }).map((r) => ({ r, batch: true }))), { minLength: 2, maxLength: 8 })], { numRuns: 200 })(
+    "reading entry after entry reads each as a fresh one does: nothing of one entry is left to the next",
+    (items) => {
+      const scanner = new TelemetryScanner();
+      for (const { r, batch } of items) {
+        const fields = batch ? msgpack({ ...SAMPLES.TelemetryBatch, messages: r, batch_size: (r as unknown[]).length }) : msgpack(r, "LayerHealthReport");
+        expect(scanned(scanner.scan(fields.data, fields.type))).toEqual(scanned(new TelemetryScanner().scan(fields.data, fields.type)));
+      }
+    },
+  );
+
+  it("reads esper's own entries one after the other, each seed once per report though seeds repeat across reports", async () => {
+    const windows = [0, 1, 2].map((step) => ({ layer: "L1", rows: { columns: ["mean", "alpha"], rows: Float32Array.from({ length: 2 * 50 }, (_, i) => step + i) }, step }));
+    const entries = await published(windows, { batchSize: 50, batchWindowMs: 60_000 });
+    const scanner = new TelemetryScanner();
+    const frames = entries.flatMap((e) => scanner.scan(e.fields.data, e.fields.type) ?? []);
+    expect(frames.map((f) => f.seeds.length)).toEqual([50, 50, 50]);
+  });
+});
+
+describe("with fast paths off", () => {
+  withFastPaths(false);
+
+  it("every entry is read through the protocol's decodeEntry: the scanner is never asked", async () => {
+    const rows = Float32Array.from({ length: 30 }, (_, i) => i / 3);
+    P.setFastPaths(true);
+    const entries = await published([0, 1, 2].map((step) => ({ layer: "L1", rows: { columns: ["mean", "alpha", "drift"], rows }, step })), { batchSize: 20, batchWindowMs: 60_000 });
+    P.setFastPaths(false);
+    const scanner = new TelemetryScanner();
+    const scan = vi.spyOn(scanner, "scan");
+    for (const entry of entries) expectSameContent(decodeTelemetryEntry(STREAM, entry.fields, {}, scanner), slowDecode(STREAM, entry.fields));
+    expect(scan).not.toHaveBeenCalled();
+    expect(entries.length).toBeGreaterThan(1);
   });
 });

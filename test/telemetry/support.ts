@@ -1,13 +1,14 @@
 import { Result } from "effect";
-import { expect } from "vitest";
-import { decodeEntry } from "../../src/protocol/entry.ts";
+import { afterEach, beforeEach, expect } from "vitest";
+import { decodeEntry, type DecodeOptions } from "../../src/protocol/entry.ts";
+import { setFastPaths } from "../../src/protocol/fast/switch.ts";
 import type { SeedMetricsSnapshot } from "../../src/protocol/messages.ts";
 import type { TelemetryContent } from "../../src/telemetry/decode.ts";
 import { frameOfReport, type TelemetryFrame } from "../../src/telemetry/frame.ts";
 
 /** The reference reading of a telemetry entry: the protocol's decodeEntry, then the object-to-frame conversion. */
-export const slowDecode = (stream: string, fields: Readonly<Record<string, unknown>>): Result.Result<TelemetryContent, unknown> => {
-  const decoded = decodeEntry(stream, fields);
+export const slowDecode = (stream: string, fields: Readonly<Record<string, unknown>>, options: DecodeOptions = {}): Result.Result<TelemetryContent, unknown> => {
+  const decoded = decodeEntry(stream, fields, options);
   if (Result.isFailure(decoded)) return Result.fail(decoded.failure);
   const m = decoded.success;
   const frames: TelemetryFrame[] = [];
@@ -42,4 +43,21 @@ export const expectSameContent = (fast: Result.Result<TelemetryContent, unknown>
     expect(fast.success.frames.map(canonical)).toEqual(slow.success.frames.map(canonical));
     expect(fast.success.snapshots).toEqual(slow.success.snapshots);
   }
+};
+
+/** Both settings of the fast-path switch, for `describe.each`. */
+export const FAST_PATHS = [
+  ["on", true],
+  ["off", false],
+] as const;
+
+/** In the describe block that calls it, every test runs with fast paths `on` or off; the setting before comes back after. */
+export const withFastPaths = (on: boolean): void => {
+  let before = true;
+  beforeEach(() => {
+    before = setFastPaths(on);
+  });
+  afterEach(() => {
+    setFastPaths(before);
+  });
 };

@@ -1,5 +1,6 @@
 /**
- * A growable buffer that writes the few msgpack forms telemetry needs, by hand.
+ * A growable buffer that writes the few msgpack forms telemetry needs, by hand: the telemetry
+ * writer's fast path (telemetry-writer.ts, telemetry-record-writer.ts).
  *
  * Why not msgpackr: a window of seed metrics is a map of maps whose keys repeat on every seed.
  * Packing it as JS objects means building one object per seed first (~2 µs per seed of 7
