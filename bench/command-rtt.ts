@@ -4,7 +4,7 @@
  * ioredis and no esper code.
  *
  *   esper  `esper worker` (src/cli/main.ts, its own process) hosts layers of 512 seeds; this
- *          process sends with the client of src/runtime/client.ts on a RedisBus. Every command
+ *          process sends with the client of src/client/client.ts on a RedisBus. Every command
  *          is a forced transition that applies (the seeds walk DORMANT -> ... -> FOSSILIZED,
  *          seed after seed, layer after layer), so each round trip carries the worker's whole
  *          path: read, decode, dedupe lookup, seed actor, one commit (snapshot, event, result,

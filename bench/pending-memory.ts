@@ -10,7 +10,7 @@
  *     pending command costs: its waiter, timer and promise, and whatever the bus keeps;
  *   - redis: MEMORY USAGE (exact, SAMPLES 0) of the control stream holding the 10,000 entries.
  *   bytes_per_pending = (client heap + redis) / 10,000; total_mb = the two, in MiB.
- * Arms: esper (src/runtime/client.ts on a RedisBus) and raw (bare ioredis XADD of the same
+ * Arms: esper (src/client/client.ts on a RedisBus) and raw (bare ioredis XADD of the same
  * bytes, a waiter per command in a Map with its timer); alternated, medians reported.
  */
 import { median, round, type Benchmark } from "./harness.ts";

@@ -54,6 +54,12 @@ export type LayerEvent =
       readonly atomic: boolean;
       readonly stopOnError: boolean;
     }
+  /**
+   * Several orders, each taken on its own as a `command` would be (screened, then sent to its
+   * seeds), in one event: how a host hands the layer a run of commands read together, so the
+   * layer takes one step for the run instead of one per command. No result of its own.
+   */
+  | { readonly type: "orders"; readonly orders: readonly SeedOrder[] }
   | { readonly type: "emergency_stop"; readonly commandId: string; readonly seedId: number | null; readonly reason: string; readonly at?: number }
   | { readonly type: "resume"; readonly commandId: string }
   /** Epochs elapsed for every seed: one event per layer per tick, O(1) (seeds hear the count with their next request). */
@@ -280,6 +286,20 @@ export const layerMachine = setup({
         enqueue.emit(refuse(order.commandId, order.seedId, "internal", "skipped: an earlier command of the batch failed (stop_on_error)", { skipped: true }));
       }
     }),
+    /** Each order screened and sent to its seeds, in order. A blueprint screened before an earlier order ended its seed is refused by the seed itself. */
+    runOrders: enqueueActions(({ context, event, enqueue }, { stopped }: { readonly stopped: boolean }) => {
+      if (event.type !== "orders") return;
+      for (const order of event.orders) {
+        const failure = screen(context, stopped, order);
+        if (failure !== null) {
+          enqueue.emit(failure);
+          continue;
+        }
+        const seedEvent = seedEventOf(order, context.epoch);
+        if (order.seedId !== null) enqueue.sendTo(context.seeds[order.seedId]!, seedEvent as never);
+        else for (const seed of context.seeds) enqueue.sendTo(seed, seedEvent as never);
+      }
+    }),
     /** GERMINATED and TRAINING seeds are cancelled, active ones rolled back; terminal and dormant seeds stay. */
     stopSeeds: enqueueActions(({ context, event, enqueue }) => {
       if (event.type !== "emergency_stop") return;
@@ -352,6 +372,7 @@ export const layerMachine = setup({
     running: {
       on: {
         command: commandIn(false),
+        orders: { actions: { type: "runOrders", params: { stopped: false } } },
         batch: { actions: { type: "runBatch", params: { stopped: false } } },
         emergency_stop: [
           { guard: "unknownStopTarget", actions: "refuseStop" },
@@ -369,6 +390,7 @@ export const layerMachine = setup({
     stopped: {
       on: {
         command: commandIn(true),
+        orders: { actions: { type: "runOrders", params: { stopped: true } } },
         batch: { actions: { type: "runBatch", params: { stopped: true } } },
         // A second stop while stopped still sweeps the seeds (a seed restarted meanwhile is caught too).
         emergency_stop: [{ guard: "unknownStopTarget", actions: "refuseStop" }, { actions: "stopSeeds" }],

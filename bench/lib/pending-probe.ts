@@ -3,7 +3,7 @@
  * else (run with --expose-gc). Sends COUNT commands to a layer whose worker is stopped (the
  * group `kasmina` exists, nobody reads), keeps every one waiting for its result, and prints
  * one JSON line: the heap growth (after full GCs) and Redis's memory for the control stream.
- *   esper  src/runtime/client.ts on a RedisBus: `client.send` per command, promises held.
+ *   esper  src/client/client.ts on a RedisBus: `client.send` per command, promises held.
  *   raw    bare ioredis: XADD of the same bytes, a waiter per command in a Map with its timer.
  * Usage: pending-probe.ts esper|raw REDIS_URL NAMESPACE LAYER COUNT
  */

@@ -107,8 +107,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     // Everything written stays within the size every reader accepts (bounded-message.ts). In
     // process an answer travels as the object it is, frozen: every reader gets that very object.
     const encodeOptions = { stream: keys.events, codec: o.codec, ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) };
+    const inProcessOptions = { ...encodeOptions, trusted: true };
     const encode = bus.inProcess
-      ? (message: Message) => encodeEntryInProcess(deepFreeze(message), { ...encodeOptions, trusted: true })
+      ? (message: Message) => encodeEntryInProcess(deepFreeze(message), inProcessOptions)
       : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
 
     /** The layer back to what the store holds, for the seeds a batch changed. */
@@ -439,11 +440,15 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     return { layerId, host, stats: () => ({ ...stats }), settled: settledOn, failed: Deferred.await(lost) };
   });
 
-/** Freezes a message and the maps and lists in it (they are small: a result's details, an event's metrics). */
+/**
+ * Freezes a message and the maps and lists in it (they are small: a result's details, an event's
+ * metrics). Written to allocate nothing: it runs on every answer and event in process.
+ */
 const deepFreeze = <T>(value: T): T => {
   if (value !== null && typeof value === "object" && !Object.isFrozen(value) && !(value instanceof Uint8Array)) {
     Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
+    if (Array.isArray(value)) for (let i = 0; i < value.length; i++) deepFreeze(value[i]);
+    else for (const key in value) deepFreeze((value as Record<string, unknown>)[key]);
   }
   return value;
 };

@@ -1,13 +1,13 @@
 /**
- * Step 3 of the bridge: the admitted entries applied to the layer, in order. No I/O: the layer
- * and its seeds are actors in this process, and what they answer is gathered synchronously.
- * A command answered earlier in the same batch is answered again as a duplicate, as a stored
- * answer is. A host that throws (a bug: it answers bad commands, it does not throw) sets that
- * entry aside as a dead letter, and the rest of the batch goes on.
+ * Step 3 of the bridge: the admitted entries applied to the layer, in order (LayerHost.applyAll:
+ * a run of commands is one step of the layer). No I/O: the layer and its seeds are actors in this
+ * process, and what they answer is gathered synchronously. A command answered earlier in the same
+ * batch is answered again as a duplicate, as a stored answer is. A host that throws (a bug: it
+ * answers bad commands, it does not throw) sets the batch's commands aside as dead letters.
  */
 import { newMessageId } from "../protocol/message-id.ts";
 import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
-import { resultFor, seedIdOf } from "../runtime/answer.ts";
+import { resultFor, seedIdOf, type Answer } from "../runtime/answer.ts";
 import type { LayerHost, LayerRecord } from "../runtime/layer-host.ts";
 import type { Admission } from "./admit.ts";
 import type { Read } from "./decode.ts";
@@ -49,49 +49,62 @@ export const againAnswer = (before: CommandResult, now: number): CommandResult =
 });
 
 export const settle = (admissions: readonly Admission[], host: LayerHost, context: SettleContext): Settlement => {
-  const settled: Settled[] = [];
   const changed = new Set<number>();
-  const answeredHere = new Map<string, CommandResult>();
   const recordBefore = host.record;
   const situation = { source: host.source, layerId: host.layerId, now: context.now, elapsedMs: 0 };
-  for (const a of admissions) {
+  // The commands to apply, in order: each message_id's first; a later copy is answered with the first's answer.
+  const first = new Map<string, number>();
+  const toApply: number[] = [];
+  admissions.forEach((a, i) => {
+    if (a.kind !== "refuse" && a.kind !== "apply") return;
+    if (first.has(a.command.message_id)) return;
+    first.set(a.command.message_id, i);
+    if (a.kind === "apply") toApply.push(i);
+  });
+  const answers = new Map<number, Answer>();
+  const failed = new Map<number, string>();
+  const applied = host.applyAll(
+    toApply.map((i) => (admissions[i] as Extract<Admission, { kind: "apply" }>).command),
+    context.now,
+  );
+  toApply.forEach((i, k) => {
+    const a = applied.answers[k]!;
+    if ("failed" in a) failed.set(i, `the layer could not process this entry: ${a.failed}`);
+    else answers.set(i, a);
+  });
+  // What a command changed before the host failed on it is persisted all the same: the store must hold what the actors hold.
+  for (const seedId of applied.changed) changed.add(seedId);
+
+  const results = new Map<number, CommandResult>();
+  const settled = admissions.map((a, i): Settled => {
     switch (a.kind) {
       case "dead":
-        settled.push(a.answer === undefined ? { kind: "dead", read: a.read, code: a.code, error: a.error } : { kind: "dead", read: a.read, code: a.code, error: a.error, answer: a.answer });
-        break;
+        return a.answer === undefined ? { kind: "dead", read: a.read, code: a.code, error: a.error } : { kind: "dead", read: a.read, code: a.code, error: a.error, answer: a.answer };
       case "skip":
-        settled.push({ kind: "ack", read: a.read });
-        break;
+        return { kind: "ack", read: a.read };
       case "answered":
-        settled.push({ kind: "answer", read: a.read, result: againAnswer(a.before, context.now), transitions: [], first: false, applied: false });
-        break;
+        return { kind: "answer", read: a.read, result: againAnswer(a.before, context.now), transitions: [], first: false, applied: false };
       case "refuse":
       case "apply": {
-        const earlier = answeredHere.get(a.command.message_id);
-        if (earlier !== undefined) {
-          settled.push({ kind: "answer", read: a.read, result: againAnswer(earlier, context.now), transitions: [], first: false, applied: false });
-          break;
+        const at = first.get(a.command.message_id)!;
+        if (at !== i) {
+          const earlier = results.get(at);
+          // The first copy went to the dead letters (the layer threw): so does this one.
+          if (earlier === undefined) return { kind: "dead", read: a.read, code: "internal", error: failed.get(at) ?? "the layer could not process this entry" };
+          return { kind: "answer", read: a.read, result: againAnswer(earlier, context.now), transitions: [], first: false, applied: false };
         }
         if (a.kind === "refuse") {
           const result = resultFor(a.command, situation, seedIdOf(a.command), a.code, a.error, a.details);
-          answeredHere.set(a.command.message_id, result);
-          settled.push({ kind: "answer", read: a.read, result, transitions: [], first: true, applied: false });
-          break;
+          results.set(i, result);
+          return { kind: "answer", read: a.read, result, transitions: [], first: true, applied: false };
         }
-        try {
-          const applied = host.apply(a.command, context.now);
-          for (const seedId of applied.changed) changed.add(seedId);
-          answeredHere.set(a.command.message_id, applied.result);
-          settled.push({ kind: "answer", read: a.read, result: applied.result, transitions: applied.transitions, first: true, applied: true });
-        } catch (error) {
-          // Whatever it changed before it threw is persisted all the same: the store must hold what the actors hold.
-          for (const seedId of host.takeChanged()) changed.add(seedId);
-          settled.push({ kind: "dead", read: a.read, code: "internal", error: `the layer could not process this entry: ${error instanceof Error ? error.message : String(error)}` });
-        }
-        break;
+        const answer = answers.get(i);
+        if (answer === undefined) return { kind: "dead", read: a.read, code: "internal", error: failed.get(i)! };
+        results.set(i, answer.result);
+        return { kind: "answer", read: a.read, result: answer.result, transitions: answer.transitions, first: true, applied: true };
       }
     }
-  }
+  });
   const recordAfter = host.record;
   const recordChanged = recordAfter.epoch !== recordBefore.epoch || recordAfter.stopReason !== recordBefore.stopReason;
   return { settled, changed, record: recordChanged ? recordAfter : undefined };

@@ -18,7 +18,7 @@ export interface EntryFields {
 
 /**
  * Size of an entry's fields in bytes, as a reader's `maxEntryBytes` counts it. Fields made in
- * this process whose bytes do not exist yet (protocol/attached-entry.ts marks them with
+ * this process whose bytes do not exist yet (protocol/fast/in-process-entry.ts marks them with
  * `IN_PROCESS`) count 0: they never crossed a process boundary, and measuring them would encode them.
  */
 export const IN_PROCESS: unique symbol = Symbol.for("esper.bus.inProcess");
@@ -167,7 +167,7 @@ export interface DeadLetter {
 export interface Bus {
   /**
    * Entries never leave this process (MemoryBus): writers may attach the message instead of
-   * encoding it (protocol/attached-entry.ts), and nothing is read by another program.
+   * encoding it (protocol/fast/in-process-entry.ts), and nothing is read by another program.
    */
   readonly inProcess: boolean;
   /**

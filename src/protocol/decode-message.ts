@@ -45,45 +45,50 @@ const invalid = (message: string, parsed: unknown, typeField: string | undefined
 
 /**
  * Where `value` passes a bound of DECODE_LIMITS, what it passed; undefined when within them.
- * Iterative (a stack of work), so a deep message cannot overflow the call stack here.
+ * Recursive, but never deeper than DECODE_LIMITS.maxDepth (it stops there), so a deep message
+ * cannot overflow the call stack; and it allocates nothing while the message is within bounds
+ * (it runs on every command read).
  */
-export const limitBreach = (value: unknown): string | undefined => {
-  const stack: Array<readonly [unknown, number, string]> = [[value, 0, "message"]];
-  while (stack.length > 0) {
-    const [v, depth, path] = stack.pop()!;
-    if (typeof v === "string") {
-      if (v.length > DECODE_LIMITS.maxStringLength) return `${path} is a string of ${v.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}`;
-      continue;
+export const limitBreach = (value: unknown): string | undefined => breachIn(value, 0, "message");
+
+const breachIn = (v: unknown, depth: number, path: string): string | undefined => {
+  if (typeof v === "string") return v.length > DECODE_LIMITS.maxStringLength ? `${path} is a string of ${v.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}` : undefined;
+  if (typeof v !== "object" || v === null || ArrayBuffer.isView(v)) return undefined;
+  if (depth >= DECODE_LIMITS.maxDepth) return `${path} nests maps and lists more than ${DECODE_LIMITS.maxDepth} deep`;
+  if (Array.isArray(v)) {
+    if (v.length > DECODE_LIMITS.maxEntries) return `${path} is a list of ${v.length} entries, over the limit of ${DECODE_LIMITS.maxEntries}`;
+    for (let i = 0; i < v.length; i++) {
+      const breach = breachIn(v[i], depth + 1, path);
+      if (breach !== undefined) return breach;
     }
-    if (typeof v !== "object" || v === null || ArrayBuffer.isView(v)) continue;
-    if (depth >= DECODE_LIMITS.maxDepth) return `${path} nests maps and lists more than ${DECODE_LIMITS.maxDepth} deep`;
-    if (Array.isArray(v)) {
-      if (v.length > DECODE_LIMITS.maxEntries) return `${path} is a list of ${v.length} entries, over the limit of ${DECODE_LIMITS.maxEntries}`;
-      for (let i = 0; i < v.length; i++) stack.push([v[i], depth + 1, path]);
-    } else {
-      const keys = Object.keys(v);
-      if (keys.length > DECODE_LIMITS.maxEntries) return `${path} is a map of ${keys.length} entries, over the limit of ${DECODE_LIMITS.maxEntries}`;
-      for (const key of keys) {
-        if (key.length > DECODE_LIMITS.maxStringLength) return `${path} has a key of ${key.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}`;
-        stack.push([(v as Record<string, unknown>)[key], depth + 1, depth === 0 ? key : path]);
-      }
-    }
+    return undefined;
+  }
+  let entries = 0;
+  for (const key in v) {
+    if (!Object.hasOwn(v, key)) continue;
+    if (++entries > DECODE_LIMITS.maxEntries) return `${path} is a map of more than ${DECODE_LIMITS.maxEntries} entries, over the limit`;
+    if (key.length > DECODE_LIMITS.maxStringLength) return `${path} has a key of ${key.length} characters, over the limit of ${DECODE_LIMITS.maxStringLength}`;
+    const breach = breachIn((v as Record<string, unknown>)[key], depth + 1, depth === 0 ? key : path);
+    if (breach !== undefined) return breach;
   }
   return undefined;
+};
+
+/** Whether `m` is a map of more than maxCommandMapKeys keys; counts without allocating (it runs on every command). */
+const overKeys = (m: unknown): boolean => {
+  if (!isMap(m)) return false;
+  let n = 0;
+  for (const key in m) if (Object.hasOwn(m, key) && ++n > DECODE_LIMITS.maxCommandMapKeys) return true;
+  return false;
 };
 
 /** The tighter bounds of commands: checked on the raw map, so a hostile command is refused for the price of a look. */
 const commandBreach = (type: MessageType, parsed: Readonly<Record<string, unknown>>): string | undefined => {
   if (!COMMAND_TYPES.has(type)) return undefined;
-  const maps = (c: Readonly<Record<string, unknown>>) => [c.parameters, c.metadata, c.configuration, c.validation_metrics];
-  const tooMany = (c: Readonly<Record<string, unknown>>): string | undefined => {
-    for (const m of maps(c)) {
-      if (isMap(m) && Object.keys(m).length > DECODE_LIMITS.maxCommandMapKeys) {
-        return `a command's parameters, metadata, configuration and validation_metrics hold at most ${DECODE_LIMITS.maxCommandMapKeys} keys each`;
-      }
-    }
-    return undefined;
-  };
+  const tooMany = (c: Readonly<Record<string, unknown>>): string | undefined =>
+    overKeys(c.parameters) || overKeys(c.metadata) || overKeys(c.configuration) || overKeys(c.validation_metrics)
+      ? `a command's parameters, metadata, configuration and validation_metrics hold at most ${DECODE_LIMITS.maxCommandMapKeys} keys each`
+      : undefined;
   if (type === "BatchCommand") {
     const commands = parsed.commands;
     if (Array.isArray(commands)) {

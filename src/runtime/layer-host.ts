@@ -29,9 +29,9 @@ import {
 import type { Metrics } from "../../machines/seed-rules.ts";
 import { StateTable } from "../kasmina/state-table.ts";
 import { MAX_SOURCE_LENGTH } from "../protocol/limits.ts";
-import type { Command } from "../protocol/messages.ts";
+import type { BatchableCommand, Command } from "../protocol/messages.ts";
 import { answerOf, resultFor, seedIdOf, transitionsOf, type Answer, type Crash, type Said, type Situation } from "./answer.ts";
-import { blueprintUpdatesOf, layerEventOf } from "./orders.ts";
+import { blueprintUpdatesOf, layerEventOf, orderOf } from "./orders.ts";
 
 export interface LayerHostOptions {
   readonly layerId: string;
@@ -55,6 +55,11 @@ export interface LayerRecord {
   readonly epoch: number;
   /** The reason of an emergency stop in force, or null. */
   readonly stopReason: string | null;
+}
+
+/** A command the host could not process (a bug, not an answer): why. */
+export interface Failed {
+  readonly failed: string;
 }
 
 /** A command's answer, and the seeds whose snapshots it changed (to be persisted with it). */
@@ -163,6 +168,64 @@ export class LayerHost {
     return { ...answered(command, said, situation), changed: this.takeChanged() };
   }
 
+  /**
+   * Applies commands in order, as `apply` applies each, and returns their answers (one per
+   * command, in order) and the seeds they changed together. Consecutive commands for one seed or
+   * every seed (lifecycle transitions, blueprint updates) go to the layer as one `orders` event,
+   * so the layer takes one step for a run of them rather than one each (a bridge applies what it
+   * read together this way). Their message_ids must differ (a bridge answers a copy as a duplicate
+   * instead). A command the host could not process (a bug: a registry that throws) is answered
+   * `{ failed }` and the others go on. One difference from `apply` one by one: a seed that crashes
+   * in a run misses the orders after it in that run (they are answered `internal`, not applied).
+   */
+  applyAll(commands: readonly Command[], now: number, elapsedMs = 0): { readonly answers: readonly (Answer | Failed)[]; readonly changed: ReadonlySet<number> } {
+    const answers: (Answer | Failed)[] = new Array(commands.length);
+    const changed = new Set<number>();
+    const take = (seeds: ReadonlySet<number>) => {
+      for (const seedId of seeds) changed.add(seedId);
+    };
+    const failed = (error: unknown): Failed => {
+      take(this.takeChanged());
+      return { failed: errorText(error) };
+    };
+    // Whether each may go in a run: asked first, so that a throw is one command's alone.
+    const inRun = commands.map((c, i) => {
+      try {
+        return this.runnable(c);
+      } catch (error) {
+        answers[i] = failed(error);
+        return false;
+      }
+    });
+    for (let i = 0; i < commands.length; ) {
+      let end = i;
+      while (end < commands.length && inRun[end]) end++;
+      if (end - i >= 2) {
+        try {
+          const run = this.applyRun(commands.slice(i, end), now, elapsedMs);
+          for (let k = 0; k < run.answers.length; k++) answers[i + k] = run.answers[k]!;
+          take(run.changed);
+        } catch (error) {
+          const why = failed(error);
+          for (let k = i; k < end; k++) answers[k] = why;
+        }
+        i = end;
+        continue;
+      }
+      if (answers[i] === undefined) {
+        try {
+          const applied = this.apply(commands[i]!, now, elapsedMs);
+          answers[i] = applied;
+          take(applied.changed);
+        } catch (error) {
+          answers[i] = failed(error);
+        }
+      }
+      i++;
+    }
+    return { answers, changed };
+  }
+
   /** Epochs elapsed for every seed: one event, whatever the layer's size. Returns the seeds changed (none). */
   tick(epochs = 1): ReadonlySet<number> {
     if (!(Number.isInteger(epochs) && epochs > 0)) return this.takeChanged();
@@ -213,6 +276,51 @@ export class LayerHost {
     const changed = this.changed;
     this.changed = new Set();
     return changed;
+  }
+
+  /** A command that may go in a run: one seed or every seed, a lifecycle transition or a blueprint the registry knows. */
+  private runnable(command: Command): boolean {
+    return (
+      command.message_type === "LifecycleTransitionCommand" ||
+      (command.message_type === "BlueprintUpdateCommand" && this.unknownBlueprint(command) === null)
+    );
+  }
+
+  /** A run of runnable commands as one `orders` event; what the machines said is handed to each command by its id. */
+  private applyRun(commands: readonly Command[], now: number, elapsedMs: number): { readonly answers: Answer[]; readonly changed: ReadonlySet<number> } {
+    const situation = { source: this.source, layerId: this.layerId, now, elapsedMs };
+    this.refusals = [];
+    this.outcomes = [];
+    this.blueprints = [];
+    this.crashes = [];
+    this.layer.send({ type: "orders", orders: commands.map((c) => orderOf(c as BatchableCommand, now)) });
+    for (const c of commands) if (c.message_type === "BlueprintUpdateCommand" && c.seed_id < this.numSeeds) this.mirror(c.seed_id, false);
+    const { refusals, outcomes, blueprints, crashes } = this;
+    this.refusals = [];
+    this.outcomes = [];
+    this.blueprints = [];
+    this.crashes = [];
+    const stopped = this.isStopped;
+    const heard = new Map<string, { refusals: LayerResult[]; outcomes: SeedOutcome[]; blueprints: BlueprintAnswer[] }>();
+    const of = (commandId: string | null) => {
+      if (commandId === null) return undefined;
+      let h = heard.get(commandId);
+      if (h === undefined) heard.set(commandId, (h = { refusals: [], outcomes: [], blueprints: [] }));
+      return h;
+    };
+    for (const r of refusals) of(r.commandId)?.refusals.push(r);
+    for (const o of outcomes) of(o.commandId)?.outcomes.push(o);
+    for (const b of blueprints) of(b.commandId)?.blueprints.push(b);
+    const answers = commands.map((command) => {
+      const h = heard.get(command.message_id);
+      const seedId = seedIdOf(command);
+      // A crash is this command's when a seed it was sent to did not answer it.
+      const answers = (h?.outcomes.length ?? 0) + (h?.blueprints.length ?? 0) + (h?.refusals.length ?? 0);
+      const unanswered = seedId === null ? answers < this.numSeeds : answers === 0;
+      const mine = !unanswered || crashes.length === 0 ? [] : crashes.filter((c) => seedId === null || c.seedId === seedId);
+      return answered(command, { refusals: h?.refusals ?? [], outcomes: h?.outcomes ?? [], blueprints: h?.blueprints ?? [], crashes: mine, stopped }, situation);
+    });
+    return { answers, changed: this.takeChanged() };
   }
 
   /** Makes the seed actors (from `stored` where it has them) and the layer actor holding them, and mirrors them into the table. */

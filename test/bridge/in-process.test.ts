@@ -1,6 +1,6 @@
 /**
  * What a command and its answers are to their senders and readers, the same over both buses
- * although in process they travel as objects (protocol/attached-entry.ts): a command is what it
+ * although in process they travel as objects (protocol/fast/in-process-entry.ts): a command is what it
  * was when sent, what was committed does not change afterwards, an unsigned entry is refused
  * where a key is set, and a rollback leaves no seed actor behind.
  */

@@ -1,7 +1,7 @@
 import { fc } from "@fast-check/vitest";
 
 /**
- * What the property tests that pin a fast decoder to its Schema (command-records, event-records)
+ * What the property tests that pin a fast decoder to its Schema (fast-command-decoder, fast-event-decoders)
  * generate: records whose fields are mostly valid and sometimes absent, null or wrong.
  */
 

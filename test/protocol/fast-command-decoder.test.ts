@@ -41,7 +41,7 @@ const agrees = (input: unknown) => {
   const fast = decodeLifecycleTransitionCommand(input);
   expect({ accepted: fast !== undefined }).toEqual({ accepted: Result.isSuccess(schema) });
   if (fast !== undefined && Result.isSuccess(schema)) {
-    // toEqual, as telemetry-records.test.ts: the fast path keeps a null-prototype map as it came, the Schema copies it.
+    // toEqual: the fast path keeps a null-prototype map as it came, the Schema copies it.
     expect(fast).toEqual(schema.success);
     // Same keys in the same order, so a re-encoded command has the same bytes.
     expect(Object.keys(fast)).toEqual(Object.keys(schema.success as object));

@@ -73,7 +73,7 @@ const agrees = ({ fast: decodeFast, schema: bySchema }: Case, input: unknown) =>
   const fast = decodeFast(input);
   expect({ accepted: fast !== undefined }).toEqual({ accepted: Result.isSuccess(schema) });
   if (fast !== undefined && Result.isSuccess(schema)) {
-    // toEqual, as telemetry-records.test.ts: the fast path keeps a null-prototype map as it came, the Schema copies it.
+    // toEqual: the fast path keeps a null-prototype map as it came, the Schema copies it.
     expect(fast).toEqual(schema.success);
     // Same keys in the same order, so a re-encoded event has the same bytes.
     expect(Object.keys(fast as object)).toEqual(Object.keys(schema.success as object));

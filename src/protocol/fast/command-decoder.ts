@@ -11,10 +11,10 @@ import { absent, isPlainMap, type WireMap } from "./wire-map.ts";
  * It is a fast path, not a second definition: it returns the decoded command when the input is
  * plainly valid, and `undefined` for anything else (invalid, or merely unusual, such as a msgpack
  * `bin` where a map belongs). decodeMessage then asks the Schema, which gives the verdict and
- * error text for those. A property test (test/protocol/command-records.test.ts) pins it to the
+ * error text for those. A property test (test/protocol/fast-command-decoder.test.ts) pins it to the
  * Schema: on plain input it accepts exactly what the Schema accepts, with the same value.
- * Valid maps (parameters, metadata) are returned as they came, not copied, as in
- * telemetry-records.ts: the decoded message owns the parsed input.
+ * Valid maps (parameters, metadata) are returned as they came, not copied: the decoded message
+ * owns the parsed input.
  */
 
 

@@ -9,10 +9,10 @@ import { absent, isPlainMap, type WireMap } from "./wire-map.ts";
  * CommandResult of each command and the StateTransitionEvent of each seed transition. Their
  * Schemas measured ~5 µs and ~3 µs an event; these well under 1 µs.
  *
- * Fast paths, as in command-records.ts, not second definitions: each returns the decoded event
+ * Fast paths, as in command-decoder.ts, not second definitions: each returns the decoded event
  * when the input is plainly valid, and `undefined` for anything else (invalid, or merely unusual,
  * such as a msgpack `bin` where a map belongs). decodeMessage then asks the Schema, which gives
- * the verdict and error text for those. A property test (test/protocol/event-records.test.ts) pins
+ * the verdict and error text for those. A property test (test/protocol/fast-event-decoders.test.ts) pins
  * them to the Schemas: on plain input they accept exactly what the Schema accepts, with the same
  * value. Valid maps (details, metrics_snapshot, metadata) are returned as they came, not copied:
  * the decoded message owns the parsed input.
