@@ -47,6 +47,7 @@ import { resolveBridgeOptions, type BridgeOptions } from "./options.ts";
 import { planCommit, sameStore, type CommitMarker } from "./plan.ts";
 import { dataLost, generationHolds, LayerDataLost, recentWritesLost, restoreLayer, type BridgeRestoreError, type Stored } from "./restore.ts";
 import { againAnswer, settle, type Settled, type Settlement } from "./settle.ts";
+import { SettledMarks } from "./settled-marks.ts";
 import { deferredValue, layerKeys, markerField, RECORD_FIELD, recordValue, text, type LayerKeys } from "./store.ts";
 import { SourceRates } from "./source-rates.ts";
 
@@ -127,7 +128,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const landed = (m: CommitMarker) => Effect.map(bus.hmget(keys.meta, [tokenField]), ([held]) => text(held) === m.token);
     const policy = (what: string): CommitPolicy => ({ maxCommitAttempts: o.maxCommitAttempts, maxRetryDelayMs: o.maxRetryDelayMs, what: `layer ${layerId}: ${what}` });
     const isLost = (error: BusError) => error.reason === "conflict" && error.key === keys.meta;
-    const stop = (error: LayerDataLost) => Effect.andThen(Effect.andThen(Deferred.fail(lost, error), releaseWaiters), Effect.interrupt);
+    const marks = new SettledMarks();
+    yield* Effect.addFinalizer(() => marks.release);
+    const stop = (error: LayerDataLost) => Effect.andThen(Effect.andThen(Deferred.fail(lost, error), marks.release), Effect.interrupt);
     const failLost = (what: string) => stop(dataLost(layerId, what));
     /** A commit's meta precondition failed: which one says what was lost. */
     const failAfterConflict = Effect.flatMap(Effect.orElseSucceed(generationHolds(bus, keys, stored.generation), () => false), (holds) =>
@@ -236,7 +239,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                     stored.lastCommit = m.token;
                     remember(settlement.changed, settlement.record);
                     count(settlement);
-                    return;
+                    return yield* markRead(reads);
                   }
                   rollback(settlement.changed);
                   if (isLost(landing.error)) return yield* failAfterConflict;
@@ -247,11 +250,23 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                     admissions = readmit(admissions, yield* interruptible(readKnown(ids)));
                     continue;
                   }
-                  return yield* giveUp(admissions, landing.error, interruptible);
+                  yield* giveUp(admissions, landing.error, interruptible);
+                  return yield* markRead(reads);
                 }
               }),
             ),
           );
+
+    /** The streams a batch was read from are settled through its last entry read in order (one found ahead is not). */
+    const markRead = (reads: readonly Read[]) =>
+      Effect.forEach(
+        [...new Set(reads.map((r) => r.stream))],
+        (stream) => {
+          const inOrder = reads.filter((r) => r.stream === stream && r.ahead !== true);
+          return inOrder.length === 0 ? Effect.void : marks.mark(stream, inOrder[inOrder.length - 1]!.entry.id);
+        },
+        { discard: true },
+      );
 
     const count = (settlement: Settlement) => {
       stats.commits++;
@@ -286,28 +301,6 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       });
 
     /** Telemetry in: the trainer's epoch count and the seeds' guard metrics, committed with the seeds they changed. */
-    const settledThrough = new Map<string, string>();
-    const waiters = new Set<{ readonly stream: string; readonly id: string; readonly done: Deferred.Deferred<void> }>();
-    /** Set when the bridge stops: its waiters are released, and nobody waits on it again. */
-    let stopped = false;
-    const releaseWaiters = Effect.suspend(() => {
-      stopped = true;
-      const all = [...waiters];
-      waiters.clear();
-      return Effect.forEach(all, (w) => Deferred.succeed(w.done, undefined), { discard: true });
-    });
-    yield* Effect.addFinalizer(() => releaseWaiters);
-    const markSettled = (stream: string, id: string) =>
-      Effect.gen(function* () {
-        settledThrough.set(stream, later(settledThrough.get(stream) ?? "0-0", id));
-        for (const w of waiters) {
-          if (w.stream === stream && compareStreamIds(parseStreamId(w.id)!, parseStreamId(settledThrough.get(stream)!)!) <= 0) {
-            waiters.delete(w);
-            yield* Deferred.succeed(w.done, undefined);
-          }
-        }
-      });
-
     const telemetryOptions = { maxBytes: o.maxBytes, ...(o.hmacKey ? { hmacKey: o.hmacKey, requireSig: false } : {}) };
     // Its scratch space is kept from entry to entry.
     const scanner = new TelemetryScanner();
@@ -353,7 +346,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   remember(changed, record);
                   stats.telemetry += entries.length;
                 }
-                yield* markSettled(keys.telemetry, entries[entries.length - 1]!.id);
+                yield* marks.mark(keys.telemetry, entries[entries.length - 1]!.id);
               }),
             ),
           );
@@ -426,18 +419,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     yield* Effect.forkScoped(telemetryLoop);
     yield* Effect.forkScoped(Effect.repeat(houseKeeping, Schedule.spaced(Math.max(10, o.houseKeepingMs))));
 
-    const settledOn = (stream: string, id: string): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (stopped) return Effect.void;
-        const through = settledThrough.get(stream);
-        if (through !== undefined && compareStreamIds(parseStreamId(id)!, parseStreamId(through)!) <= 0) return Effect.void;
-        return Effect.flatMap(Deferred.make<void>(), (done) => {
-          waiters.add({ stream, id, done });
-          return Deferred.await(done);
-        });
-      });
-
-    return { layerId, host, stats: () => ({ ...stats }), settled: settledOn, failed: Deferred.await(lost) };
+    return { layerId, host, stats: () => ({ ...stats }), settled: (stream, id) => marks.wait(stream, id), failed: Deferred.await(lost) };
   });
 
 /**

@@ -331,6 +331,17 @@ describe.each(BUS_KINDS)("on %s, a graceful close", (kind) => {
     await run(worker.bridge.settled(fx.names.control("a"), "99999999999999-0"));
   });
 
+  test("settled() on a control stream succeeds once the bridge has committed that entry", async () => {
+    const fx = await openFixture(kind);
+    const worker = await startBridge(fx);
+    const command = lifecycle("a", 0, "GERMINATED");
+    const id = await publishCommand(fx, command);
+    await run(worker.bridge.settled(fx.names.control("a"), id));
+    // Committed by then: its answer is on the event stream and its snapshot stored.
+    expect(await resultsOf(fx, "a", command.message_id)).toMatchObject([{ code: "ok" }]);
+    expect(await storedState(fx, 0)).toBe("GERMINATED");
+  });
+
   test("a bridge that stopped because its layer's data was lost releases its waiters too", async () => {
     const fx = await openFixture(kind);
     const worker = await startBridge(fx);
