@@ -1,5 +1,6 @@
 import { Result } from "effect";
-import { describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { setFastPaths } from "../../src/protocol/fast/switch.ts";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { decodeEntry, encodeEntry, encodeEntryInProcess } from "../../src/protocol/entry.ts";
 import type { Message } from "../../src/protocol/messages.ts";
@@ -11,6 +12,11 @@ const CONTROL = streams("morphogenetic").control("layer_1");
 const command = SAMPLES.LifecycleTransitionCommand as Message;
 
 describe("an entry made in process (encodeEntryInProcess)", () => {
+  // What the fast path does; with fast paths off it is encodeEntry (the next describe).
+  let before = true;
+  beforeAll(() => void (before = setFastPaths(true)));
+  afterAll(() => void setFastPaths(before));
+
   it("carries its message: a reader gets that very object, with no bytes made", () => {
     let encodes = 0;
     const counting = { stream: CONTROL, trusted: true, get codec() {
@@ -59,6 +65,23 @@ describe("an entry made in process (encodeEntryInProcess)", () => {
     const letter = { ...entry!.fields, code: "internal" };
     const decoded = decodeEntry(CONTROL, letter);
     expect(Result.isSuccess(decoded) && decoded.success).toEqual(command);
+  });
+});
+
+describe("an entry made in process with fast paths off", () => {
+  it("is encodeEntry's entry: plain bytes, no message attached, checked by its reader", () => {
+    const before = setFastPaths(false);
+    try {
+      const options = { stream: CONTROL, codec: "msgpack" as const, hmacKey: "k" };
+      const fields = encodeEntryInProcess(command, { ...options, trusted: true });
+      const plain = encodeEntry(command, options);
+      expect({ ...fields }).toEqual({ ...plain });
+      const decoded = decodeEntry(CONTROL, fields, { hmacKey: "k" });
+      expect(Result.isSuccess(decoded) && decoded.success).not.toBe(command);
+      expect(Result.isSuccess(decoded) && decoded.success).toEqual(command);
+    } finally {
+      setFastPaths(before);
+    }
   });
 });
 
