@@ -86,8 +86,12 @@ export interface EsperSystem {
    * layer has taken it in; never rejects.
    */
   readonly tick: (layerId: string, epochs?: number) => Promise<void>;
-  /** Guard metrics for some seeds, one report on the layer's telemetry stream; resolves once taken in. */
-  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>) => Promise<void>;
+  /**
+   * Guard metrics for some seeds, one report on the layer's telemetry stream; resolves once taken
+   * in. `summary` goes in the report's performance_summary for whoever reads the stream (Tamiyo
+   * reads `val_loss`); an `epoch` in it is ignored: ticks are `tick`'s.
+   */
+  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>, summary?: Readonly<Record<string, number>>) => Promise<void>;
   /** Every transition, result, seed restart, unreadable entry and failed layer, as it happens. Returns an unsubscribe. */
   readonly subscribe: (listener: (event: SystemEvent) => void) => () => void;
   /** How a layer's bridge is doing: entries, applied, duplicates, dead letters, commits... */
@@ -294,10 +298,11 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         epochs.set(layerId, epoch);
         return report(layerId, { epoch }, {});
       },
-      reportMetrics: (layerId, bySeed) => {
+      reportMetrics: (layerId, bySeed, summary = {}) => {
         const health: Record<string, Metrics> = {};
         for (const [seedId, metrics] of Object.entries(bySeed)) health[seedId] = metrics;
-        return report(layerId, {}, health);
+        const { epoch: _tick, ...rest } = summary;
+        return report(layerId, rest, health);
       },
       subscribe: (listener) => {
         listeners.add(listener);
