@@ -1,0 +1,112 @@
+/**
+ * Tamiyo's options, with every default written once. Names follow the reference's TamiyoConfig
+ * where one exists (optimization_strategy -> strategy, emergency_failure_rate ->
+ * emergencyFailureRate, max_batch_size -> maxBatchSize); a strategy is a preset of the knobs
+ * that decide how boldly the network grows, and any knob given explicitly overrides it.
+ */
+
+export const STRATEGIES = ["conservative", "balanced", "aggressive", "adaptive"] as const;
+export type Strategy = (typeof STRATEGIES)[number];
+
+/** What a strategy sets. */
+export interface StrategyKnobs {
+  /** Most seeds growing at once across all layers (GERMINATED ... FINE_TUNING). */
+  readonly maxActiveSeeds: number;
+  /** Parameters growth may add, as a fraction of the host's (blueprints of live and fossilized seeds). */
+  readonly paramBudget: number;
+  /**
+   * Validation measurements without a relative improvement of `plateauImprovement` before the
+   * host counts as stuck on a plateau (a reason to grow).
+   */
+  readonly plateauPatience: number;
+  /** Seeds germinated in one decision round at most. */
+  readonly germinatePerRound: number;
+  /**
+   * Germinate on struggle signals alone (dead units, a chunk the loss leans on), without waiting
+   * for a plateau. Only `aggressive` does.
+   */
+  readonly growWithoutPlateau: boolean;
+}
+
+export const STRATEGY_KNOBS: Readonly<Record<Exclude<Strategy, "adaptive">, StrategyKnobs>> = {
+  conservative: { maxActiveSeeds: 1, paramBudget: 0.1, plateauPatience: 4, germinatePerRound: 1, growWithoutPlateau: false },
+  balanced: { maxActiveSeeds: 2, paramBudget: 0.2, plateauPatience: 2, germinatePerRound: 2, growWithoutPlateau: false },
+  aggressive: { maxActiveSeeds: 4, paramBudget: 0.25, plateauPatience: 1, germinatePerRound: 4, growWithoutPlateau: true },
+};
+
+export interface TamiyoConfig {
+  /** Default "balanced". `adaptive` starts balanced and moves toward aggressive while seeds fossilize, toward conservative while they fail. */
+  readonly strategy?: Strategy;
+  readonly maxActiveSeeds?: number;
+  readonly paramBudget?: number;
+  readonly plateauPatience?: number;
+  readonly germinatePerRound?: number;
+  readonly growWithoutPlateau?: boolean;
+  /** Relative improvement of the best validation loss that counts as progress. Default 0.01 (1%). */
+  readonly plateauImprovement?: number;
+  /** A chunk whose output is exactly zero on at least this fraction of samples holds dead units. Default 0.95. */
+  readonly deadSparsity?: number;
+  /**
+   * How long past a state's minimum dwell a seed may wait for its gate (reconstruction loss,
+   * positive evaluation, fossilization) before Tamiyo gives up on it, as a multiple of that
+   * dwell. Default 2.
+   */
+  readonly gatePatience?: number;
+  /** A layer whose failure rate (culled and rolled back over seeds decided) passes this is emergency-stopped. Default 0.5, as the reference. */
+  readonly emergencyFailureRate?: number;
+  /** Seeds decided in a layer before its failure rate is judged. Default 3. */
+  readonly minDecidedForHealth?: number;
+  /** Critical alerts on a layer, without a seed to blame, that stop it. Default 3. */
+  readonly criticalAlertsToStop?: number;
+  /** Most commands in one BatchCommand of a population transition. Default 100, as the reference. */
+  readonly maxBatchSize?: number;
+  /** `timeout_ms` of the commands Tamiyo sends. Default 5000. */
+  readonly commandTimeoutMs?: number;
+  /** Grafting strategy of germinated seeds. Default "linear". */
+  readonly graftingStrategy?: "linear" | "drift_controlled" | "momentum" | "adaptive" | "stability";
+}
+
+export type ResolvedTamiyoConfig = Required<TamiyoConfig>;
+
+export const TAMIYO_DEFAULTS: Omit<ResolvedTamiyoConfig, keyof StrategyKnobs> = {
+  strategy: "balanced",
+  plateauImprovement: 0.01,
+  deadSparsity: 0.95,
+  gatePatience: 2,
+  emergencyFailureRate: 0.5,
+  minDecidedForHealth: 3,
+  criticalAlertsToStop: 3,
+  maxBatchSize: 100,
+  commandTimeoutMs: 5_000,
+  graftingStrategy: "linear",
+};
+
+export class TamiyoConfigError extends RangeError {}
+
+export const knobsOf = (strategy: Strategy): StrategyKnobs => STRATEGY_KNOBS[strategy === "adaptive" ? "balanced" : strategy];
+
+export const resolveTamiyoConfig = (config: TamiyoConfig = {}): ResolvedTamiyoConfig => {
+  const strategy = config.strategy ?? TAMIYO_DEFAULTS.strategy;
+  if (!STRATEGIES.includes(strategy)) throw new TamiyoConfigError(`strategy must be one of ${STRATEGIES.join(", ")}, got ${JSON.stringify(strategy)}`);
+  const given = Object.fromEntries(Object.entries(config).filter(([, v]) => v !== undefined)) as TamiyoConfig;
+  const resolved: ResolvedTamiyoConfig = { ...TAMIYO_DEFAULTS, ...knobsOf(strategy), ...given, strategy };
+  const atLeast = (name: keyof ResolvedTamiyoConfig, min: number) => {
+    const v = resolved[name] as number;
+    if (!(typeof v === "number" && v >= min && Number.isFinite(v))) throw new TamiyoConfigError(`tamiyo option ${name} must be a number >= ${min}, got ${v}`);
+  };
+  atLeast("maxActiveSeeds", 0);
+  atLeast("paramBudget", 0);
+  atLeast("plateauPatience", 1);
+  atLeast("germinatePerRound", 0);
+  atLeast("plateauImprovement", 0);
+  atLeast("gatePatience", 1);
+  atLeast("minDecidedForHealth", 1);
+  atLeast("criticalAlertsToStop", 1);
+  atLeast("maxBatchSize", 1);
+  atLeast("commandTimeoutMs", 1);
+  if (!(resolved.deadSparsity > 0 && resolved.deadSparsity <= 1)) throw new TamiyoConfigError(`tamiyo option deadSparsity must be in (0, 1], got ${resolved.deadSparsity}`);
+  if (!(resolved.emergencyFailureRate > 0 && resolved.emergencyFailureRate <= 1)) {
+    throw new TamiyoConfigError(`tamiyo option emergencyFailureRate must be in (0, 1], got ${resolved.emergencyFailureRate}`);
+  }
+  return resolved;
+};
