@@ -1,0 +1,118 @@
+/**
+ * Tamiyo running: the controller actor with its policy, reading telemetry from the layers'
+ * telemetry streams and steering a real layer actor on the embedded bus. No data plane: the
+ * numbers a trainer would report are reported by the test.
+ */
+import { Effect, Exit, Scope } from "effect";
+import { afterEach, describe, expect, it } from "vitest";
+import { MemoryBus } from "../../src/bus/memory-bus.ts";
+import { makeSystem, type EsperSystem } from "../../src/runtime/system.ts";
+import { makeTamiyo, type DecisionLogEntry, type Tamiyo } from "../../src/tamiyo/tamiyo.ts";
+import type { TamiyoConfig } from "../../src/tamiyo/config.ts";
+import type { LayerProfile } from "../../src/tamiyo/population.ts";
+
+const GUARDS = { minEpochs: { TRAINING: 4, GRAFTING: 2, STABILIZATION: 1, EVALUATING: 1, FINE_TUNING: 2 } };
+const PROFILE: LayerProfile = { layerId: "hidden", numSeeds: 4, hostParams: 10_000, blueprints: [{ id: "lateral_wide", params: 610 }], guards: GUARDS };
+
+let scope: Scope.Closeable | null = null;
+afterEach(async () => {
+  if (scope) await Effect.runPromise(Scope.close(scope, Exit.void));
+  scope = null;
+});
+
+const start = async (config: TamiyoConfig = { strategy: "aggressive", maxActiveSeeds: 1 }, layerGuards: typeof GUARDS = GUARDS): Promise<{ system: EsperSystem; tamiyo: Tamiyo; decided: DecisionLogEntry[] }> => {
+  scope = Scope.makeUnsafe();
+  const open = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.provide(effect, scope!));
+  const bus = new MemoryBus();
+  const system = await open(makeSystem({ layers: [{ id: "hidden", seeds: 4, guards: layerGuards }], bus, inspect: "" }));
+  const decided: DecisionLogEntry[] = [];
+  const tamiyo = await open(makeTamiyo({ bus, link: system, layers: [PROFILE], config, onDecision: (d) => void (d.outcome === undefined && decided.push(d)) }));
+  return { system, tamiyo, decided };
+};
+
+const stateOf = (system: EsperSystem, seed: number) => system.layer("hidden").seeds()[seed]!.state;
+
+describe("Tamiyo on a live layer", () => {
+  it("grows a dead chunk's seed all the way to FOSSILIZED on the numbers reported, logging each decision and its answer", async () => {
+    const { system, tamiyo, decided } = await start();
+    await system.reportMetrics("hidden", { 0: { sparsity: 0.2, gradient_norm: 1 }, 3: { sparsity: 1, gradient_norm: 0 } } as never);
+    const germinated = await tamiyo.round();
+    expect(germinated.map((d) => [d.kind, d.seedId, d.action])).toEqual([["germinate", 3, "germinate with lateral_wide"]]);
+    expect(germinated[0]!.outcome).toMatchObject({ success: true, code: "ok" });
+    expect(stateOf(system, 3)).toBe("GERMINATED");
+    expect(system.layer("hidden").seeds()[3]!.context.blueprintId).toBe("lateral_wide");
+
+    await tamiyo.round(); // telemetry needed for a round: nothing new, nothing decided
+    await system.tick("hidden", 1);
+    expect((await tamiyo.round()).map((d) => d.action)).toEqual(["GERMINATED -> TRAINING"]);
+    await system.reportMetrics("hidden", { 3: { reconstruction_loss: 0.002 } });
+    await system.tick("hidden", 4);
+    expect((await tamiyo.round()).map((d) => d.action)).toEqual(["TRAINING -> GRAFTING"]);
+    await system.reportMetrics("hidden", { 3: { alpha: 1 } } as never);
+    await system.tick("hidden", 2);
+    expect((await tamiyo.round()).map((d) => d.action)).toEqual(["GRAFTING -> STABILIZATION"]);
+    await system.tick("hidden", 1);
+    expect((await tamiyo.round()).map((d) => d.action)).toEqual(["STABILIZATION -> EVALUATING"]);
+    await system.tick("hidden", 1);
+    await system.reportMetrics("hidden", { 3: { performance_delta: 0.05, stability_score: 0.97 } });
+    expect((await tamiyo.round()).map((d) => d.action)).toEqual(["EVALUATING -> FINE_TUNING"]);
+    await system.tick("hidden", 2);
+    await system.reportMetrics("hidden", { 3: { total_improvement: 0.04, final_stability: 0.99 } });
+    const [fossil] = await tamiyo.round();
+    expect(fossil).toMatchObject({ kind: "fossilize", action: "FINE_TUNING -> FOSSILIZED", numbers: { total_improvement: 0.04, final_stability: 0.99 }, outcome: { success: true } });
+    expect(stateOf(system, 3)).toBe("FOSSILIZED");
+    expect(decided.map((d) => d.kind)).toEqual(["germinate", "advance", "advance", "advance", "advance", "advance", "fossilize"]);
+    expect(tamiyo.outcomes()).toEqual([{ layerId: "hidden", blueprint: "lateral_wide", improvement: 0.04, params: 610, fossilized: true }]);
+    expect(tamiyo.stats()).toMatchObject({ refused: 0, timedOut: 0 });
+  });
+
+  it("a decision the layer refuses is logged with the layer's code; a guard's no is not a failure, and the seed is tried again", async () => {
+    // Tamiyo was told TRAINING needs 4 ticks; the layer itself requires 6.
+    const { system, tamiyo } = await start(undefined, { minEpochs: { ...GUARDS.minEpochs, TRAINING: 6 } });
+    await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
+    await tamiyo.round();
+    await system.tick("hidden", 1);
+    await tamiyo.round(); // -> TRAINING
+    await system.reportMetrics("hidden", { 3: { reconstruction_loss: 0.001 } });
+    await system.tick("hidden", 4);
+    const [refused] = await tamiyo.round();
+    expect(refused).toMatchObject({ action: "TRAINING -> GRAFTING", outcome: { success: false, code: "guard_failed" } });
+    expect(refused!.outcome!.error).toMatch(/4 epochs in TRAINING, needs at least 6/);
+    expect(tamiyo.population.seed("hidden", 3)).toMatchObject({ busy: false, failures: 0, state: "TRAINING" });
+    expect(tamiyo.stats().refused).toBe(1);
+    await system.tick("hidden", 2);
+    const [again] = await tamiyo.round();
+    expect(again).toMatchObject({ action: "TRAINING -> GRAFTING", outcome: { success: true } });
+  });
+
+  it("stops a layer when its seeds keep failing: the emergency path", async () => {
+    const { system, tamiyo } = await start({ strategy: "aggressive", minDecidedForHealth: 2, maxActiveSeeds: 2 });
+    await system.reportMetrics("hidden", { 0: { sparsity: 1 }, 1: { sparsity: 1 } } as never);
+    await tamiyo.round();
+    await system.tick("hidden", 1);
+    await tamiyo.round(); // both -> TRAINING
+    expect([stateOf(system, 0), stateOf(system, 1)]).toEqual(["TRAINING", "TRAINING"]);
+    await system.reportMetrics("hidden", { 0: { reconstruction_loss: 0.4 }, 1: { reconstruction_loss: 0.4 } });
+    await system.tick("hidden", 8);
+    const culls = await tamiyo.round();
+    expect(culls.map((d) => [d.seedId, d.action])).toEqual([
+      [0, "TRAINING -> CULLED"],
+      [1, "TRAINING -> CULLED"],
+    ]);
+    await system.tick("hidden", 1);
+    const [stop] = await tamiyo.round();
+    expect(stop).toMatchObject({ kind: "emergency_stop", numbers: { failure_rate: 1, decided: 2 }, outcome: { success: true } });
+    expect(tamiyo.population.layer("hidden")!.stopped).toBe(true);
+    const refused = await system.transition("hidden", 2, "GERMINATED");
+    expect(refused.code).toBe("emergency_stopped");
+  });
+
+  it("moves a population by selection criteria in batches of the given size", async () => {
+    const { system, tamiyo } = await start({ strategy: "conservative" });
+    const result = await tamiyo.transitionPopulation("hidden", "GERMINATED", { fromStates: ["DORMANT"] }, 3);
+    expect(result).toMatchObject({ selected: [0, 1, 2, 3], transitioned: 4, failed: 0 });
+    expect(result.results).toHaveLength(2);
+    expect(system.layer("hidden").seeds().map((s) => s.state)).toEqual(["GERMINATED", "GERMINATED", "GERMINATED", "GERMINATED"]);
+    await expect(tamiyo.transitionPopulation("nope", "TRAINING")).rejects.toThrow(/no layer nope/);
+  });
+});
