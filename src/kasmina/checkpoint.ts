@@ -33,6 +33,8 @@ interface Header {
   readonly num_seeds: number;
   readonly units: number;
   readonly chunk: number;
+  /** The layer's input width (what an input-reading kind's bank width depends on). Absent in files written before it was recorded. */
+  readonly input_dim?: number;
   /** The seed of a seed-scoped checkpoint, null for a whole layer. */
   readonly seed_id: number | null;
   readonly seeds: number[];
@@ -86,6 +88,7 @@ export const encodeCheckpoint = (layer: KasminaLayer, seedId: number | null, che
     num_seeds: layer.numSeeds,
     units: layer.units,
     chunk: layer.chunk,
+    input_dim: layer.inputDim!,
     seed_id: seedId,
     seeds,
     rows: seeds.map((seed) => {
@@ -135,6 +138,9 @@ export const decodeCheckpoint = (layer: KasminaLayer, file: Buffer, path: string
   if (header.layer_id !== layer.layerId) fail("foreign_layer", `${path} belongs to layer "${header.layer_id}", not "${layer.layerId}"`, path);
   if (header.num_seeds !== layer.numSeeds || header.units !== layer.units || header.chunk !== layer.chunk) {
     fail("shape_mismatch", `${path} holds ${header.num_seeds} seeds x ${header.chunk} units; the layer has ${layer.numSeeds} x ${layer.chunk}`, path);
+  }
+  if (header.input_dim !== undefined && header.input_dim !== layer.inputDim) {
+    fail("shape_mismatch", `${path} was written by a layer with ${header.input_dim} inputs; this one has ${layer.inputDim}`, path);
   }
   if (header.seeds.some((s) => !Number.isInteger(s) || s < 0 || s >= layer.numSeeds) || header.rows.length !== header.seeds.length) {
     fail("shape_mismatch", `${path} names seeds outside 0..${layer.numSeeds - 1}`, path);

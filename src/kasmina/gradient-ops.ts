@@ -94,6 +94,26 @@ const detachedMatMulOp = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]
 export const detachedMatMul = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D => detachedMatMulOp(a, b) as tf.Tensor2D;
 
 /**
+ * `a @ b` with a gradient to `b` only: the TRAINING objective of a kind that reads the layer's
+ * input trains its encoder on the input without pushing anything into the layers below. `a`
+ * gets a zero gradient (tfjs has no stopGradient), which costs one add where it meets the
+ * host's own gradient; `b`'s is an explicit transpose and plain matmul, as in `matMul`.
+ */
+const matMulDetachedAOp = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+  save([a]);
+  return {
+    value: tf.matMul(a, b),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa] = saved as [tf.Tensor2D];
+      return [tf.zerosLike(sa), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+    },
+  };
+});
+
+export const matMulDetachedA = (a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D => matMulDetachedAOp(a, b) as tf.Tensor2D;
+
+/**
  * The identity, except that its gradient is shown to `onGradient` on the way back. Telemetry
  * uses it to read gradient norms from the very backward pass that trains the network.
  * `onGradient` runs inside the backward pass's tidy: whatever it keeps it must `tf.keep`.

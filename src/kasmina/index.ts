@@ -10,7 +10,7 @@ export { HOST_ACTIVATIONS, INITIALIZERS } from "./host-dense.ts";
 export type { HostActivation, InitializerName } from "./host-dense.ts";
 export { StateTable } from "./state-table.ts";
 export type { SeedRow, StateTableSnapshot } from "./state-table.ts";
-export { SEED_ROLES, effectiveAlpha, learnsInState } from "./seed-roles.ts";
+export { SEED_ROLES, effectiveAlpha, learnsInState, blendsInState } from "./seed-roles.ts";
 export type { SeedRole } from "./seed-roles.ts";
 export {
   BUILTIN_BLUEPRINTS,
@@ -19,9 +19,11 @@ export {
   blueprintIndex,
   blueprintAt,
   requireBlueprint,
+  sourceOf,
   bankLayout,
 } from "./blueprints.ts";
-export type { BlueprintKind, BlueprintActivation, BankLayout } from "./blueprints.ts";
+export type { BlueprintKind, BlueprintActivation, BlueprintSource, BankLayout } from "./blueprints.ts";
+export { blueprintParameterCount, blueprintHidden, blueprintInputWidth } from "./blueprint-cost.ts";
 export { GRAFTING, DEFAULT_GRAFTING, advanceAlphas } from "./grafting.ts";
 export type { GraftInput, GraftSignals, GraftingConfig, GraftingColumns, GraftingStrategyFn } from "./grafting.ts";
 export { TELEMETRY_COLUMNS, telemetryValue } from "./telemetry.ts";

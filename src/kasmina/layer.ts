@@ -1,11 +1,13 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { layers, type LayerVariable } from "@tensorflow/tfjs-layers";
-import { bankLayout, blueprintAt, freshBankRows, listBlueprints, requireBlueprint, type BankLayout } from "./blueprints.ts";
+import { blueprintParameterCount } from "./blueprint-cost.ts";
+import { bankLayout, blueprintAt, freshBankRows, listBlueprints, requireBlueprint, sourceOf, type BankLayout, type BlueprintKind } from "./blueprints.ts";
 import { KasminaConfigError } from "./errors.ts";
 import { checkActivation, checkInitializer, hostForward, initializerOf, type HostActivation, type InitializerName } from "./host-dense.ts";
 import { injectLoss } from "./gradient-ops.ts";
 import { seedForward, type SeedBanks } from "./seed-forward.ts";
 import { materializePlan, planBasis, planSeeds, releasedSince, type PlanBasis, type SeedPlan } from "./seed-plan.ts";
+import { blendsInState } from "./seed-roles.ts";
 import { StateTable, type SeedRow } from "./state-table.ts";
 import { TelemetryCapture } from "./telemetry.ts";
 
@@ -21,7 +23,12 @@ export interface KasminaLayerArgs extends LayerArgs {
   readonly useBias?: boolean;
   readonly kernelInitializer?: InitializerName;
   readonly biasInitializer?: InitializerName;
-  /** Blueprint ids this layer holds banks for (memory: one `[numSeeds, width]` bank each). Default: all registered. */
+  /**
+   * Blueprint ids this layer holds banks for (memory: one `[numSeeds, width]` bank each).
+   * Default: every registered kind that reads the chunk. Kinds that read the layer's input
+   * (lateral_*) are held only when named: their bank has a row per input feature per hidden
+   * unit, which for a wide layer (1024 inputs, 64 seeds) is hundreds of MB nobody asked for.
+   */
   readonly blueprints?: readonly Identifier[];
   /** The kind a seed gets when the table names none (-1). Default: residual_mlp if held, else the first. */
   readonly defaultBlueprint?: Identifier;
@@ -67,12 +74,14 @@ export class KasminaLayer extends layers.Layer {
   readonly reconstructionWeight: number;
   readonly seed: number | undefined;
   readonly table: StateTable;
-  readonly layouts: readonly BankLayout[];
-
+  private builtInputDim: number | null = null;
   private kernel: LayerVariable | null = null;
   private bias: LayerVariable | null = null;
   private banks: LayerVariable[] = [];
   private anchors: LayerVariable[] = [];
+  private readonly kinds: readonly BlueprintKind[];
+  /** Set at construction when no held kind reads the input (its widths need no input width), else at build. */
+  private layoutList: readonly BankLayout[] | null = null;
   private readonly localKind = new Map<number, number>();
   private readonly defaultKind: number;
   private plan: SeedPlan | null = null;
@@ -100,13 +109,14 @@ export class KasminaLayer extends layers.Layer {
     this.useBias = args.useBias ?? true;
     this.kernelInitializer = checkInitializer(args.kernelInitializer ?? "glorotNormal");
     this.biasInitializer = checkInitializer(args.biasInitializer ?? "zeros");
-    this.blueprintIds = (args.blueprints ?? listBlueprints().map((k) => k.id)).map(identifier);
+    this.blueprintIds = (args.blueprints ?? listBlueprints().filter((k) => sourceOf(k) === "chunk").map((k) => k.id)).map(identifier);
     if (this.blueprintIds.length === 0) throw new KasminaConfigError({ reason: "bad_config", message: "a Kasmina layer needs at least one blueprint kind" });
-    this.layouts = this.blueprintIds.map((id, local) => {
+    this.kinds = this.blueprintIds.map((id, local) => {
       const index = requireBlueprint(id);
       this.localKind.set(index, local);
-      return bankLayout(blueprintAt(index)!, this.chunk);
+      return blueprintAt(index)!;
     });
+    if (this.kinds.every((k) => sourceOf(k) === "chunk")) this.layoutList = this.kinds.map((k) => bankLayout(k, this.chunk));
     this.defaultBlueprint = args.defaultBlueprint ? identifier(args.defaultBlueprint) : this.blueprintIds.includes("residual_mlp") ? "residual_mlp" : this.blueprintIds[0]!;
     const defaultKind = this.localKind.get(requireBlueprint(this.defaultBlueprint));
     if (defaultKind === undefined) {
@@ -123,7 +133,28 @@ export class KasminaLayer extends layers.Layer {
     if (this.table.numSeeds !== numSeeds) {
       throw new KasminaConfigError({ reason: "bad_seed_count", message: `the state table has ${this.table.numSeeds} seeds, the layer ${numSeeds}` });
     }
-    this.seedBanks = { layouts: this.layouts, bank: (k) => this.banks[k]!.read() as tf.Tensor2D, anchor: (k) => this.anchors[k]!.read() as tf.Tensor2D };
+    const layer = this;
+    this.seedBanks = {
+      get layouts() {
+        return layer.layouts;
+      },
+      bank: (k) => this.banks[k]!.read() as tf.Tensor2D,
+      anchor: (k) => this.anchors[k]!.read() as tf.Tensor2D,
+    };
+  }
+
+  /** The layer's input width, known once built (null before). */
+  get inputDim(): number | null {
+    return this.builtInputDim;
+  }
+
+  /** One layout per held kind, in `blueprintIds` order. A layer holding an input-reading kind has them once built. */
+  get layouts(): readonly BankLayout[] {
+    if (this.layoutList) return this.layoutList;
+    throw new KasminaConfigError({
+      reason: "bad_config",
+      message: `layer ${this.name} holds a blueprint kind that reads its input: its bank layouts are known once it is built`,
+    });
   }
 
   override build(inputShape: Shape): void {
@@ -132,6 +163,8 @@ export class KasminaLayer extends layers.Layer {
     if (shape.length !== 2 || inputDim == null) {
       throw new KasminaConfigError({ reason: "bad_input_shape", message: `a Kasmina layer takes [batch, features] with known features, got [${shape.join(", ")}]` });
     }
+    this.builtInputDim = inputDim;
+    this.layoutList = this.kinds.map((kind) => bankLayout(kind, this.chunk, inputDim));
     this.kernel = this.addWeight("kernel", [inputDim, this.units], "float32", initializerOf(this.kernelInitializer, this.seed), undefined, true);
     if (this.useBias) this.bias = this.addWeight("bias", [this.units], "float32", initializerOf(this.biasInitializer), undefined, true);
     this.layouts.forEach((layout) => {
@@ -162,7 +195,7 @@ export class KasminaLayer extends layers.Layer {
       const x = (Array.isArray(inputs) ? inputs[0] : inputs) as tf.Tensor2D;
       const learning = kwargs?.["training"] === true || tf.engine().isTapeOn();
       const host = hostForward(x, this.kernel!.read() as tf.Tensor2D, this.bias ? (this.bias.read() as tf.Tensor1D) : null, this.activation, learning);
-      const out = seedForward(host, plan, this.seedBanks, {
+      const out = seedForward(host, x, plan, this.seedBanks, {
         numSeeds: this.numSeeds,
         chunk: this.chunk,
         learning,
@@ -230,6 +263,25 @@ export class KasminaLayer extends layers.Layer {
     const capture = this.capture;
     this.capture = null;
     return capture ? capture.assemble() : null;
+  }
+
+  /**
+   * Parameters as a user counts them: the host's kernel and bias, plus the inference
+   * parameters (blueprint-cost.ts) of every seed whose blueprint its state blends into the
+   * output (SEED_ROLES alpha other than 0: GRAFTING, from its first step, through FOSSILIZED).
+   * Banks of seeds that blend nothing are memory, not model, and do not count.
+   */
+  parameterCount(): { host: number; blueprints: number; total: number } {
+    this.ensureBuilt();
+    const inputDim = this.inputDim!;
+    const host = inputDim * this.units + (this.useBias ? this.units : 0);
+    let blueprints = 0;
+    for (let s = 0; s < this.numSeeds; s++) {
+      if (!blendsInState(this.table.state[s]!)) continue;
+      const kind = this.kindOf(this.table.blueprint[s]!);
+      if (kind >= 0) blueprints += blueprintParameterCount(this.kinds[kind]!, this.chunk, inputDim);
+    }
+    return { host, blueprints, total: host + blueprints };
   }
 
   /**

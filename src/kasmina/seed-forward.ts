@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { BankLayout } from "./blueprints.ts";
-import { detachedMatMul, groupedMatMul, injectLoss, matMul, tapGradient } from "./gradient-ops.ts";
+import { detachedMatMul, groupedMatMul, injectLoss, matMul, matMulDetachedA, tapGradient } from "./gradient-ops.ts";
 import type { SeedGroup, SeedPlan } from "./seed-plan.ts";
 import type { TelemetryCapture } from "./telemetry.ts";
 
@@ -13,6 +13,11 @@ import type { TelemetryCapture } from "./telemetry.ts";
  * active seeds, so cost follows the number of active seeds, and a layer with no active seed
  * never reaches this file.
  *
+ * A kind that reads the layer's input instead of the chunk (blueprint-kinds.ts) differs only in
+ * its encoder: all its seeds' encoders sit side by side as one `[inputDim, n * hidden]` matrix,
+ * so the group's hidden layer is one ordinary matmul of the input; from there on (decoder,
+ * blend, placement, telemetry) it is the same path as the residual kinds.
+ *
  * Layout: the host output `[batch, seeds * chunk]` is transposed once to `[batch * chunk, seeds]`
  * (seeds last), so that picking a group's seeds is a matmul with a cached one-hot `[seeds, n]`
  * and placing their outputs back is a matmul with a one-hot `[n, seeds]` (gather/scatter would
@@ -21,7 +26,9 @@ import type { TelemetryCapture } from "./telemetry.ts";
  *
  * TRAINING objective (reconstruction): the blueprint's encoder, with a decoder of its own used
  * only in this state, learns to reconstruct the host's chunk (an autoencoder through the
- * blueprint's hidden layer, input detached from the host). Loss per seed:
+ * blueprint's hidden layer, input detached from the host; a kind that reads the layer's input
+ * rebuilds the chunk from that input, also detached: can this kind carry the chunk from what it
+ * reads). Loss per seed:
  *   ||recon(chunk) - chunk||^2 / max(||chunk||^2, 1e-6 * count)   (1 for a fresh seed, 0 = perfect)
  * and that number is `reconstruction_loss`, which the TRAINING -> GRAFTING guard compares with
  * 0.01. Why this objective: the blueprint's output decoder stays exactly zero until GRAFTING,
@@ -50,7 +57,8 @@ export interface SeedPassOptions {
 
 const RECONSTRUCTION_FLOOR = 1e-6;
 
-export const seedForward = (host: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks, options: SeedPassOptions): tf.Tensor2D => {
+/** `host`: the host's output `[batch, units]` (post-activation); `x`: the layer's input `[batch, inputDim]`. */
+export const seedForward = (host: tf.Tensor2D, x: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks, options: SeedPassOptions): tf.Tensor2D => {
   const { numSeeds, chunk, capture, learning } = options;
   const reconstruct = learning && plan.reconstruct.length > 0;
   if (plan.blend.length === 0 && !reconstruct && capture === null) return host;
@@ -66,8 +74,10 @@ export const seedForward = (host: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks,
     const outputs = plan.blend.map((group) => {
       const layout = banks.layouts[group.spec.kind]!;
       const weights = blendWeights(group, banks, learning, capture);
-      const input = tf.reshape(mm(hostT, group.select), [batch, chunk, group.spec.seeds.length]) as tf.Tensor3D;
-      const hidden = encode(layout, weights, input, learning);
+      const hidden =
+        layout.reads === "input"
+          ? encodeInput(layout, weights, x, learning ? matMul : null)
+          : encode(layout, weights, tf.reshape(mm(hostT, group.select), [batch, chunk, group.spec.seeds.length]) as tf.Tensor3D, learning);
       return tf.mul(tf.add(groupedMatMul(hidden, weights.decoder, learning), weights.decoderBias), group.alpha) as tf.Tensor3D; // [batch, n, chunk]
     });
     const all = outputs.length === 1 ? outputs[0]! : tf.concat(outputs, 1);
@@ -75,7 +85,7 @@ export const seedForward = (host: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks,
     blueprintT = mm(allT, plan.place);
   }
 
-  const aux = reconstruct ? reconstruction(hostT, plan, banks, options, batch) : null;
+  const aux = reconstruct ? reconstruction(hostT, x, plan, banks, options, batch) : null;
 
   let outT = blueprintT ? (tf.add(hostT, blueprintT) as tf.Tensor2D) : hostT;
   if (capture) {
@@ -110,10 +120,12 @@ const tapBlueprintGradient = (rows: tf.Tensor2D, group: SeedGroup, capture: Tele
   });
 };
 
-/** A group's weights in the layout the grouped matmuls take. */
+/** A group's weights in the layout the matmuls take. */
 interface GroupWeights {
-  readonly encoder: tf.Tensor3D; // [chunk, n, hidden]
-  readonly encoderBias: tf.Tensor3D; // [1, n, hidden]
+  /** Reads the chunk: `[chunk, n, hidden]` (grouped). Reads the input: `[inputDim, n * hidden]` (one plain matmul). */
+  readonly encoder: tf.Tensor;
+  /** Reads the chunk: `[1, n, hidden]`. Reads the input: `[n * hidden]` (rank 1, as fused matmul's bias must be). */
+  readonly encoderBias: tf.Tensor;
   readonly decoder: tf.Tensor3D; // [hidden, n, chunk]
   readonly decoderBias: tf.Tensor3D; // [1, n, chunk]
   readonly reconstruction: tf.Tensor3D; // [hidden, n, chunk]
@@ -121,12 +133,15 @@ interface GroupWeights {
 
 const groupWeights = (layout: BankLayout, params: tf.Tensor2D): GroupWeights => {
   const n = params.shape[0];
-  const { chunk, hidden } = layout;
+  const { chunk, hidden, input } = layout;
   const [encoder, encoderBias, decoder, decoderBias, reconstruction] = tf.split(params, [...layout.sizes], 1) as tf.Tensor2D[];
   const perSeed = (w: tf.Tensor2D, rows: number, cols: number) => tf.transpose(tf.reshape(w, [n, rows, cols]), [1, 0, 2]) as tf.Tensor3D;
+  const lateral = layout.reads === "input";
   return {
-    encoder: perSeed(encoder!, chunk, hidden),
-    encoderBias: tf.reshape(encoderBias!, [1, n, hidden]),
+    encoder: lateral ? tf.reshape(perSeed(encoder!, input, hidden), [input, n * hidden]) : perSeed(encoder!, chunk, hidden),
+    // The clone gives the lateral bias a buffer of its own: wasm's fused matmul reads a bias's
+    // rank from its buffer, and a reshape shares the rank-2 split's, which it refuses.
+    encoderBias: lateral ? tf.clone(tf.reshape(encoderBias!, [n * hidden])) : tf.reshape(encoderBias!, [1, n, hidden]),
     decoder: perSeed(decoder!, hidden, chunk),
     decoderBias: tf.reshape(decoderBias!, [1, n, chunk]),
     reconstruction: perSeed(reconstruction!, hidden, chunk),
@@ -159,15 +174,32 @@ const blendWeights = (group: SeedGroup, banks: SeedBanks, learning: boolean, cap
 /** wasm's Tanh kernel is ~25x slower than its Sigmoid (measured); tanh(x) = 2 sigmoid(2x) - 1. */
 const tanh = (x: tf.Tensor): tf.Tensor => tf.sub(tf.mul(tf.sigmoid(tf.mul(x, 2)), 2), 1);
 
+const activate = (layout: BankLayout, pre: tf.Tensor): tf.Tensor => (layout.kind.activation === "tanh" ? tanh(pre) : tf.relu(pre));
+
 /** `input` `[batch, chunk, n]` -> the hidden layer, transposed `[batch, hidden, n]` for the decoders. */
 const encode = (layout: BankLayout, weights: GroupWeights, input: tf.Tensor3D, learning: boolean): tf.Tensor3D => {
-  const pre = tf.add(groupedMatMul(input, weights.encoder, learning), weights.encoderBias);
-  const act = layout.kind.activation === "tanh" ? tanh(pre) : tf.relu(pre);
-  return tf.transpose(act, [0, 2, 1]) as tf.Tensor3D;
+  const pre = tf.add(groupedMatMul(input, weights.encoder as tf.Tensor3D, learning), weights.encoderBias);
+  return tf.transpose(activate(layout, pre), [0, 2, 1]) as tf.Tensor3D;
+};
+
+/**
+ * The layer's input `[batch, inputDim]` -> the hidden layer of every seed of an input-reading
+ * group, `[batch, hidden, n]` like `encode`'s. `mm` is the matmul to differentiate through;
+ * null means no gradient is taken, and then a relu group runs as one fused matmul+bias+relu.
+ */
+const encodeInput = (layout: BankLayout, weights: GroupWeights, x: tf.Tensor2D, mm: ((a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D) | null): tf.Tensor3D => {
+  const encoder = weights.encoder as tf.Tensor2D;
+  const bias = weights.encoderBias as tf.Tensor1D;
+  const n = encoder.shape[1] / layout.hidden;
+  const act =
+    mm === null && layout.kind.activation === "relu"
+      ? tf.fused.matMul({ a: x, b: encoder, bias, activation: "relu" })
+      : activate(layout, tf.add(mm ? mm(x, encoder) : tf.matMul(x, encoder), bias));
+  return tf.transpose(tf.reshape(act, [x.shape[0], n, layout.hidden]), [0, 2, 1]) as tf.Tensor3D;
 };
 
 /** The TRAINING objective, summed over seeds in TRAINING (each seed's loss touches only its own rows). */
-const reconstruction = (hostT: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks, options: SeedPassOptions, batch: number): tf.Scalar => {
+const reconstruction = (hostT: tf.Tensor2D, x: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks, options: SeedPassOptions, batch: number): tf.Scalar => {
   const { chunk, numSeeds, capture } = options;
   const count = batch * chunk;
   const losses: tf.Scalar[] = [];
@@ -180,7 +212,8 @@ const reconstruction = (hostT: tf.Tensor2D, plan: SeedPlan, banks: SeedBanks, op
     const input = tf.reshape(detachedMatMul(hostT, group.select), [batch, chunk, n]) as tf.Tensor3D;
     const target = tf.transpose(input, [0, 2, 1]); // [batch, n, chunk]
     const weights = groupWeights(layout, params);
-    const rebuilt = groupedMatMul(encode(layout, weights, input, true), weights.reconstruction);
+    const hidden = layout.reads === "input" ? encodeInput(layout, weights, x, matMulDetachedA) : encode(layout, weights, input, true);
+    const rebuilt = groupedMatMul(hidden, weights.reconstruction);
     const error = tf.sum(tf.square(tf.sub(rebuilt, target)), [0, 2]);
     const energy = tf.maximum(tf.sum(tf.square(target), [0, 2]), RECONSTRUCTION_FLOOR * count);
     const loss = tf.div(error, energy) as tf.Tensor1D; // [n]

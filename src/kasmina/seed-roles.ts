@@ -53,3 +53,6 @@ export const learnsInState = (stateCode: number): boolean => {
   const { learning } = roleOfCode(stateCode);
   return learning === "reconstruction" || learning === "task";
 };
+
+/** Whether the seed's state blends its blueprint into the output (alpha other than 0, a ramp included). */
+export const blendsInState = (stateCode: number): boolean => roleOfCode(stateCode).alpha !== 0;
