@@ -24,6 +24,8 @@ export {
 } from "./blueprints.ts";
 export type { BlueprintKind, BlueprintActivation, BlueprintSource, BankLayout } from "./blueprints.ts";
 export { blueprintParameterCount, blueprintHidden, blueprintInputWidth } from "./blueprint-cost.ts";
+export { measureSeedContributions } from "./seed-evaluator.ts";
+export type { SeedContributionOptions, SeedContribution, SeedContributions } from "./seed-evaluator.ts";
 export { GRAFTING, DEFAULT_GRAFTING, advanceAlphas } from "./grafting.ts";
 export type { GraftInput, GraftSignals, GraftingConfig, GraftingColumns, GraftingStrategyFn } from "./grafting.ts";
 export { TELEMETRY_COLUMNS, telemetryValue } from "./telemetry.ts";

@@ -88,6 +88,9 @@ export class KasminaLayer extends layers.Layer {
   private basis: PlanBasis | null = null;
   private capture: TelemetryCapture | null = null;
   private releases = 0;
+  private ablation: { readonly seeds: readonly number[]; readonly mask: Uint8Array; readonly key: string } | null = null;
+  /** The ablation key the current plan was built with ("" for none). */
+  private planAblation = "";
   private readonly seedBanks: SeedBanks;
 
   constructor(args: KasminaLayerArgs) {
@@ -269,7 +272,8 @@ export class KasminaLayer extends layers.Layer {
    * Parameters as a user counts them: the host's kernel and bias, plus the inference
    * parameters (blueprint-cost.ts) of every seed whose blueprint its state blends into the
    * output (SEED_ROLES alpha other than 0: GRAFTING, from its first step, through FOSSILIZED).
-   * Banks of seeds that blend nothing are memory, not model, and do not count.
+   * Banks of seeds that blend nothing are memory, not model, and do not count; neither does
+   * an ablation (`ablate`), which is a measurement, not a change of the model.
    */
   parameterCount(): { host: number; blueprints: number; total: number } {
     this.ensureBuilt();
@@ -285,15 +289,41 @@ export class KasminaLayer extends layers.Layer {
   }
 
   /**
+   * Runs `seeds` at alpha 0 (the host alone in their chunks) until cleared with null, without
+   * touching the state table: a held-out measurement of what each seed adds (seed-evaluator.ts)
+   * must not look like a transition to the control plane, nor reset a grafting ramp. Costs one
+   * plan rebuild (the plan's cache key includes the ablation), never a bank settle.
+   */
+  ablate(seeds: readonly number[] | null): void {
+    if (seeds === null || seeds.length === 0) {
+      this.ablation = null;
+      return;
+    }
+    const mask = new Uint8Array(this.numSeeds);
+    for (const s of seeds) {
+      if (!Number.isInteger(s) || s < 0 || s >= this.numSeeds) throw new RangeError(`seed ${s} is outside 0..${this.numSeeds - 1}`);
+      mask[s] = 1;
+    }
+    const sorted = [...new Set(seeds)].sort((a, b) => a - b);
+    this.ablation = { seeds: sorted, mask, key: sorted.join(",") };
+  }
+
+  /** The seeds `ablate` set, ascending, or null. */
+  get ablated(): readonly number[] | null {
+    return this.ablation?.seeds ?? null;
+  }
+
+  /**
    * The plan for the table's current version. When states or blueprints changed since the last
    * plan, first settles the banks: rows of seeds whose blueprint learned are copied to the
    * frozen anchor (and the anchor's to the bank for the others, dropping any drift an optimizer
    * caused), and released seeds get fresh rows. Runs on table changes only, never per step.
    */
   seedPlan(): SeedPlan {
-    if (this.plan && this.plan.spec.version === this.table.version) return this.plan;
+    const ablation = this.ablation?.key ?? "";
+    if (this.plan && this.plan.spec.version === this.table.version && this.planAblation === ablation) return this.plan;
     this.ensureBuilt();
-    const spec = planSeeds(this.table, this.kindOf);
+    const spec = planSeeds(this.table, this.kindOf, this.ablation?.mask ?? null);
     if (this.basis) {
       const { structural, release } = releasedSince(this.basis, this.table);
       if (structural) {
@@ -305,6 +335,7 @@ export class KasminaLayer extends layers.Layer {
     }
     this.plan?.dispose();
     this.plan = materializePlan(spec);
+    this.planAblation = ablation;
     return this.plan;
   }
 

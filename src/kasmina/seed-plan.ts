@@ -37,9 +37,11 @@ export interface SeedPlanSpec {
 
 /**
  * `kindOf(blueprintIndex)` maps the table's registry index (or -1, none chosen yet) to one of
- * the layer's banks, or -1 when the layer holds no bank for it.
+ * the layer's banks, or -1 when the layer holds no bank for it. Seeds marked in `ablated` blend
+ * at alpha 0 whatever their state says (KasminaLayer.ablate); their TRAINING objective, which
+ * never reaches the output, is left as it is.
  */
-export const planSeeds = (table: StateTable, kindOf: (blueprintIndex: number) => number): SeedPlanSpec => {
+export const planSeeds = (table: StateTable, kindOf: (blueprintIndex: number) => number, ablated: Uint8Array | null = null): SeedPlanSpec => {
   const n = table.numSeeds;
   const alpha = new Float32Array(n);
   const learns = new Uint8Array(n);
@@ -49,7 +51,7 @@ export const planSeeds = (table: StateTable, kindOf: (blueprintIndex: number) =>
   const reconBy = new Map<number, number[]>();
   for (let s = 0; s < n; s++) {
     const code = table.state[s]!;
-    alpha[s] = effectiveAlpha(code, table.alpha[s]!);
+    alpha[s] = ablated?.[s] ? 0 : effectiveAlpha(code, table.alpha[s]!);
     learns[s] = learnsInState(code) ? 1 : 0;
     const reconstructs = roleOfCode(code).learning === "reconstruction";
     if (alpha[s]! <= 0 && !reconstructs) continue;

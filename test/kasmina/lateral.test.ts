@@ -371,6 +371,10 @@ describe("parameters as a user counts them", () => {
     layer.table.write(4, { state: "CULLED", blueprint: blueprintIndex("lateral_wide") });
     const blueprints = price("lateral_mlp") + price("lateral_wide") + price("residual_mlp");
     expect(layer.parameterCount()).toEqual({ host, blueprints, total: host + blueprints });
+    // An ablation is a measurement, not a smaller model.
+    layer.ablate([0, 1]);
+    expect(layer.parameterCount().blueprints).toBe(blueprints);
+    layer.ablate(null);
   });
 
   it("prices blueprints from a module that loads no tfjs, so a controller can budget without a tensor library", () => {
