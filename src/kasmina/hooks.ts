@@ -8,8 +8,8 @@ import type { TelemetrySink } from "./telemetry.ts";
  */
 export interface KasminaHooks {
   /**
-   * Epochs elapsed for every seed of the layer (the tick the seeds' minimum-epoch guards count).
-   * Once per layer per epoch. The trainer does not touch the state table's epochsInState: the
+   * Ticks elapsed for every seed of the layer (what the seeds' minimum-epoch guards count): an
+   * epoch by default, or `tickEvery` steps (KasminaTrainerOptions). Once per layer per tick. The trainer does not touch the state table's epochsInState: the
    * layer actor owns the lifecycle and mirrors it (StateTable.tick) when it applies the tick.
    */
   readonly onEpoch?: (layerId: string, epochs: number) => void;

@@ -14,6 +14,12 @@ import { TELEMETRY_COLUMNS, type TelemetryColumn } from "./telemetry.ts";
  * With a custom loop:
  *   trainer.beforeStep(); optimizer.minimize(() => loss(model.apply(x, { training: true }), y));
  *   await trainer.afterStep(); ... and trainer.endEpoch() after each epoch.
+ *
+ * Ticks: the seeds' clock (hooks.onEpoch) runs once per epoch by default, or once every
+ * `tickEvery` steps. The lifecycle's minimum dwell per state (machines/lifecycle.ts
+ * DEFAULT_GUARDS.minEpochs: 100 ticks in TRAINING, 50 in GRAFTING...) is counted in these
+ * ticks, so a short run that must see seeds through their lifecycle picks a small tick
+ * rather than switching the dwell guards off.
  */
 export interface KasminaTrainerOptions {
   readonly layers: readonly KasminaLayer[];
@@ -23,6 +29,12 @@ export interface KasminaTrainerOptions {
   readonly grafting?: Partial<GraftingConfig>;
   /** Weight of the newest window in the activation-norm statistics behind stability. Default 0.3. */
   readonly stabilitySmoothing?: number;
+  /**
+   * Training steps per tick of the seeds' clock. 0 (the default): a tick is an epoch, sent by
+   * `endEpoch`. N > 0: `afterStep` sends one tick (onEpoch(layerId, 1) per layer) every N steps
+   * and `endEpoch` sends none, so the dwell guards count N-step ticks whatever the epoch size.
+   */
+  readonly tickEvery?: number;
 }
 
 /** What the trainer remembers per layer between windows. */
@@ -47,6 +59,7 @@ export class KasminaTrainer {
   private readonly grafting: GraftingConfig;
   private readonly telemetryEvery: number;
   private readonly smoothing: number;
+  private readonly tickEvery: number;
   private stepCount = 0;
   private windowStart = 1;
   private armed = false;
@@ -55,7 +68,9 @@ export class KasminaTrainer {
     this.grafting = { ...DEFAULT_GRAFTING, ...options.grafting };
     this.telemetryEvery = options.telemetryEvery ?? 10;
     this.smoothing = options.stabilitySmoothing ?? 0.3;
+    this.tickEvery = options.tickEvery ?? 0;
     if (!Number.isInteger(this.telemetryEvery) || this.telemetryEvery < 0) throw new RangeError("telemetryEvery must be a non-negative integer");
+    if (!Number.isInteger(this.tickEvery) || this.tickEvery < 0) throw new RangeError("tickEvery must be a non-negative integer");
     this.tracks = options.layers.map((layer) => {
       const n = layer.numSeeds;
       const unknown = () => new Float32Array(n).fill(Number.NaN);
@@ -94,11 +109,17 @@ export class KasminaTrainer {
       this.windowStart = this.stepCount + 1;
     }
     for (const track of this.tracks) this.advance(track);
+    // After the window's metrics went out, so the guards a tick wakes judge this window's values.
+    if (this.tickEvery > 0 && this.stepCount % this.tickEvery === 0) this.tick(1);
   }
 
-  /** Call after each epoch: one onEpoch per layer. */
+  /** Call after each epoch: one onEpoch per layer, unless ticks are counted in steps (`tickEvery`). */
   endEpoch(epochs = 1): void {
-    for (const { layer } of this.tracks) this.options.hooks?.onEpoch?.(layer.layerId, epochs);
+    if (this.tickEvery === 0) this.tick(epochs);
+  }
+
+  private tick(ticks: number): void {
+    for (const { layer } of this.tracks) this.options.hooks?.onEpoch?.(layer.layerId, ticks);
   }
 
   /** The same three calls as a tfjs callback for `model.fit`. */
