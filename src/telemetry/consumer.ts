@@ -1,20 +1,30 @@
 /**
  * Tamiyo's side of telemetry: reads layers' telemetry streams in group `tamiyo`, decodes each
  * entry (decode.ts), fetches claim-checked payloads, hands the content to a listener, then acks.
- * An entry that can never be read goes to the dead-letter stream with its reason (PROTOCOL.md).
+ * An entry that can never be read goes to the dead-letter stream with its reason (PROTOCOL.md),
+ * and so does a claim-check reference whose payload is gone or unreadable: the reference is all
+ * that is left of those seeds, and an operator needs it to see what was lost and why.
+ *
+ * Dead-letter codes: Bus and PROTOCOL.md fix no set for a letter's `code`; esper's other letters
+ * use CommandResult codes because a command's letter may also be answered with one. A telemetry
+ * entry is never answered, so `claim_expired` (a payload trimmed before it was read) names its
+ * case rather than hiding it under `internal`; a payload that is there but cannot be decoded
+ * keeps its decoder's code (`invalid_message`, `too_large`, `bad_signature`).
  */
 import { hostname } from "node:os";
 import { Effect, Result, type Scope } from "effect";
 import type { Bus, BusError, Entry } from "../bus/bus.ts";
 import type { HmacKey } from "../protocol/entry.ts";
 import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
-import { ProtocolError } from "../protocol/protocol-error.ts";
 import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { GROUPS, streams as streamNames } from "../protocol/streams.ts";
 import { claimOf } from "./claim-check.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";
 import type { TelemetryFrame } from "./frame.ts";
 import { TELEMETRY_DEFAULTS } from "./options.ts";
+
+/** Dead-letter `code` of a claim-check reference whose payload was trimmed from the claim stream before it was read. */
+export const CLAIM_EXPIRED = "claim_expired";
 
 export interface TelemetryConsumerOptions {
   /** Layers whose telemetry to read. */
@@ -44,15 +54,20 @@ export interface TelemetryConsumerStats {
   readonly records: number;
   readonly frames: number;
   readonly snapshots: number;
-  /** Entries that could not be read, dead-lettered. */
+  /** Entries that could not be read, dead-lettered (a reference whose payload was lost included). */
   readonly rejected: number;
   readonly claims: number;
-  /** References whose payload was gone (trimmed from the claim stream) when read. */
+  /** References whose payload was gone (trimmed from the claim stream) or unreadable when read; each is dead-lettered. */
   readonly claimsLost: number;
 }
 
 export interface TelemetryConsumer {
   readonly stats: () => TelemetryConsumerStats;
+}
+
+interface LostClaim {
+  readonly code: string;
+  readonly error: string;
 }
 
 const recordsOf = (c: TelemetryContent): number => {
@@ -77,12 +92,17 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
     // One for every layer's read loop: an entry is scanned in one go, never across a yield, so two never share it at once.
     const scanner = new TelemetryScanner();
 
-    /** A reference's payload, decoded as if it stood in the telemetry stream (its signature covers that stream). */
-    const resolveClaims = (stream: string, content: TelemetryContent): Effect.Effect<TelemetryContent, BusError> =>
+    /**
+     * A reference's payload, decoded as if it stood in the telemetry stream (its signature covers
+     * that stream). A claim that cannot be resolved is returned in `lost` with the letter's code
+     * and text; the rest of the entry is still delivered.
+     */
+    const resolveClaims = (stream: string, content: TelemetryContent): Effect.Effect<{ content: TelemetryContent; lost: LostClaim[] }, BusError> =>
       Effect.gen(function* () {
-        if (!content.frames.some((f) => claimOf(f) !== undefined)) return content;
+        if (!content.frames.some((f) => claimOf(f) !== undefined)) return { content, lost: [] };
         const frames: TelemetryFrame[] = [];
         const snapshots = [...content.snapshots];
+        const lost: LostClaim[] = [];
         for (const frame of content.frames) {
           const claim = claimOf(frame);
           if (claim === undefined) {
@@ -92,18 +112,28 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
           const [payload] = yield* bus.range(claim.key, claim.id, claim.id, 1);
           if (payload === undefined) {
             s.claimsLost++;
+            lost.push({
+              code: CLAIM_EXPIRED,
+              error:
+                `claim-check payload ${claim.id} of ${claim.key} (${claim.records} seed records, ${claim.bytes} bytes) was trimmed before it was read: ` +
+                `raise the publisher's claimMaxLen (payloads kept per layer), or read telemetry faster`,
+            });
             continue;
           }
           const decoded = decodeTelemetryEntry(stream, payload.fields, { ...decodeOptions, maxBytes: maxClaimBytes }, scanner);
           if (Result.isFailure(decoded)) {
             s.claimsLost++;
+            lost.push({
+              code: decoded.failure.code,
+              error: `claim-check payload ${claim.id} of ${claim.key} cannot be read: ${decoded.failure.message}`,
+            });
             continue;
           }
           s.claims++;
           frames.push(...decoded.success.frames);
           snapshots.push(...decoded.success.snapshots);
         }
-        return { frames, snapshots };
+        return { content: { frames, snapshots }, lost };
       });
 
     const handle = (stream: string, entries: readonly Entry[]): Effect.Effect<void, BusError> =>
@@ -112,27 +142,34 @@ export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOption
         for (const entry of entries) {
           const decoded = decodeTelemetryEntry(stream, entry.fields, decodeOptions, scanner);
           if (Result.isFailure(decoded)) {
-            yield* deadLetter(stream, entry, decoded.failure);
+            yield* deadLetter(stream, entry, decoded.failure.code, decoded.failure.message);
             continue;
           }
-          const content = yield* resolveClaims(stream, decoded.success);
-          s.entries++;
-          s.frames += content.frames.length;
-          s.snapshots += content.snapshots.length;
-          s.records += recordsOf(content);
-          try {
-            options.onTelemetry(content, entry);
-          } catch {
-            // the listener's failure is its own: the entry was read
-          }
-          done.push(entry.id);
+          const { content, lost } = yield* resolveClaims(stream, decoded.success);
+          // A reference that stood alone leaves nothing to hand over; its letter says what was lost.
+          if (lost.length === 0 || content.frames.length > 0 || content.snapshots.length > 0) deliver(content, entry);
+          // The letter acks the entry, in the same commit.
+          if (lost.length > 0) yield* deadLetter(stream, entry, lost[0]!.code, lost.map((l) => l.error).join("; "));
+          else done.push(entry.id);
         }
         if (done.length > 0) yield* bus.ack(stream, group, done);
       });
 
-    const deadLetter = (stream: string, entry: Entry, error: ProtocolError) => {
+    const deliver = (content: TelemetryContent, entry: Entry): void => {
+      s.entries++;
+      s.frames += content.frames.length;
+      s.snapshots += content.snapshots.length;
+      s.records += recordsOf(content);
+      try {
+        options.onTelemetry(content, entry);
+      } catch {
+        // the listener's failure is its own: the entry was read
+      }
+    };
+
+    const deadLetter = (stream: string, entry: Entry, code: string, error: string) => {
       s.rejected++;
-      return bus.deadLetter({ dlq: names.dlqFor(stream), entry, group, code: error.code, error: error.message }).pipe(Effect.asVoid);
+      return bus.deadLetter({ dlq: names.dlqFor(stream), entry, group, code, error }).pipe(Effect.asVoid);
     };
 
     for (const layerId of options.layers) {

@@ -1,9 +1,10 @@
 import { Effect, Exit, Scope } from "effect";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import type { Bus } from "../../src/bus/bus.ts";
+import { listDeadLetters } from "../../src/bus/dead-letters.ts";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import * as P from "../../src/protocol/index.ts";
-import { makeTelemetryConsumer, type TelemetryConsumerOptions } from "../../src/telemetry/consumer.ts";
+import { CLAIM_EXPIRED, makeTelemetryConsumer, type TelemetryConsumerOptions } from "../../src/telemetry/consumer.ts";
 import type { TelemetryContent } from "../../src/telemetry/decode.ts";
 import { makeTelemetryPublisher, type TelemetryPublisherConfig } from "../../src/telemetry/publisher.ts";
 import { SAMPLES } from "../protocol/samples.ts";
@@ -70,13 +71,52 @@ describe.each(FAST_PATHS)("Tamiyo's telemetry reader, fast paths %s,", (_, on) =
     expect(canonical(got[0]!.frames[0]!).records["199"]).toEqual({ mean: 398, alpha: 399 });
   });
 
-  it("counts a reference whose payload was trimmed away as lost", async () => {
+  it("dead-letters a reference whose payload was trimmed from the claim stream (claim_expired), counts it lost, and reads on", async () => {
     const bus: Bus = new MemoryBus();
     const publisher = await open(makeTelemetryPublisher(bus, { namespace: NS, claimCheckThreshold: 500, maxEntryBytes: 1e9 }));
     publisher.publishWindow("L1", { window: [0, 1] }, { columns: ["mean"], rows: new Float32Array(300) });
     await Effect.runPromise(publisher.flush);
-    await Effect.runPromise(bus.trim(names.layerKey("claim", "L1"), 0));
-    const consumer = await open(makeTelemetryConsumer(bus, { namespace: NS, layers: ["L1"], blockMs: 20, onTelemetry: () => {} }));
-    await vi.waitFor(() => expect(consumer.stats()).toMatchObject({ claimsLost: 1, entries: 1, records: 0 }), { timeout: 2_000 });
+    const claimKey = names.layerKey("claim", "L1");
+    const [payload] = await Effect.runPromise(bus.range(claimKey));
+    await Effect.runPromise(bus.trim(claimKey, 0));
+    publisher.publishWindow("L1", { window: [1, 2] }, { "7": { mean: 3 } });
+    await Effect.runPromise(publisher.flush);
+    const [reference] = await Effect.runPromise(bus.range(names.telemetry("L1")));
+
+    const got: TelemetryContent[] = [];
+    const consumer = await open(makeTelemetryConsumer(bus, { namespace: NS, layers: ["L1"], blockMs: 20, onTelemetry: (c) => got.push(c) }));
+    await vi.waitFor(() => expect(consumer.stats()).toMatchObject({ claimsLost: 1, rejected: 1, entries: 1, records: 1 }), { timeout: 2_000 });
+    expect(got.flatMap((c) => c.frames.map((f) => canonical(f).records))).toEqual([{ "7": { mean: 3 } }]);
+
+    const [letter] = await Effect.runPromise(listDeadLetters(bus, names.dlq("L1")));
+    expect(letter).toMatchObject({ stream: names.telemetry("L1"), id: reference!.id, code: CLAIM_EXPIRED });
+    expect(letter!.fields).toEqual(reference!.fields);
+    expect(letter!.error).toContain(claimKey);
+    expect(letter!.error).toContain(payload!.id);
+    expect(letter!.error).toContain("claimMaxLen");
+    await vi.waitFor(async () => expect(await Effect.runPromise(bus.pending(names.telemetry("L1"), "tamiyo"))).toEqual([]));
+  });
+
+  it("dead-letters a reference whose payload is there but cannot be decoded, with the decoder's code, and reads on", async () => {
+    const { bus, publisher, consumer, got } = await setup();
+    const claimKey = names.layerKey("claim", "L1");
+    const garbage = await Effect.runPromise(bus.publish(claimKey, { data: new Uint8Array([0xc1]), type: "LayerHealthReport", enc: "msgpack" }));
+    const reference = P.layerHealthReport({
+      layer_id: "L1",
+      total_seeds: 300,
+      active_seeds: 300,
+      telemetry_window: [0, 1],
+      metadata: { claim_check: { key: claimKey, id: garbage, type: "LayerHealthReport", enc: "msgpack", bytes: 1, records: 300 } },
+    });
+    const stream = names.telemetry("L1");
+    await Effect.runPromise(bus.publish(stream, P.encodeEntry(reference, { stream })));
+    publisher.publishWindow("L1", { window: [1, 2] }, { "7": { mean: 3 } });
+    await Effect.runPromise(publisher.flush);
+
+    await vi.waitFor(() => expect(consumer.stats()).toMatchObject({ claimsLost: 1, claims: 0, rejected: 1, records: 1 }), { timeout: 2_000 });
+    expect(got.flatMap((c) => c.frames.map((f) => canonical(f).records))).toEqual([{ "7": { mean: 3 } }]);
+    const [letter] = await Effect.runPromise(listDeadLetters(bus, names.dlq("L1")));
+    expect(letter).toMatchObject({ stream, code: "invalid_message" });
+    expect(letter!.error).toContain(`claim-check payload ${garbage} of ${claimKey} cannot be read`);
   });
 });

@@ -1,0 +1,29 @@
+import type { TelemetryFrame } from "../../src/telemetry/frame.ts";
+
+/** A frame of `layerId` with `columns[metric][i]` the value of seed `seeds[i]` (NaN: not reported). */
+export const frameOf = (layerId: string, seeds: readonly number[], columns: Readonly<Record<string, readonly number[]>>): TelemetryFrame => ({
+  layerId,
+  messageId: `m-${layerId}-${seeds.join(",")}`,
+  timestamp: 0,
+  source: "test",
+  window: [0, 1],
+  totalSeeds: seeds.length,
+  activeSeeds: seeds.length,
+  performanceSummary: {},
+  anomalies: [],
+  seeds: Float64Array.from(seeds),
+  columns: Object.keys(columns),
+  values: Object.values(columns).map((v) => Float64Array.from(v)),
+});
+
+/** A deterministic uniform [0, 1) (mulberry32), so sampled and noisy series are the same every run. */
+export const seeded = (seed: number): (() => number) => {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+};
