@@ -113,7 +113,8 @@ export const decide = (input: PolicyInput): Plan[] => {
       if (plan) plans.push(plan);
     }
   }
-  plans.push(...grow(layers, config, knobs, outcomes));
+  const stopping = new Set(plans.filter((p) => p.kind === "emergency_stop").map((p) => p.layerId));
+  plans.push(...grow(layers, config, knobs, outcomes, stopping));
   return plans;
 };
 
@@ -228,11 +229,23 @@ const moveOn = (layer: LayerView, seed: SeedView, guards: GuardConfig, config: R
   }
 };
 
-/** Measured worth of a kind in a layer: held-out improvement per thousand parameters; untried kinds come first. */
-const kindWorth = (layerId: string, kind: BlueprintOption, outcomes: readonly KindOutcome[]): number => {
+/** Measured worth of a kind in a layer: mean held-out improvement per thousand parameters, or null when never tried there. */
+const kindWorth = (layerId: string, kind: BlueprintOption, outcomes: readonly KindOutcome[]): number | null => {
   const mine = outcomes.filter((o) => o.layerId === layerId && o.blueprint === kind.id);
-  if (mine.length === 0) return Number.POSITIVE_INFINITY;
+  if (mine.length === 0) return null;
   return mine.reduce((sum, o) => sum + (1000 * o.improvement) / Math.max(1, o.params), 0) / mine.length;
+};
+
+/**
+ * The kind to germinate: the one that measured best, as long as something measured worth
+ * anything; otherwise the first untried kind in the profile's order; never one that measured
+ * worthless while another is left.
+ */
+export const chooseKind = (layerId: string, kinds: readonly BlueprintOption[], outcomes: readonly KindOutcome[]): BlueprintOption | undefined => {
+  const rated = kinds.map((k) => ({ k, w: kindWorth(layerId, k, outcomes) }));
+  const best = rated.filter((r) => r.w !== null && r.w > 0).sort((a, b) => b.w! - a.w!)[0];
+  if (best) return best.k;
+  return rated.find((r) => r.w === null)?.k ?? rated.sort((a, b) => b.w! - a.w!)[0]?.k;
 };
 
 /** Whether the host stopped improving: the best of the last `patience` validation losses is not `improvement` better than the best before. */
@@ -251,7 +264,12 @@ interface Candidate {
   readonly numbers: Record<string, number>;
 }
 
-/** Where the host struggles in a layer: dead chunks first, then chunks the loss leans on most (gradient norm over the layer's mean). */
+/**
+ * Where the host struggles in a layer: dead chunks first (score 2 + sparsity), then the others
+ * by how much the loss leans on them (gradient norm over the layer's mean) plus the share of
+ * samples on which their units are idle (sparsity): a narrow relu layer whose units are off half
+ * the time outranks a linear layer's chunk with the same gradient.
+ */
 const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[] => {
   const grads = layer.seeds.map((s) => s.metrics["gradient_norm"]).filter((g): g is number => g !== undefined);
   const meanGrad = grads.length ? grads.reduce((a, b) => a + b, 0) / grads.length : Number.NaN;
@@ -264,13 +282,17 @@ const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[]
       if (sparsity >= config.deadSparsity) {
         return { layer, seed, score: 2 + sparsity, why: `dead units: the chunk is zero on ${(sparsity * 100).toFixed(0)}% of samples`, numbers: { sparsity, gradient_norm: grad } };
       }
-      const score = Number.isFinite(relative) ? relative : 0;
-      return { layer, seed, score, why: `the loss leans on this chunk: gradient norm ${Number.isFinite(relative) ? relative.toFixed(2) : "n/a"}x the layer's mean`, numbers: { sparsity, gradient_norm: grad, relative_gradient: relative } };
+      // Units idle on many samples (a relu chunk's zeros) are capacity the layer has lost: they add to the chunk's claim.
+      const idle = Number.isFinite(sparsity) ? sparsity : 0;
+      const score = (Number.isFinite(relative) ? relative : 0) + idle;
+      const why = `the loss leans on this chunk (gradient norm ${Number.isFinite(relative) ? relative.toFixed(2) : "n/a"}x the layer's mean) and its units are idle on ${(idle * 100).toFixed(0)}% of samples`;
+      return { layer, seed, score, why, numbers: { sparsity, gradient_norm: grad, relative_gradient: relative } };
     })
     .sort((a, b) => b.score - a.score || a.seed.seedId - b.seed.seedId);
 };
 
-const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs: StrategyKnobs, outcomes: readonly KindOutcome[]): Plan[] => {
+/** Germinations within the budgets; `stopping`: layers this round stops, which grow nothing. */
+const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs: StrategyKnobs, outcomes: readonly KindOutcome[], stopping: ReadonlySet<string>): Plan[] => {
   const hostParams = layers.reduce((sum, l) => sum + l.profile.hostParams, 0);
   const costOf = (layer: LayerView, blueprint: string | null) => layer.profile.blueprints.find((k) => k.id === blueprint)?.params ?? 0;
   let active = 0;
@@ -285,7 +307,7 @@ const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs:
   const plans: Plan[] = [];
   const pool: Candidate[] = [];
   for (const layer of layers) {
-    if (layer.stopped) continue;
+    if (layer.stopped || stopping.has(layer.profile.layerId)) continue;
     const plateau = onPlateau(layer.valLoss, knobs.plateauPatience, config.plateauImprovement);
     const found = candidates(layer, config);
     const struggling = knobs.growWithoutPlateau ? found.filter((c) => c.score > 1) : [];
@@ -301,8 +323,7 @@ const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs:
     const layerId = c.layer.profile.layerId;
     const affordable = c.layer.profile.blueprints.filter((k) => spent + k.params <= budget);
     if (affordable.length === 0) continue;
-    // Best measured worth first; among equals (untried), the profile's order.
-    const kind = affordable.map((k, i) => ({ k, i, w: kindWorth(layerId, k, outcomes) })).sort((a, b) => b.w - a.w || a.i - b.i)[0]!.k;
+    const kind = chooseKind(layerId, affordable, outcomes)!;
     spent += kind.params;
     active++;
     plans.push({

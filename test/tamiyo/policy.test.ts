@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { resolveTamiyoConfig, type TamiyoConfig } from "../../src/tamiyo/config.ts";
-import { decide, knobsInForce, onPlateau, type AlertView, type KindOutcome, type Plan } from "../../src/tamiyo/policy.ts";
+import { chooseKind, decide, knobsInForce, onPlateau, type AlertView, type KindOutcome, type Plan } from "../../src/tamiyo/policy.ts";
 import { batchesOf, Population, selectSeeds, type LayerProfile } from "../../src/tamiyo/population.ts";
 import type { SeedState } from "../../machines/lifecycle.ts";
 
@@ -107,6 +107,26 @@ describe("growth: where and how much", () => {
     expect(run(p, { strategy: "conservative", plateauPatience: 2 }, outcomes)[0]!.order).toEqual({ type: "germinate", blueprint: "lateral_mlp" });
   });
 
+  it("keeps germinating the kind that measured well instead of trying every other, and avoids one that measured worthless", () => {
+    const kinds = PROFILE.blueprints;
+    const wide = (improvement: number): KindOutcome => ({ layerId: "hidden", blueprint: "lateral_wide", improvement, params: 610, fossilized: improvement > 0 });
+    expect(chooseKind("hidden", kinds, [])!.id).toBe("lateral_wide"); // nothing measured: the profile's order
+    expect(chooseKind("hidden", kinds, [wide(0.03)])!.id).toBe("lateral_wide"); // it worked: no detour through lateral_mlp
+    expect(chooseKind("hidden", kinds, [wide(0)])!.id).toBe("lateral_mlp"); // it did nothing: try the next
+    expect(chooseKind("other", kinds, [wide(0)])!.id).toBe("lateral_wide"); // what a kind did in one layer says nothing of another
+  });
+
+  it("a relu chunk whose units are idle outranks a linear layer's chunk with the same gradient", () => {
+    const p = picture([PROFILE, { ...PROFILE, layerId: "proj" }]);
+    plateau(p, "hidden");
+    plateau(p, "proj");
+    p.observe(report("hidden", { 0: { sparsity: 0.6, gradient_norm: 1 }, 1: { sparsity: 0.5, gradient_norm: 1 } }));
+    p.observe(report("proj", { 0: { sparsity: 0, gradient_norm: 1 }, 1: { sparsity: 0, gradient_norm: 1 } }));
+    const plans = run(p, { strategy: "balanced" });
+    expect(plans.map((x) => `${x.layerId}/${x.seedId}`)).toEqual(["hidden/0", "hidden/1"]);
+    expect(plans[0]!.reason).toMatch(/idle on 60% of samples/);
+  });
+
   it("adaptive leans aggressive while seeds fossilize and conservative while they fail", () => {
     const config = resolveTamiyoConfig({ strategy: "adaptive" });
     const won = (n: number): KindOutcome[] => Array.from({ length: n }, () => ({ layerId: "hidden", blueprint: "x", improvement: 0.1, params: 1, fossilized: true }));
@@ -205,6 +225,16 @@ describe("health and emergencies", () => {
     // And a stopped layer is left alone.
     p.stopped("hidden", true);
     expect(run(p)).toEqual([]);
+  });
+
+  it("grows nothing in a layer it stops in the same round", () => {
+    const p = picture();
+    plateau(p);
+    put(p, 0, "CULLED", 0);
+    put(p, 1, "CULLED", 0);
+    put(p, 2, "FOSSILIZED", 0);
+    const plans = run(p, { strategy: "aggressive" });
+    expect(plans.map((x) => x.kind)).toEqual(["emergency_stop"]);
   });
 
   it("rolls back a seed a critical alert names; stops a layer after criticalAlertsToStop layer-wide ones", () => {
