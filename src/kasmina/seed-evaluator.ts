@@ -66,9 +66,10 @@ const evaluate = (options: SeedContributionOptions, batchSize: number): { loss: 
     for (let start = 0; start < rows; start += batchSize) {
       const size = Math.min(batchSize, rows - start);
       const sums = tf.tidy(() => {
-        const xb = tf.slice(x, [start, 0], [size, x.shape[1]]);
-        const yb = tf.slice(y, [start, 0], [size, y.shape[1]]);
-        const out = model.predict(xb, { batchSize: size }) as tf.Tensor2D;
+        // The whole set in one pass when it fits: on wasm a slice copies its whole source.
+        const xb = size === rows ? x : tf.slice(x, [start, 0], [size, x.shape[1]]);
+        const yb = size === rows ? y : tf.slice(y, [start, 0], [size, y.shape[1]]);
+        const out = model.apply(xb, { training: false }) as tf.Tensor2D;
         const logProbabilities = options.output === "probabilities" ? tf.log(tf.clipByValue(out, PROBABILITY_FLOOR, 1)) : tf.logSoftmax(out);
         const crossEntropy = tf.neg(tf.sum(tf.mul(yb, logProbabilities)));
         const correct = tf.sum(tf.cast(tf.equal(tf.argMax(out, 1), tf.argMax(yb, 1)), "float32"));

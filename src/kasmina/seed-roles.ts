@@ -10,6 +10,14 @@ import { SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
  * - `learning`: what trains the blueprint. "reconstruction" is the TRAINING objective (see
  *   seed-forward.ts), "task" is the ordinary loss through the blend, "frozen" means the
  *   blueprint is read but its weights are pinned, "none" means it is not read at all.
+ *   A FOSSILIZED blueprint is part of the network for good: it trains with the host like any
+ *   ordinary layer. Measured on the demo (src/demo, seed 1, 16 epochs, the same four lateral
+ *   seeds fossilized): frozen at fossilization the grown network reached 89.9% test accuracy
+ *   against 93.1% for the same architecture trained from scratch; trained on, 90.9% against
+ *   92.5%. A blueprint frozen after its short GRAFTING and FINE_TUNING windows keeps what it
+ *   learned there and nothing more, so growth could never catch up with starting at the final size.
+ *   The states a seed is judged in (STABILIZATION, EVALUATING) stay frozen: what is measured
+ *   there must not move while it is measured.
  * - `fresh`: entering this state releases the slot: the blueprint's weights are re-initialised
  *   (output weights zero), so a culled seed leaves nothing behind and the slot can be reused.
  */
@@ -27,7 +35,7 @@ export const SEED_ROLES: Readonly<Record<SeedState, SeedRole>> = {
   STABILIZATION: { alpha: 1, learning: "frozen", fresh: false },
   EVALUATING: { alpha: 1, learning: "frozen", fresh: false },
   FINE_TUNING: { alpha: 1, learning: "task", fresh: false },
-  FOSSILIZED: { alpha: 1, learning: "frozen", fresh: false },
+  FOSSILIZED: { alpha: 1, learning: "task", fresh: false },
   CULLED: { alpha: 0, learning: "none", fresh: true },
   CANCELLED: { alpha: 0, learning: "none", fresh: true },
   ROLLED_BACK: { alpha: 0, learning: "none", fresh: true },

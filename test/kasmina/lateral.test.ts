@@ -157,7 +157,7 @@ describe("the forward pass of an input-reading seed", () => {
   it("passes the task's gradient to the layer's input and to its own rows exactly as tf's own gradients of the reference do", () => {
     const layer = lateralLayer(3);
     layer.table.write(0, { state: "FINE_TUNING", blueprint: blueprintIndex("lateral_mlp") });
-    layer.table.write(1, { state: "FOSSILIZED", blueprint: blueprintIndex("lateral_mlp") });
+    layer.table.write(1, { state: "EVALUATING", blueprint: blueprintIndex("lateral_mlp") });
     scrambleBlueprints(layer, [0, 1, 2]);
     const x = tf.variable(randomInput(4, INPUTS));
     const weights = tf.randomNormal([4, 6], 0, 1, "float32", 5);
@@ -184,7 +184,7 @@ describe("the forward pass of an input-reading seed", () => {
     const bankGrad = grads[layer.trainableWeights.find((w) => w.originalName === "blueprints_lateral_mlp")!.name]!;
     const dBank = bankGrad.dataSync();
     const width = layer.layouts[k]!.width;
-    // The learning seed's row gets the reference's gradient; the fossilized seed's row none: it reads the frozen anchor.
+    // The learning seed's row gets the reference's gradient; the evaluated seed's row none: it reads the frozen anchor.
     expect(maxAbsDiff(dBank.subarray(0, width), dBankRef!.dataSync().subarray(0, width))).toBeLessThanOrEqual(1e-4);
     expect(Array.from(dBank.subarray(width, 2 * width)).every((v) => v === 0)).toBe(true);
   });

@@ -153,11 +153,11 @@ describe("measureSeedContributions", () => {
     const before = tf.memory().numTensors;
     let calls = 0;
     const failing = {
-      predict: (input: tf.Tensor, args?: Parameters<tfl.LayersModel["predict"]>[1]) => {
+      apply: (input: tf.Tensor, args?: Parameters<tfl.LayersModel["apply"]>[1]) => {
         calls++;
         // The fourth pass is the second batch of the first ablated pass: the seed is ablated and a running sum is held.
         if (calls === 4) throw new Error("device lost");
-        return model.predict(input, args);
+        return model.apply(input, args);
       },
     } as unknown as tfl.LayersModel;
     expect(() => measureSeedContributions({ model: failing, layers: [layer], x: tf.slice(x, [0, 0], [20, 6]), y: tf.slice(y, [0, 0], [20, 3]), batchSize: 10 })).toThrow(
