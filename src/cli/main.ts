@@ -13,7 +13,9 @@ import { runWorker, WORKER_USAGE } from "./worker.ts";
 const USAGE = `esper: runs and steers morphogenetic networks
 
 usage:
-  esper demo                         run the lifecycle demo in process on the embedded bus
+  esper demo [--quick] [--epochs N] [--seed N] [--strategy S] [--out FILE.html]
+                                     watch a network grow: MNIST, the host alone then under Tamiyo,
+                                     in process on the embedded bus; writes an HTML report
   esper machines --out DIR           write seed.json, layer.json, controller.json (Stately Studio imports them)
   ${WORKER_USAGE}
                                      host layers on Redis; prints 'ready', runs until SIGTERM

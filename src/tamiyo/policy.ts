@@ -285,7 +285,8 @@ const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[]
       // Units idle on many samples (a relu chunk's zeros) are capacity the layer has lost: they add to the chunk's claim.
       const idle = Number.isFinite(sparsity) ? sparsity : 0;
       const score = (Number.isFinite(relative) ? relative : 0) + idle;
-      const why = `the loss leans on this chunk (gradient norm ${Number.isFinite(relative) ? relative.toFixed(2) : "n/a"}x the layer's mean) and its units are idle on ${(idle * 100).toFixed(0)}% of samples`;
+      const leans = `the loss leans on this chunk (gradient norm ${Number.isFinite(relative) ? relative.toFixed(2) : "n/a"}x the layer's mean)`;
+      const why = idle >= 0.005 ? `${leans} and its units are idle on ${(idle * 100).toFixed(0)}% of samples` : leans;
       return { layer, seed, score, why, numbers: { sparsity, gradient_norm: grad, relative_gradient: relative } };
     })
     .sort((a, b) => b.score - a.score || a.seed.seedId - b.seed.seedId);

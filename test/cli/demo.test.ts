@@ -1,45 +1,107 @@
 /**
- * `esper demo`: the control plane end to end in process, honest validators, printed as it goes.
+ * `esper demo --quick` end to end, in process: the host alone, then the host under Tamiyo on the
+ * embedded bus. Accuracy is the growth benchmark's business; here: the lifecycle moved in order,
+ * every decision was logged and answered, and the report is a well-formed, self-contained page.
  */
-import { afterEach, describe, expect, test, vi } from "vitest";
-import { runDemo } from "../../src/cli/demo.ts";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { EDGES, type SeedState } from "../../machines/lifecycle.ts";
+import { parseDemoArgs, runDemo } from "../../src/cli/demo.ts";
+import type { DemoRecord } from "../../src/demo/record.ts";
 
-afterEach(() => {
-  vi.restoreAllMocks();
+const dir = mkdtempSync(join(tmpdir(), "esper-demo-"));
+const html = join(dir, "report.html");
+const json = join(dir, "record.json");
+let code = -1;
+let lines: string[] = [];
+let record: DemoRecord;
+let page = "";
+
+beforeAll(async () => {
+  const log = vi.spyOn(console, "log").mockImplementation(() => {});
+  try {
+    code = await runDemo(["--quick", "--no-progress", "--out", html, "--json", json]);
+    lines = log.mock.calls.map((c) => c.map(String).join(" "));
+  } finally {
+    log.mockRestore();
+  }
+  record = JSON.parse(readFileSync(json, "utf8")) as DemoRecord;
+  page = readFileSync(html, "utf8");
+}, 240_000);
+
+afterAll(() => vi.restoreAllMocks());
+
+describe("esper demo --quick", () => {
+  it("exits 0 and ends with the terminal report: both accuracies, parameters, seeds, and the report's path", () => {
+    expect(code).toBe(0);
+    const text = lines.join("\n");
+    expect(text).toMatch(/host alone\s+test accuracy \d+\.\d%\s+parameters 12786/);
+    expect(text).toMatch(/grown by Tamiyo\s+test accuracy \d+\.\d%\s+parameters \d+ \(x1\.\d\d\)/);
+    expect(text).toMatch(/seeds\s+\d+ germinated, \d+ fossilized, \d+ culled/);
+    expect(text).toContain(`report: ${html}`);
+  });
+
+  it("trained both runs for the same epochs, the host's seeds dormant throughout", () => {
+    expect(record.host.epochs).toHaveLength(record.grown.epochs.length);
+    expect(record.host.epochs.every((e) => Object.keys(e.seeds).join() === "DORMANT")).toBe(true);
+    expect(record.summary.paramsHost).toBe(12786);
+    expect(record.summary.paramsGrown).toBeGreaterThan(record.summary.paramsHost);
+    expect(record.summary.paramsGrown).toBeLessThanOrEqual(record.summary.paramsHost * 1.25);
+  });
+
+  it("moved every seed along edges of the lifecycle, in order, from DORMANT; at least one all the way to FOSSILIZED", () => {
+    expect(record.seeds.length).toBeGreaterThan(0);
+    for (const seed of record.seeds) {
+      let from: SeedState = "DORMANT";
+      let at = 0;
+      for (const step of seed.steps) {
+        expect(EDGES[from], `${seed.layerId}/${seed.seedId}: ${from} -> ${step.state}`).toContain(step.state);
+        expect(step.epoch).toBeGreaterThanOrEqual(at);
+        from = step.state;
+        at = step.epoch;
+      }
+    }
+    const path = ["GERMINATED", "TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING", "FINE_TUNING", "FOSSILIZED"];
+    expect(record.seeds.some((s) => s.steps.map((x) => x.state).join() === path.join())).toBe(true);
+    expect(record.summary.fossilized).toBeGreaterThanOrEqual(1);
+  });
+
+  it("logged every decision with its reason and numbers, and the layer's answer to it", () => {
+    expect(record.decisions.length).toBeGreaterThan(0);
+    for (const d of record.decisions) {
+      expect(d.reason.length).toBeGreaterThan(0);
+      expect(Object.keys(d.numbers).length).toBeGreaterThan(0);
+      expect(d.outcome, `${d.layerId}/${d.seedId} ${d.action}`).toBeDefined();
+    }
+    // Every transition a seed made was one Tamiyo decided and the layer accepted.
+    for (const seed of record.seeds) {
+      for (const step of seed.steps) {
+        const decided = record.decisions.some((d) => d.layerId === seed.layerId && d.seedId === seed.seedId && d.outcome?.success && (d.action.endsWith(`-> ${step.state}`) || (step.state === "GERMINATED" && d.kind === "germinate")));
+        expect(decided, `${seed.layerId}/${seed.seedId} -> ${step.state}`).toBe(true);
+      }
+    }
+  });
+
+  it("wrote a well-formed, self-contained HTML report of it", () => {
+    expect(page.slice(0, 15).toLowerCase()).toBe("<!doctype html>");
+    expect(page.trimEnd().endsWith("</html>")).toBe(true);
+    expect(page).not.toMatch(/(src|href)\s*=|url\(|@import|https?:\/\//i);
+    const opened = (tag: string) => (page.match(new RegExp(`<${tag}[\\s>]`, "g")) ?? []).length;
+    const closed = (tag: string) => (page.match(new RegExp(`</${tag}>`, "g")) ?? []).length;
+    for (const tag of ["html", "body", "table", "svg", "section"]) expect(closed(tag), tag).toBe(opened(tag));
+    expect(opened("svg")).toBeGreaterThanOrEqual(2);
+    for (const seed of record.seeds) expect(page).toContain(`${seed.layerId}/seed ${seed.seedId}`);
+  });
 });
 
-const runCaptured = async (): Promise<{ code: number; lines: string[] }> => {
-  const log = vi.spyOn(console, "log").mockImplementation(() => {});
-  const code = await runDemo([]);
-  return { code, lines: log.mock.calls.map((c) => c.map(String).join(" ")) };
-};
-
-describe("esper demo", () => {
-  test("walks seeds to FOSSILIZED, culls one, refuses what the lifecycle forbids, and exits 0", async () => {
-    const { code, lines } = await runCaptured();
-    expect(code).toBe(0);
-    const transitions = lines.filter((l) => /->/.test(l) && !l.includes("REFUSED"));
-    const fossilized = transitions.filter((l) => /FINE_TUNING\s+-> FOSSILIZED/.test(l));
-    expect(fossilized.map((l) => l.match(/(dense\d)\/seed\s+(\d+)/)!.slice(1, 3).join("/"))).toEqual(["dense1/3", "dense1/7"]);
-    const culled = transitions.filter((l) => /-> CULLED/.test(l));
-    expect(culled).toHaveLength(1);
-    expect(culled[0]).toMatch(/dense1\/seed 11\s+EVALUATING\s+-> CULLED/);
-    const refused = lines.filter((l) => l.includes("REFUSED"));
-    expect(refused.length).toBeGreaterThanOrEqual(1);
-    expect(refused.some((l) => /REFUSED invalid_transition: DORMANT -> FOSSILIZED/.test(l))).toBe(true);
-    expect(refused.some((l) => /REFUSED guard_failed: TRAINING -> GRAFTING/.test(l))).toBe(true);
-    expect(refused.some((l) => /REFUSED emergency_stopped/.test(l))).toBe(true);
-  });
-
-  test("ends with a summary that counts each state and the refusals", async () => {
-    const { lines } = await runCaptured();
-    const summary = lines.find((l) => l.startsWith("summary:"));
-    expect(summary).toBe("summary: 28 DORMANT, 2 FOSSILIZED, 1 CULLED, 1 CANCELLED; 3 commands refused");
-  });
-
-  test("the emergency stop in dense2 cancels its training seed", async () => {
-    const { lines } = await runCaptured();
-    expect(lines.some((l) => /dense2\/seed\s+5\s+TRAINING\s+-> CANCELLED\s+\(emergency stop: operator stop\)/.test(l))).toBe(true);
-    expect(lines).toContain("  dense2 emergency stop: ok; growth refused until resumed");
+describe("esper demo arguments", () => {
+  it("reads its options and refuses what it does not know, naming it", () => {
+    expect(parseDemoArgs(["--quick", "--epochs", "3", "--seed", "7", "--strategy", "conservative"])).toMatchObject({ quick: true, epochs: 3, seed: 7, strategy: "conservative" });
+    expect(() => parseDemoArgs(["--epochs", "0"])).toThrow(/--epochs must be an integer >= 1/);
+    expect(() => parseDemoArgs(["--strategy", "reckless"])).toThrow(/--strategy must be one of/);
+    expect(() => parseDemoArgs(["--bogus"])).toThrow(/unknown option --bogus/);
+    expect(parseDemoArgs(["--help"]).help).toBe(true);
   });
 });

@@ -1,0 +1,95 @@
+/**
+ * The demo as a function: starts the backend, loads the digits, trains the host alone and then
+ * the host under Tamiyo, and returns the run's record. `esper demo` prints and renders it; tests
+ * read it.
+ */
+import { initBackend } from "../kasmina/backend.ts";
+import type { Strategy } from "../tamiyo/config.ts";
+import { GROWTH_DEFAULTS, GROWTH_QUICK, runGrown, runHost, type GrowthConfig } from "./growth.ts";
+import { loadDigits } from "./mnist.ts";
+import { hostParameterCount, HOST_LAYERS } from "./model.ts";
+import type { DecisionEntry, DemoRecord, EpochPoint } from "./record.ts";
+
+export interface DemoProgress {
+  readonly onStart?: (run: string, epochs: number, stepsPerEpoch: number) => void;
+  readonly onStep?: (run: string, step: number) => void;
+  readonly onEpoch?: (run: string, point: EpochPoint, epochs: number) => void;
+  readonly onDecision?: (entry: DecisionEntry) => void;
+}
+
+export interface DemoOptions {
+  readonly quick?: boolean;
+  readonly epochs?: number;
+  readonly seed?: number;
+  readonly strategy?: Strategy;
+  readonly say?: (line: string) => void;
+  readonly progress?: DemoProgress;
+}
+
+export const demoConfig = (options: DemoOptions): GrowthConfig => {
+  const base = options.quick ? GROWTH_QUICK : GROWTH_DEFAULTS;
+  return {
+    ...base,
+    ...(options.epochs !== undefined ? { epochs: options.epochs } : {}),
+    ...(options.seed !== undefined ? { seed: options.seed } : {}),
+    ...(options.strategy ? { strategy: options.strategy } : {}),
+  };
+};
+
+export const runDemoRecord = async (options: DemoOptions = {}): Promise<DemoRecord> => {
+  const say = options.say ?? (() => {});
+  const config = demoConfig(options);
+  const backend = await initBackend();
+  const data = loadDigits(config.sizes, config.seed);
+  const startedAt = new Date().toISOString();
+  const perEpoch = Math.ceil(config.sizes.train / config.batchSize);
+  const progress = {
+    onStep: (run: string, step: number) => options.progress?.onStep?.(run, step),
+    onEpoch: (run: string, point: EpochPoint) => options.progress?.onEpoch?.(run, point, config.epochs),
+    ...(options.progress?.onDecision ? { onDecision: options.progress.onDecision } : {}),
+  };
+  try {
+    say(`training the host alone (${HOST_LAYERS.map((l) => `${l.id} ${l.units}`).join(" -> ")} -> 10, ${hostParameterCount()} parameters) for ${config.epochs} epochs`);
+    options.progress?.onStart?.("host", config.epochs, perEpoch);
+    const host = await runHost(data, config, progress);
+    say(`training the same host under Tamiyo (strategy ${config.strategy})`);
+    options.progress?.onStart?.("grown", config.epochs, perEpoch);
+    const grown = await runGrown(data, config, progress);
+    const culled = grown.seeds.filter((s) => s.steps.some((x) => x.state === "CULLED" || x.state === "ROLLED_BACK")).length;
+    return {
+      title: "esper demo: a network grown by Tamiyo on MNIST digits",
+      startedAt,
+      config: {
+        host: `784 -> ${HOST_LAYERS.map((l) => `${l.id} ${l.units} (${l.activation}, ${l.seeds} seeds)`).join(" -> ")} -> 10`,
+        train: config.sizes.train,
+        validation: config.sizes.validation,
+        test: config.sizes.test,
+        epochs: config.epochs,
+        batch_size: config.batchSize,
+        learning_rate: config.learningRate,
+        seed: config.seed,
+        strategy: config.strategy,
+        steps_per_tick: config.tickEvery,
+        steps_per_decision: config.decideEvery,
+        backend: backend.active,
+      },
+      host,
+      grown: grown.run,
+      seeds: grown.seeds,
+      decisions: grown.decisions,
+      alerts: grown.alerts,
+      summary: {
+        hostAcc: host.finalTestAcc,
+        grownAcc: grown.run.finalTestAcc,
+        deltaPts: (grown.run.finalTestAcc - host.finalTestAcc) * 100,
+        paramsHost: host.params,
+        paramsGrown: grown.run.params,
+        germinated: grown.germinated,
+        fossilized: grown.fossils.length,
+        culled,
+      },
+    };
+  } finally {
+    data.dispose();
+  }
+};

@@ -1,0 +1,318 @@
+/**
+ * The demo's experiment, shared by `esper demo` and the `growth` benchmark: the same host, data
+ * and batches for every arm.
+ * - host: the host alone (its seeds stay dormant);
+ * - grown: the host under Tamiyo, in process on the embedded bus: the trainer ticks the layers
+ *   and reports their telemetry, a held-out evaluator measures every grafted seed with its
+ *   blueprint on and off, Tamiyo reads all of it from the telemetry streams and steers;
+ * - static (benchmark only): the grown network's final architecture trained from scratch: the
+ *   host with the blueprints of the seeds that fossilized in place and learning from the first
+ *   step, as ordinary layers would.
+ */
+import { Effect, Exit, Scope } from "effect";
+import { stateCode, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
+import { MemoryBus } from "../bus/memory-bus.ts";
+import { blueprintIndex } from "../kasmina/blueprints.ts";
+import { measureSeedContributions } from "../kasmina/seed-evaluator.ts";
+import { KasminaTrainer } from "../kasmina/trainer.ts";
+import type { TelemetryColumn } from "../kasmina/telemetry.ts";
+import { makeSystem } from "../runtime/system.ts";
+import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
+import type { Strategy, TamiyoConfig } from "../tamiyo/config.ts";
+import { makeTamiyo, type DecisionLogEntry } from "../tamiyo/tamiyo.ts";
+import { publishAlerts, telemetryAlerts } from "../telemetry/alerts.ts";
+import { makeTelemetryPublisher } from "../telemetry/publisher.ts";
+import type { DigitSplit, SplitSizes } from "./mnist.ts";
+import { buildHost, layerProfiles, type HostNetwork } from "./model.ts";
+import type { AlertEntry, DecisionEntry, EpochPoint, RunRecord, SeedTimeline } from "./record.ts";
+import { train } from "./train.ts";
+
+export interface GrowthConfig {
+  /** Random seed of the split, the initial weights and the batch order. */
+  readonly seed: number;
+  readonly epochs: number;
+  readonly sizes: SplitSizes;
+  readonly batchSize: number;
+  readonly learningRate: number;
+  /** Training steps per tick: the unit the seeds' minimum dwell (DEFAULT_GUARDS.minEpochs) counts. */
+  readonly tickEvery: number;
+  /** Steps per telemetry window (the trainer's telemetryEvery). */
+  readonly telemetryEvery: number;
+  /** Steps between held-out measurements of the grafted seeds. */
+  readonly measureEvery: number;
+  /** Steps between Tamiyo's decision rounds. */
+  readonly decideEvery: number;
+  readonly strategy: Strategy;
+  readonly tamiyo?: TamiyoConfig;
+  readonly guards?: GuardOverrides;
+}
+
+export const GROWTH_DEFAULTS: GrowthConfig = {
+  seed: 1,
+  epochs: 32,
+  sizes: { train: 8_000, validation: 1_000, test: 1_000 },
+  batchSize: 64,
+  learningRate: 0.005,
+  tickEvery: 2,
+  telemetryEvery: 5,
+  measureEvery: 10,
+  decideEvery: 10,
+  strategy: "aggressive",
+};
+
+/** A short run for tests: a quarter of the data, one step a tick. */
+export const GROWTH_QUICK: GrowthConfig = {
+  ...GROWTH_DEFAULTS,
+  epochs: 12,
+  sizes: { train: 2_000, validation: 500, test: 500 },
+  tickEvery: 1,
+  telemetryEvery: 5,
+  measureEvery: 5,
+  decideEvery: 5,
+  strategy: "aggressive",
+};
+
+export interface Progress {
+  readonly onStep?: (run: string, step: number, stepsPerEpoch: number, epoch: number) => void;
+  readonly onEpoch?: (run: string, point: EpochPoint) => void;
+  readonly onDecision?: (entry: DecisionEntry) => void;
+}
+
+export interface GrownResult {
+  readonly run: RunRecord;
+  readonly seeds: readonly SeedTimeline[];
+  readonly decisions: readonly DecisionEntry[];
+  readonly alerts: readonly AlertEntry[];
+  /** Seeds that fossilized, with their kinds: the static arm's architecture. */
+  readonly fossils: readonly { readonly layerId: string; readonly seedId: number; readonly blueprint: string }[];
+  readonly germinated: number;
+  readonly culled: number;
+}
+
+const stepsPerEpochOf = (config: GrowthConfig) => Math.ceil(config.sizes.train / config.batchSize);
+
+/** The host alone. */
+export const runHost = async (data: DigitSplit, config: GrowthConfig, progress: Progress = {}): Promise<RunRecord> => {
+  const network = buildHost(config.seed);
+  try {
+    return await train(network, data, {
+      name: "host",
+      seed: config.seed,
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      onStep: (s, per, e) => progress.onStep?.("host", s, per, e),
+      onEpoch: (p) => progress.onEpoch?.("host", p),
+    });
+  } finally {
+    network.model.dispose();
+  }
+};
+
+/** The static arm: the fossilized blueprints in place (FINE_TUNING: blended in full and learning) from the first step. */
+export const runStatic = async (data: DigitSplit, config: GrowthConfig, fossils: GrownResult["fossils"], progress: Progress = {}): Promise<RunRecord> => {
+  const network = buildHost(config.seed);
+  try {
+    for (const fossil of fossils) {
+      const layer = network.layers.find((l) => l.layerId === fossil.layerId)!;
+      layer.table.write(fossil.seedId, { state: "FINE_TUNING", blueprint: blueprintIndex(fossil.blueprint), alpha: 1 });
+    }
+    return await train(network, data, {
+      name: "static",
+      seed: config.seed,
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      onStep: (s, per, e) => progress.onStep?.("static", s, per, e),
+      onEpoch: (p) => progress.onEpoch?.("static", p),
+    });
+  } finally {
+    network.model.dispose();
+  }
+};
+
+/** Per-seed history of held-out deltas in FINE_TUNING: total_improvement and final_stability come from it. */
+class FineTuningRecord {
+  private readonly deltas = new Map<string, number[]>();
+  add(key: string, delta: number): { total_improvement: number; final_stability: number } | null {
+    const list = this.deltas.get(key) ?? [];
+    list.push(delta);
+    if (list.length > 3) list.shift();
+    this.deltas.set(key, list);
+    if (list.length < 3) return null;
+    const mean = list.reduce((a, b) => a + b, 0) / list.length;
+    const sd = Math.sqrt(list.reduce((a, b) => a + (b - mean) ** 2, 0) / list.length);
+    // 1 when the seed's contribution holds steady across measurements, toward 0 as it swings.
+    const cv = Math.abs(mean) > 1e-12 ? sd / Math.abs(mean) : Number.POSITIVE_INFINITY;
+    return { total_improvement: mean, final_stability: 1 / (1 + cv * cv) };
+  }
+  clear(key: string): void {
+    this.deltas.delete(key);
+  }
+}
+
+/**
+ * The trainer's per-window `performance_delta` is a first-order estimate from the training
+ * batch; the guards here read the held-out measurement instead. The estimate still reaches
+ * Tamiyo's telemetry under its own name.
+ */
+const ESTIMATE = "performance_delta_estimate";
+
+/** What the demo's anomaly detector watches: the signals of a layer going wrong (exploding gradients, activations running away). */
+const ALERT_METRICS = ["gradient_norm", "activation_norm"];
+const ALERT_MS_PER_STEP = 100;
+const ALERT_WINDOW_STEPS = 20;
+
+export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress: Progress = {}): Promise<GrownResult> => {
+  const network = buildHost(config.seed);
+  const scope = Scope.makeUnsafe();
+  const perEpoch = stepsPerEpochOf(config);
+  const epochAt = (step: number) => step / perEpoch;
+  let step = 0;
+  const timelines = new Map<string, SeedTimeline & { steps: SeedTimeline["steps"][number][] }>();
+  const decisions: DecisionEntry[] = [];
+  const alerts: AlertEntry[] = [];
+  const toEntry = (d: DecisionLogEntry): DecisionEntry => ({
+    epoch: epochAt(step),
+    kind: d.kind,
+    layerId: d.layerId,
+    seedId: d.seedId,
+    action: d.action,
+    reason: d.reason,
+    numbers: d.numbers,
+    ...(d.outcome ? { outcome: d.outcome } : {}),
+  });
+  const entryOf = new Map<string, number>();
+  try {
+    const guards = config.guards;
+    const open = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.provide(effect, scope));
+    const bus = new MemoryBus();
+    const system = await open(makeSystem({ layers: network.layers.map((l) => layerSpecOf(l, guards ? { guards } : {})), bus, source: "demo" }));
+    const publisher = await open(makeTelemetryPublisher(bus, { source: "demo.telemetry", batchWindowMs: 0 }));
+    system.subscribe((event) => {
+      if (event.type !== "transition") return;
+      const t = event.event;
+      const key = `${t.layer_id}/${t.seed_id}`;
+      let line = timelines.get(key);
+      if (!line) {
+        const layer = network.layers.find((l) => l.layerId === t.layer_id)!;
+        const index = layer.table.blueprint[t.seed_id]!;
+        line = { layerId: t.layer_id, seedId: t.seed_id, blueprint: index >= 0 ? layer.blueprintIds[layer.kindOf(index)] ?? null : null, steps: [] };
+        timelines.set(key, line);
+      }
+      line.steps.push({ state: t.to_state as SeedState, epoch: epochAt(step), reason: t.reason });
+    });
+    // Windows of the anomaly detector in training steps (ALERT_MS_PER_STEP virtual ms a step), not wall time: the same run raises the same alerts.
+    const stepClock = () => step * ALERT_MS_PER_STEP;
+    const watch = telemetryAlerts({ aggregator: { now: stepClock, windowMs: ALERT_WINDOW_STEPS * ALERT_MS_PER_STEP }, anomaly: { metrics: ALERT_METRICS } });
+    const tamiyo = await open(
+      makeTamiyo({
+        bus,
+        link: system,
+        alerts: { add: watch.add, flush: () => watch.flush(stepClock()) },
+        onAlert: (alert) => {
+          alerts.push({
+            epoch: epochAt(step),
+            layerId: alert.layer_id,
+            seedId: alert.seed_id ?? null,
+            severity: alert.severity,
+            metric: alert.metric_name,
+            value: alert.metric_value,
+            threshold: alert.threshold ?? Number.NaN,
+            recommendedAction: alert.recommended_action ?? "",
+          });
+          void Effect.runPromise(publishAlerts(bus, [alert]).pipe(Effect.ignore));
+        },
+        layers: layerProfiles(undefined, guards),
+        config: { strategy: config.strategy, ...config.tamiyo },
+        onDecision: (d) => {
+          const entry = toEntry(d);
+          const at = entryOf.get(d.commandId);
+          if (at === undefined) {
+            entryOf.set(d.commandId, decisions.length);
+            decisions.push(entry);
+            progress.onDecision?.(entry);
+          } else {
+            decisions[at] = { ...decisions[at]!, ...(d.outcome ? { outcome: d.outcome } : {}) };
+          }
+        },
+      }),
+    );
+    const hooks = trainerHooks(system, {
+      telemetry: (layerId, s, rows, columns) => publisher.sink(layerId, s, rows, columns.map((c) => (c === "performance_delta" ? ESTIMATE : c)) as unknown as readonly TelemetryColumn[]),
+    });
+    const trainer = new KasminaTrainer({
+      layers: network.layers,
+      telemetryEvery: config.telemetryEvery,
+      tickEvery: config.tickEvery,
+      hooks: {
+        ...hooks,
+        onSeedMetrics: (layerId, window, batch) => {
+          const column = batch.columns.indexOf("performance_delta");
+          const rows = batch.rows.slice();
+          for (let s = 0; s < batch.numSeeds; s++) rows[s * batch.columns.length + column] = Number.NaN;
+          hooks.onSeedMetrics!(layerId, window, { ...batch, rows });
+        },
+      },
+    });
+    const fineTuning = new FineTuningRecord();
+    const measure = async () => {
+      const measured = measureSeedContributions({ model: network.model, layers: network.layers, x: data.validation.x, y: data.validation.y });
+      for (const layer of network.layers) {
+        const bySeed: Record<number, Record<string, number>> = {};
+        for (const seed of measured.seeds.filter((s) => s.layerId === layer.layerId)) {
+          const key = `${layer.layerId}/${seed.seedId}`;
+          const metrics: Record<string, number> = { performance_delta: seed.performanceDelta, accuracy_delta: seed.accuracyDelta };
+          if (layer.table.state[seed.seedId] === stateCode("FINE_TUNING")) {
+            const fine = fineTuning.add(key, seed.performanceDelta);
+            if (fine) Object.assign(metrics, fine);
+          } else {
+            fineTuning.clear(key);
+          }
+          bySeed[seed.seedId] = metrics;
+        }
+        await system.reportMetrics(layer.layerId, bySeed);
+      }
+    };
+    const run = await train(network, data, {
+      name: "grown",
+      seed: config.seed,
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      beforeStep: () => trainer.beforeStep(),
+      afterStep: async (s) => {
+        step = s;
+        await trainer.afterStep();
+        if (s % config.measureEvery === 0) await measure();
+        if (s % config.decideEvery === 0) {
+          await hooks.settled();
+          await Effect.runPromise(publisher.flush);
+          await tamiyo.round();
+        }
+      },
+      // The plateau signal: one validation loss per epoch (per step it would be noise).
+      afterEpoch: async (point) => {
+        for (const layer of network.layers) await system.reportMetrics(layer.layerId, {}, { val_loss: point.valLoss, val_acc: point.valAcc });
+      },
+      onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
+      onEpoch: (p) => progress.onEpoch?.("grown", p),
+    });
+    await hooks.settled();
+    const seeds = [...timelines.values()].sort((a, b) => a.layerId.localeCompare(b.layerId) || a.seedId - b.seedId);
+    const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
+    return {
+      run,
+      seeds,
+      decisions,
+      alerts,
+      fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
+      germinated: ended("GERMINATED").length,
+      culled: ended("CULLED").length,
+    };
+  } finally {
+    await Effect.runPromise(Scope.close(scope, Exit.void));
+    network.model.dispose();
+  }
+};
+
