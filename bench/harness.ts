@@ -13,7 +13,7 @@ export interface BenchOptions {
   readonly redisUrl: string;
 }
 
-export type Figures = Record<string, number | string | boolean | null>;
+export type Figures = Record<string, number | string | boolean | null | readonly number[]>;
 export type Benchmark = (options: BenchOptions) => Promise<Figures>;
 
 export const median = (values: readonly number[]): number => {

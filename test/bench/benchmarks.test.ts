@@ -19,6 +19,7 @@ const REQUIRED: Readonly<Record<string, readonly string[]>> = {
   "telemetry-throughput": ["records_per_s", "entries_per_s", "raw_records_per_s", "ratio", "records_per_s_no_fast", "fast_ratio", "naive_records_per_s", "bullmq_jobs_per_s"],
   "pending-memory": ["bytes_per_pending", "total_mb"],
   "layer-overhead": ["dormant_overhead_pct", "active25_overhead_pct", "dense_ms", "kasmina_ms"],
+  growth: ["host_acc", "grown_acc", "static_acc", "host_acc_sd", "grown_acc_sd", "static_acc_sd", "delta_pts", "params_host", "params_grown", "fossilized", "culled"],
 };
 // layer-overhead is written by another hand; it is checked whenever it is there.
 const NAMES = Object.keys(REQUIRED).filter((name) => existsSync(join(REPO, "bench", `${name}.ts`)));
@@ -69,5 +70,10 @@ describe("benchmarks, --quick", () => {
       expect(typeof line![field], `${name}.${field} = ${JSON.stringify(line![field])}`).toBe("number");
       expect(Number.isFinite(line![field] as number), `${name}.${field} = ${line![field]}`).toBe(true);
     }
+  });
+
+  it("growth names the random seeds it ran", () => {
+    const line = run.lines.find((l) => l.bench === "growth");
+    expect(line?.seeds).toEqual([1]);
   });
 });
