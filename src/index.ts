@@ -7,7 +7,10 @@
  * - message: `MemoryBus` (embedded) and `makeRedisBus` (Redis Streams) behind one `Bus`;
  *   `runLayerBridge` puts a layer on a bus, `makeClient` sends commands and follows events;
  *   the protocol's message builders and codecs speak PROTOCOL.md.
- * - data: `KasminaLayer` (a tfjs layer whose seeds read the state table), `KasminaTrainer`, checkpoints.
+ * - data: `KasminaLayer` (a tfjs layer whose seeds read the state table), `KasminaTrainer`, checkpoints,
+ *   `measureSeedContributions` (a seed's worth on held-out data).
+ * - Tamiyo: `makeTamiyo` runs the controller with its policy on a layer's streams; telemetry
+ *   aggregation and anomaly alerts feed it.
  */
 
 // ---- control plane -----------------------------------------------------------------------------
@@ -103,6 +106,8 @@ export {
   saveCheckpoint,
   restoreCheckpoint,
   updateBlueprint,
+  measureSeedContributions,
+  blueprintParameterCount,
   GRAFTING,
   KasminaConfigError,
   CheckpointError,
@@ -113,3 +118,10 @@ export {
   type BackendInfo,
   type BlueprintKind,
 } from "./kasmina/index.ts";
+
+// ---- Tamiyo ------------------------------------------------------------------------------------
+export { makeTamiyo, type Tamiyo, type TamiyoOptions, type TamiyoLink, type DecisionLogEntry, type PopulationResult } from "./tamiyo/tamiyo.ts";
+export { resolveTamiyoConfig, STRATEGIES, TAMIYO_DEFAULTS, type TamiyoConfig, type Strategy } from "./tamiyo/config.ts";
+export { decide, type Plan, type PolicyInput } from "./tamiyo/policy.ts";
+export { Population, selectSeeds, type LayerProfile, type BlueprintOption, type SelectionCriteria } from "./tamiyo/population.ts";
+export { telemetryAlerts, publishAlerts, TelemetryAggregator, AnomalyDetector, type LayerWindowSummary } from "./telemetry/index.ts";

@@ -1,6 +1,7 @@
 /**
- * The Kasmina data plane on TensorFlow.js: the public surface. Everything tfjs lives under
- * src/kasmina/; nothing else in esper imports tfjs.
+ * The Kasmina data plane on TensorFlow.js: the public surface. Everything tfjs of the library
+ * lives under src/kasmina/; the only other importer is the demo (src/demo), an application
+ * that builds and trains a model with it.
  */
 export { initBackend, parseBackendName, wasmDirectory, BACKENDS, TENSORFLOW_PACKAGES } from "./backend.ts";
 export type { BackendInfo, BackendName, BackendOptions } from "./backend.ts";
