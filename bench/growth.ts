@@ -3,9 +3,9 @@
  * weights, batches and epochs, for each of three random seeds:
  *   host    the host alone;
  *   grown   the host grown by Tamiyo, in process on the embedded bus;
- *   static  the grown network's final architecture (the host with the blueprints of the seeds
- *           that fossilized in that seed's grown run, in place from the first step) trained
- *           from scratch: what growth must match to be worth its trouble.
+ *   static  the grown network's final architecture (the host with the blueprints blended in at
+ *           the end of that seed's grown run, in place from the first step) trained from
+ *           scratch: what growth must match to be worth its trouble.
  * Accuracies are test-set fractions of the last epoch; means and standard deviations over the
  * seeds. The arms run one after another per seed (A B C A B C ...), so machine noise touches
  * each alike; accuracy does not depend on speed anyway.
@@ -43,7 +43,7 @@ const growth: Benchmark = async ({ quick, log }) => {
       log(`seed ${seed}: host ${(h.finalTestAcc * 100).toFixed(2)}% (${h.params} params, ${h.seconds.toFixed(0)} s)`);
       const g = await runGrown(data, config);
       log(`seed ${seed}: grown ${(g.run.finalTestAcc * 100).toFixed(2)}% (${g.run.params} params; ${g.germinated} germinated, ${g.fossils.length} fossilized, ${g.culled} culled; ${g.run.seconds.toFixed(0)} s)`);
-      const s = await runStatic(data, config, g.fossils);
+      const s = await runStatic(data, config, g.architecture);
       log(`seed ${seed}: static ${(s.finalTestAcc * 100).toFixed(2)}% (${s.params} params, ${s.seconds.toFixed(0)} s)`);
       host.push(h.finalTestAcc * 100);
       grown.push(g.run.finalTestAcc * 100);

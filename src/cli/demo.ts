@@ -19,7 +19,7 @@ host under Tamiyo, which germinates seeds where the host struggles, grafts their
 and fossilizes what helps or culls what hurts. Ends with both accuracies and parameter counts, and
 writes an HTML report (default ./esper-demo-report.html).
 
-  --quick        a short run (a fifth of the data, fewer epochs): for trying it out and for tests
+  --quick        a short run (a quarter of the data, 12 epochs): for trying it out and for tests
   --epochs N     epochs of each run (default 32; quick 12)
   --seed N       random seed of the data split, weights and batch order (default 1)
   --strategy S   Tamiyo's strategy (default aggressive: the host is small enough that growth pays from the start)

@@ -6,13 +6,14 @@
  *   and reports their telemetry, a held-out evaluator measures every grafted seed with its
  *   blueprint on and off, Tamiyo reads all of it from the telemetry streams and steers;
  * - static (benchmark only): the grown network's final architecture trained from scratch: the
- *   host with the blueprints of the seeds that fossilized in place and learning from the first
- *   step, as ordinary layers would.
+ *   host with the blueprints blended in at the end of the grown run in place and learning from
+ *   the first step, as ordinary layers would.
  */
 import { Effect, Exit, Scope } from "effect";
 import { stateCode, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
 import { MemoryBus } from "../bus/memory-bus.ts";
 import { blueprintIndex } from "../kasmina/blueprints.ts";
+import { blendsInState } from "../kasmina/seed-roles.ts";
 import { measureSeedContributions } from "../kasmina/seed-evaluator.ts";
 import { KasminaTrainer } from "../kasmina/trainer.ts";
 import type { TelemetryColumn } from "../kasmina/telemetry.ts";
@@ -78,57 +79,63 @@ export interface Progress {
   readonly onDecision?: (entry: DecisionEntry) => void;
 }
 
+export interface GrownSeed {
+  readonly layerId: string;
+  readonly seedId: number;
+  readonly blueprint: string;
+}
+
 export interface GrownResult {
   readonly run: RunRecord;
   readonly seeds: readonly SeedTimeline[];
   readonly decisions: readonly DecisionEntry[];
   readonly alerts: readonly AlertEntry[];
-  /** Seeds that fossilized, with their kinds: the static arm's architecture. */
-  readonly fossils: readonly { readonly layerId: string; readonly seedId: number; readonly blueprint: string }[];
+  /** Seeds that fossilized, with their kinds. */
+  readonly fossils: readonly GrownSeed[];
+  /**
+   * The grown network's final architecture: every seed whose blueprint is blended in when the
+   * run ends (the fossils, and any still fine-tuning). The static arm trains exactly this.
+   */
+  readonly architecture: readonly GrownSeed[];
   readonly germinated: number;
   readonly culled: number;
 }
 
 const stepsPerEpochOf = (config: GrowthConfig) => Math.ceil(config.sizes.train / config.batchSize);
 
-/** The host alone. */
-export const runHost = async (data: DigitSplit, config: GrowthConfig, progress: Progress = {}): Promise<RunRecord> => {
-  const network = buildHost(config.seed);
+/** Trains `network` as one arm of the experiment, then disposes it. */
+const trainArm = async (name: string, network: HostNetwork, data: DigitSplit, config: GrowthConfig, progress: Progress): Promise<RunRecord> => {
   try {
     return await train(network, data, {
-      name: "host",
+      name,
       seed: config.seed,
       epochs: config.epochs,
       batchSize: config.batchSize,
       learningRate: config.learningRate,
-      onStep: (s, per, e) => progress.onStep?.("host", s, per, e),
-      onEpoch: (p) => progress.onEpoch?.("host", p),
+      onStep: (s, per, e) => progress.onStep?.(name, s, per, e),
+      onEpoch: (p) => progress.onEpoch?.(name, p),
     });
   } finally {
     network.model.dispose();
   }
 };
 
-/** The static arm: the fossilized blueprints in place (FINE_TUNING: blended in full and learning) from the first step. */
-export const runStatic = async (data: DigitSplit, config: GrowthConfig, fossils: GrownResult["fossils"], progress: Progress = {}): Promise<RunRecord> => {
+/** The host alone. */
+export const runHost = (data: DigitSplit, config: GrowthConfig, progress: Progress = {}): Promise<RunRecord> => trainArm("host", buildHost(config.seed), data, config, progress);
+
+/** The static arm: the grown network's final blueprints in place (FINE_TUNING: blended in full and learning) from the first step. */
+export const runStatic = (data: DigitSplit, config: GrowthConfig, architecture: GrownResult["architecture"], progress: Progress = {}): Promise<RunRecord> => {
   const network = buildHost(config.seed);
   try {
-    for (const fossil of fossils) {
-      const layer = network.layers.find((l) => l.layerId === fossil.layerId)!;
-      layer.table.write(fossil.seedId, { state: "FINE_TUNING", blueprint: blueprintIndex(fossil.blueprint), alpha: 1 });
+    for (const seed of architecture) {
+      const layer = network.layers.find((l) => l.layerId === seed.layerId)!;
+      layer.table.write(seed.seedId, { state: "FINE_TUNING", blueprint: blueprintIndex(seed.blueprint), alpha: 1 });
     }
-    return await train(network, data, {
-      name: "static",
-      seed: config.seed,
-      epochs: config.epochs,
-      batchSize: config.batchSize,
-      learningRate: config.learningRate,
-      onStep: (s, per, e) => progress.onStep?.("static", s, per, e),
-      onEpoch: (p) => progress.onEpoch?.("static", p),
-    });
-  } finally {
+  } catch (error) {
     network.model.dispose();
+    throw error;
   }
+  return trainArm("static", network, data, config, progress);
 };
 
 /** Per-seed history of held-out deltas in FINE_TUNING: total_improvement and final_stability come from it. */
@@ -204,7 +211,11 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
     });
     // Windows of the anomaly detector in training steps (ALERT_MS_PER_STEP virtual ms a step), not wall time: the same run raises the same alerts.
     const stepClock = () => step * ALERT_MS_PER_STEP;
-    const watch = telemetryAlerts({ aggregator: { now: stepClock, windowMs: ALERT_WINDOW_STEPS * ALERT_MS_PER_STEP }, anomaly: { metrics: ALERT_METRICS } });
+    const watch = telemetryAlerts({
+      aggregator: { now: stepClock, windowMs: ALERT_WINDOW_STEPS * ALERT_MS_PER_STEP },
+      // A norm that falls (a decaying learning rate, a graft taking over) is no trouble; one that rises is.
+      anomaly: { metrics: ALERT_METRICS, direction: () => "lower_is_better" },
+    });
     const tamiyo = await open(
       makeTamiyo({
         bus,
@@ -307,6 +318,13 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       decisions,
       alerts,
       fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
+      architecture: network.layers.flatMap((layer) =>
+        [...layer.table.state].flatMap((code, seedId) => {
+          if (!blendsInState(code)) return [];
+          const kind = layer.blueprintIds[layer.kindOf(layer.table.blueprint[seedId]!)];
+          return kind === undefined ? [] : [{ layerId: layer.layerId, seedId, blueprint: kind }];
+        }),
+      ),
       germinated: ended("GERMINATED").length,
       culled: ended("CULLED").length,
     };

@@ -6,6 +6,7 @@
  */
 import { createRequire } from "node:module";
 import * as tf from "@tensorflow/tfjs-core";
+import { seededRandom } from "./random.ts";
 
 interface MnistDigit {
   readonly length: number;
@@ -42,18 +43,6 @@ export interface SplitSizes {
 }
 
 export const DIGITS_AVAILABLE = 10_000;
-
-/** A small, fast, seeded generator (mulberry32): the same seed gives the same split everywhere. */
-export const seededRandom = (seed: number): (() => number) => {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
 
 let cache: { pixels: Float32Array; labels: Int32Array } | null = null;
 

@@ -75,7 +75,7 @@ export const hostParameterCount = (layerSpecs: readonly HostLayerSpec[] = HOST_L
   return layers + last * CLASSES + CLASSES;
 };
 
-/** What Tamiyo is told about each layer. The whole host's parameters are spread over the layers in proportion, so the budget is a fraction of the network. */
+/** What Tamiyo is told about each layer. The whole host's parameters are shared equally among the layers (Tamiyo adds them up), so the budget is a fraction of the network. */
 export const layerProfiles = (layerSpecs: readonly HostLayerSpec[] = HOST_LAYERS, guards?: LayerProfile["guards"]): LayerProfile[] => {
   const dims = inputDims(layerSpecs);
   const total = hostParameterCount(layerSpecs);

@@ -7,7 +7,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { SEED_STATES, type SeedState } from "../../machines/lifecycle.ts";
 import type { DigitSet, DigitSplit } from "./mnist.ts";
-import { seededRandom } from "./mnist.ts";
+import { seededRandom } from "./random.ts";
 import { lossAndAccuracy, parameterCount, type HostNetwork } from "./model.ts";
 import type { EpochPoint, RunRecord } from "./record.ts";
 

@@ -399,7 +399,7 @@ export class LayerHost {
           seedId: c.seed_id,
           ok: false,
           code: "invalid_message",
-          error: `unknown blueprint_id ${JSON.stringify(c.blueprint_id)}: the data plane has no such blueprint; register it (registerBlueprint) or use a registered id`,
+          error: `unknown blueprint_id ${JSON.stringify(c.blueprint_id)}: layer ${this.layerId} has no such blueprint; register it (registerBlueprint) and list it in the layer's blueprints, or use one it holds`,
           details: {},
         };
       }

@@ -17,7 +17,8 @@ export const layerSpecOf = (layer: KasminaLayer, spec: Omit<LayerSpec, "id" | "s
   id: layer.layerId,
   seeds: layer.numSeeds,
   table: layer.table,
-  blueprintIndex: (id) => (id === null ? -1 : blueprintIndex(id)),
+  // Only the kinds the layer holds banks for: any other is refused by the layer, not found missing by the next forward pass.
+  blueprintIndex: (id) => (id === null ? -1 : layer.supportsBlueprint(id) ? blueprintIndex(id) : -1),
 });
 
 /** Per-seed metrics for the validators, leaving out what does not apply (NaN) so an old value is not overwritten by "unknown". */

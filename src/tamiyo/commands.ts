@@ -34,6 +34,8 @@ export const commandOf = (plan: Plan, ctx: CommandContext): Command => {
         reason: plan.reason,
         timeout_ms: ctx.config.commandTimeoutMs,
       });
+    case "population":
+      return populationCommands(plan.layerId, order.seeds, order.target, Math.max(1, order.seeds.length), ctx, plan.reason)[0]!;
     case "germinate":
       return batchCommand({
         ...common,

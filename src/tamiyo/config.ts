@@ -58,6 +58,11 @@ export interface TamiyoConfig {
   readonly minDecidedForHealth?: number;
   /** Critical alerts on a layer, without a seed to blame, that stop it. Default 3. */
   readonly criticalAlertsToStop?: number;
+  /**
+   * Commands about one seed a layer may refuse for reasons other than a guard (invalid,
+   * unknown, stopped...) before Tamiyo leaves the seed alone. Default 3.
+   */
+  readonly maxSeedFailures?: number;
   /** Most commands in one BatchCommand of a population transition. Default 100, as the reference. */
   readonly maxBatchSize?: number;
   /** `timeout_ms` of the commands Tamiyo sends. Default 5000. */
@@ -76,6 +81,7 @@ export const TAMIYO_DEFAULTS: Omit<ResolvedTamiyoConfig, keyof StrategyKnobs> = 
   emergencyFailureRate: 0.5,
   minDecidedForHealth: 3,
   criticalAlertsToStop: 3,
+  maxSeedFailures: 3,
   maxBatchSize: 100,
   commandTimeoutMs: 5_000,
   graftingStrategy: "linear",
@@ -102,6 +108,7 @@ export const resolveTamiyoConfig = (config: TamiyoConfig = {}): ResolvedTamiyoCo
   atLeast("gatePatience", 1);
   atLeast("minDecidedForHealth", 1);
   atLeast("criticalAlertsToStop", 1);
+  atLeast("maxSeedFailures", 1);
   atLeast("maxBatchSize", 1);
   atLeast("commandTimeoutMs", 1);
   if (!(resolved.deadSparsity > 0 && resolved.deadSparsity <= 1)) throw new TamiyoConfigError(`tamiyo option deadSparsity must be in (0, 1], got ${resolved.deadSparsity}`);

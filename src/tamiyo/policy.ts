@@ -13,14 +13,16 @@
 import { ACTIVE_STATES, isTerminal, type GuardConfig, type SeedState } from "../../machines/lifecycle.ts";
 import type { ResolvedTamiyoConfig, StrategyKnobs } from "./config.ts";
 import { STRATEGY_KNOBS } from "./config.ts";
-import type { BlueprintOption, LayerView, SeedView } from "./population.ts";
+import { costIn, type BlueprintOption, type LayerView, type SeedView } from "./population.ts";
 
 export type PlanKind = "germinate" | "advance" | "cull" | "rollback" | "fossilize" | "emergency_stop";
 
 export type Order =
   | { readonly type: "transition"; readonly target: SeedState; readonly metrics: Readonly<Record<string, number>> }
   | { readonly type: "germinate"; readonly blueprint: string }
-  | { readonly type: "stop" };
+  | { readonly type: "stop" }
+  /** A population transition (Tamiyo.transitionPopulation): these seeds, one BatchCommand. */
+  | { readonly type: "population"; readonly target: SeedState; readonly seeds: readonly number[] };
 
 export interface Plan {
   readonly kind: PlanKind;
@@ -108,7 +110,7 @@ export const decide = (input: PolicyInput): Plan[] => {
       }
     }
     for (const seed of layer.seeds) {
-      if (seed.busy || blamed.has(seed.seedId)) continue;
+      if (seed.busy || blamed.has(seed.seedId) || seed.failures >= config.maxSeedFailures) continue;
       const plan = moveOn(layer, seed, layer.guards, config);
       if (plan) plans.push(plan);
     }
@@ -221,7 +223,11 @@ const moveOn = (layer: LayerView, seed: SeedView, guards: GuardConfig, config: R
         return transition("fossilize", layer, seed, "FOSSILIZED", `held-out improvement ${improvement.toPrecision(3)} >= ${guards.minImprovement}, final stability ${stability.toFixed(3)}`, numbers, { total_improvement: improvement, final_stability: stability });
       }
       if (improvement < 0) return transition("cull", layer, seed, "CULLED", `fine-tuning made it hurt: held-out improvement ${improvement.toPrecision(3)}`, numbers);
-      if (overdue) return transition("cull", layer, seed, "CULLED", `after ${waited} ticks: improvement ${improvement.toPrecision(3)} (needs ${guards.minImprovement}), final stability ${Number.isNaN(stability) ? "n/a" : stability.toFixed(3)}`, numbers);
+      // A seed that helps enough but whose contribution still moves (it is learning) gets a second patience to settle: culling it would throw away what it gives.
+      const unsettled = waited >= Math.max(1, min) * config.gatePatience * 2;
+      if ((overdue && improvement < guards.minImprovement) || unsettled) {
+        return transition("cull", layer, seed, "CULLED", `after ${waited} ticks: improvement ${improvement.toPrecision(3)} (needs ${guards.minImprovement}), final stability ${Number.isNaN(stability) ? "n/a" : stability.toFixed(3)} (needs ${guards.minFinalStability})`, numbers);
+      }
       return null;
     }
     default:
@@ -274,7 +280,7 @@ const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[]
   const grads = layer.seeds.map((s) => s.metrics["gradient_norm"]).filter((g): g is number => g !== undefined);
   const meanGrad = grads.length ? grads.reduce((a, b) => a + b, 0) / grads.length : Number.NaN;
   return layer.seeds
-    .filter((s) => s.state === "DORMANT" && !s.busy)
+    .filter((s) => s.state === "DORMANT" && !s.busy && s.failures < config.maxSeedFailures)
     .map((seed): Candidate => {
       const sparsity = num(seed.metrics["sparsity"]);
       const grad = num(seed.metrics["gradient_norm"]);
@@ -295,13 +301,12 @@ const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[]
 /** Germinations within the budgets; `stopping`: layers this round stops, which grow nothing. */
 const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs: StrategyKnobs, outcomes: readonly KindOutcome[], stopping: ReadonlySet<string>): Plan[] => {
   const hostParams = layers.reduce((sum, l) => sum + l.profile.hostParams, 0);
-  const costOf = (layer: LayerView, blueprint: string | null) => layer.profile.blueprints.find((k) => k.id === blueprint)?.params ?? 0;
   let active = 0;
   let spent = 0;
   for (const layer of layers) {
     for (const seed of layer.seeds) {
       if (GROWING.has(seed.state) || seed.busy) active++;
-      if (SPENDS_BUDGET.has(seed.state)) spent += costOf(layer, seed.blueprint);
+      if (SPENDS_BUDGET.has(seed.state)) spent += costIn(layer.profile, seed.blueprint);
     }
   }
   const budget = knobs.paramBudget * hostParams;

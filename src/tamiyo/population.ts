@@ -51,9 +51,12 @@ export interface LayerView {
   readonly seeds: SeedView[];
   /** Validation losses in the order they were reported (performance_summary.val_loss). */
   readonly valLoss: number[];
-  /** Critical alerts without a seed, since the layer last grew or stopped. */
+  /** Critical alerts without a seed, since a seed of the layer last germinated, or the layer stopped. */
   criticalAlerts: number;
 }
+
+/** Parameters one seed of `blueprint` adds in the profile's layer (0 for a kind it does not offer). */
+export const costIn = (profile: LayerProfile, blueprint: string | null): number => profile.blueprints.find((k) => k.id === blueprint)?.params ?? 0;
 
 /** A telemetry report as Tamiyo reads it (a TelemetryFrame, or anything shaped like one). */
 export interface ReportView {
@@ -65,6 +68,9 @@ export interface ReportView {
 }
 
 const finite = (v: unknown): v is number => typeof v === "number" && Number.isFinite(v);
+
+/** Validation losses kept per layer. */
+const VAL_LOSS_HISTORY = 256;
 
 export class Population {
   private readonly layers = new Map<string, LayerView>();
@@ -100,11 +106,15 @@ export class Population {
     return this.layers.get(layerId)?.seeds[seedId];
   }
 
-  /** A StateTransitionEvent. The metrics a seed had belong to its old state: the new state starts clean, except blueprint-independent ones. */
+  /**
+   * A seed moved (its StateTransitionEvent, or the result of Tamiyo's own command, whichever
+   * comes first: hearing both changes nothing the second time). The metrics a seed had belong to
+   * its old state: the new state starts clean, except blueprint-independent ones.
+   */
   transition(layerId: string, seedId: number, to: SeedState): void {
     const layer = this.layers.get(layerId);
     const seed = layer?.seeds[seedId];
-    if (!layer || !seed) return;
+    if (!layer || !seed || seed.state === to) return;
     seed.state = to;
     seed.enteredTick = layer.tick;
     for (const key of Object.keys(seed.metrics)) if (STATE_BOUND_METRICS.has(key)) delete seed.metrics[key];
@@ -122,7 +132,11 @@ export class Population {
     if (!layer) return;
     const summary = report.performanceSummary;
     if (finite(summary["epoch"]) && summary["epoch"] > layer.tick) layer.tick = summary["epoch"];
-    if (finite(summary["val_loss"])) layer.valLoss.push(summary["val_loss"]);
+    if (finite(summary["val_loss"])) {
+      layer.valLoss.push(summary["val_loss"]);
+      // A plateau is judged over the last epochs; a Tamiyo that runs for months keeps a bounded history.
+      if (layer.valLoss.length > VAL_LOSS_HISTORY) layer.valLoss.splice(0, layer.valLoss.length - VAL_LOSS_HISTORY);
+    }
     for (let i = 0; i < report.seeds.length; i++) {
       const seed = layer.seeds[report.seeds[i]!];
       if (!seed) continue;
@@ -131,6 +145,12 @@ export class Population {
         if (Number.isFinite(v)) seed.metrics[report.columns[c]!] = v;
       }
     }
+  }
+
+  /** Parameters one seed of `blueprint` adds in this layer (0 for a kind the profile does not offer). */
+  costOf(layerId: string, blueprint: string | null): number {
+    const layer = this.layers.get(layerId);
+    return layer ? costIn(layer.profile, blueprint) : 0;
   }
 
   stopped(layerId: string, stopped: boolean): void {

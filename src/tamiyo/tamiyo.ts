@@ -10,11 +10,12 @@
  * gets the same decisions on every run. `decideEveryMs` runs rounds on its own instead (a
  * Tamiyo of its own process).
  */
-import { Clock, Effect, type Scope } from "effect";
+import { Clock, Data, Effect, Option, type Scope } from "effect";
 import { createActor, fromPromise, waitFor } from "xstate";
 import { controllerMachine, type Decision, type PolicyInput as MachinePolicyInput } from "../../machines/controller.ts";
 import { isTerminal, type SeedState } from "../../machines/lifecycle.ts";
 import type { Bus, BusError } from "../bus/bus.ts";
+import { commandResult } from "../protocol/make.ts";
 import type { Command, CommandResult, PerformanceAlert, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
 import { makeTelemetryConsumer } from "../telemetry/consumer.ts";
@@ -75,10 +76,21 @@ export interface TamiyoStats {
   readonly rounds: number;
   readonly decisions: number;
   readonly refused: number;
+  /** Commands not answered within `commandTimeoutMs`. */
   readonly timedOut: number;
   readonly alerts: number;
   readonly framesDropped: number;
+  /** Rounds that decided before group `tamiyo` had read everything written (the bus was slow or failing). */
+  readonly catchUpMissed: number;
+  /** Rounds whose policy failed (no decision made; the error is `lastError`). */
+  readonly policyErrors: number;
+  readonly lastError: string | null;
 }
+
+export class TamiyoError extends Data.TaggedError("TamiyoError")<{
+  readonly reason: "unknown_layer";
+  readonly message: string;
+}> {}
 
 export interface PopulationResult {
   readonly selected: readonly number[];
@@ -101,6 +113,9 @@ export interface Tamiyo {
   readonly transitionPopulation: (layerId: string, target: SeedState, criteria?: SelectionCriteria, batchSize?: number) => Promise<PopulationResult>;
 }
 
+/** Polls of the group's progress (1 ms apart) before a round decides on what it has. */
+const CATCH_UP_POLLS = 5_000;
+
 const idAfterOrAt = (a: string, b: string): boolean => {
   const [am, as] = a.split("-").map(Number) as [number, number];
   const [bm, bs] = b.split("-").map(Number) as [number, number];
@@ -121,7 +136,7 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
     const byCommand = new Map<string, DecisionLogEntry>();
     const outcomes: KindOutcome[] = [];
     let pendingAlerts: AlertView[] = [];
-    const counts = { rounds: 0, decisions: 0, refused: 0, timedOut: 0, alerts: 0 };
+    const counts = { rounds: 0, decisions: 0, refused: 0, timedOut: 0, alerts: 0, catchUpMissed: 0, policyErrors: 0, lastError: null as string | null };
     const inflight = new Set<Promise<void>>();
     const notify = (entry: DecisionLogEntry) => {
       try {
@@ -130,8 +145,6 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
         // the listener's failure is its own
       }
     };
-
-    const costOf = (layerId: string, blueprint: string | null) => options.layers.find((l) => l.layerId === layerId)?.blueprints.find((k) => k.id === blueprint)?.params ?? 0;
 
     /** The policy actor: absorbs the telemetry the machine buffered, then decides. */
     const policy = fromPromise<readonly Decision[], MachinePolicyInput>(async ({ input }) => {
@@ -152,47 +165,87 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
           // the listener's failure is its own
         }
       }
-      const plans = decide({ layers: population.all(), config, outcomes, alerts: pendingAlerts });
+      const alerts = pendingAlerts;
       pendingAlerts = [];
       const at = now();
-      return plans.map((plan) => {
-        const command = commandOf(plan, { source, timestamp: at / 1000, config });
-        const entry: DecisionLogEntry = { ...plan, at, tick: population.layer(plan.layerId)?.tick ?? 0, commandId: command.message_id };
-        log.push(entry);
-        byCommand.set(command.message_id, entry);
-        if (plan.seedId !== null) population.seed(plan.layerId, plan.seedId)!.busy = true;
-        counts.decisions++;
-        notify(entry);
+      // Everything is built before anything is recorded: a plan that cannot become a command leaves no seed marked busy and no entry without a command.
+      let built: { plan: Plan; command: Command }[];
+      try {
+        built = decide({ layers: population.all(), config, outcomes, alerts }).map((plan) => ({ plan, command: commandOf(plan, { source, timestamp: at / 1000, config }) }));
+      } catch (error) {
+        counts.policyErrors++;
+        counts.lastError = error instanceof Error ? error.message : String(error);
+        return [];
+      }
+      return built.map(({ plan, command }) => {
+        record(plan, command, at);
         return { commandId: command.message_id, layerId: plan.layerId, timeoutMs: config.commandTimeoutMs, command };
       });
     });
 
+    /** Logs a decision about to be sent and marks its seed busy until it is answered. */
+    const record = (plan: Plan, command: Command, at: number): DecisionLogEntry => {
+      const entry: DecisionLogEntry = { ...plan, at, tick: population.layer(plan.layerId)?.tick ?? 0, commandId: command.message_id };
+      log.push(entry);
+      byCommand.set(command.message_id, entry);
+      const seed = plan.seedId === null ? undefined : population.seed(plan.layerId, plan.seedId);
+      if (seed) seed.busy = true;
+      counts.decisions++;
+      notify(entry);
+      return entry;
+    };
+
     const answered = (entry: DecisionLogEntry, result: CommandResult) => {
       entry.outcome = { success: result.success, code: result.code, error: result.error };
       if (!result.success) counts.refused++;
-      if (entry.seedId !== null) {
-        const seed = population.seed(entry.layerId, entry.seedId);
-        if (seed) {
-          seed.busy = false;
-          // A guard that said "not yet" may hold later; anything else is the seed failing.
-          if (!result.success && result.code !== "guard_failed") seed.failures++;
-          if (result.success && entry.order.type === "germinate") population.blueprint(entry.layerId, entry.seedId, entry.order.blueprint);
+      const seed = entry.seedId === null ? undefined : population.seed(entry.layerId, entry.seedId);
+      if (seed) {
+        seed.busy = false;
+        // A guard that said "not yet" may hold later; anything else is the seed failing.
+        if (!result.success && result.code !== "guard_failed") seed.failures++;
+      }
+      const order = entry.order;
+      if (result.success && entry.seedId !== null) {
+        // The result may come before the transition event (another stream, another process): the seed moved either way.
+        if (order.type === "transition") population.transition(entry.layerId, entry.seedId, order.target);
+        if (order.type === "germinate") {
+          population.transition(entry.layerId, entry.seedId, "GERMINATED");
+          population.blueprint(entry.layerId, entry.seedId, order.blueprint);
+          const layer = population.layer(entry.layerId);
+          if (layer) layer.criticalAlerts = 0;
         }
       }
-      if (entry.order.type === "stop" && result.success) population.stopped(entry.layerId, true);
+      // A layer that does not hold a kind refuses it whichever seed asks: remember it as worth nothing there.
+      if (!result.success && order.type === "germinate" && result.code === "invalid_message") {
+        outcomes.push({ layerId: entry.layerId, blueprint: order.blueprint, improvement: 0, params: population.costOf(entry.layerId, order.blueprint), fossilized: false });
+      }
+      if (order.type === "stop" && result.success) population.stopped(entry.layerId, true);
       notify(entry);
+    };
+
+    /** Sends one command and waits for its answer, `commandTimeoutMs` at most: a link that never answers cannot hold a round. */
+    /** The answer a command gets when its layer's cannot be had. */
+    const failed = (command: Command, layerId: string, code: "timeout" | "internal", error: string): CommandResult =>
+      commandResult({ source, timestamp: now() / 1000, correlation_id: command.message_id, layer_id: layerId, seed_id: null, success: false, code, error, details: {}, execution_time_ms: 0 });
+
+    const sendOne = async (command: Command, layerId: string): Promise<CommandResult> => {
+      const answer = await run(
+        Effect.tryPromise(() => Promise.resolve().then(() => options.link.send(command))).pipe(
+          Effect.timeoutOption(config.commandTimeoutMs),
+          Effect.catch((error) => Effect.succeed(Option.some(failed(command, layerId, "internal", String(error.cause ?? error))))),
+        ),
+      );
+      if (Option.isSome(answer)) return answer.value;
+      counts.timedOut++;
+      return failed(command, layerId, "timeout", `no answer within ${config.commandTimeoutMs} ms (commandTimeoutMs)`);
     };
 
     const actor = createActor(controllerMachine.provide({ actors: { policy } }), { input: { now: now() } });
     actor.on("dispatch", ({ decisions }) => {
       for (const decision of decisions) {
         const entry = byCommand.get(decision.commandId)!;
-        const done = options.link
-          .send(decision.command as Command)
-          .then(
-            (result) => answered(entry, result),
-            (error: unknown) => answered(entry, { success: false, code: "internal", error: String(error) } as CommandResult),
-          )
+        const done = sendOne(decision.command as Command, decision.layerId)
+          .then((result) => answered(entry, result))
           .finally(() => {
             actor.send({ type: "result", correlationId: decision.commandId });
             inflight.delete(done);
@@ -200,14 +253,6 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
         inflight.add(done);
       }
       actor.send({ type: "dispatched", at: now() });
-    });
-    actor.on("timeout", ({ command }) => {
-      counts.timedOut++;
-      const entry = byCommand.get(command.commandId);
-      if (entry && entry.seedId !== null) {
-        const seed = population.seed(entry.layerId, entry.seedId);
-        if (seed) seed.busy = false;
-      }
     });
     yield* Effect.acquireRelease(
       Effect.sync(() => actor.start()),
@@ -221,9 +266,9 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
       const seed = population.seed(layerId, t.seed_id);
       if (!seed) return;
       const to = t.to_state as SeedState;
-      if (isTerminal(to) && seed.blueprint !== null && to !== "CANCELLED") {
+      if (isTerminal(to) && seed.state !== to && seed.blueprint !== null && to !== "CANCELLED") {
         const improvement = to === "FOSSILIZED" ? (t.metrics_snapshot["total_improvement"] ?? seed.metrics["total_improvement"] ?? 0) : Math.min(0, seed.metrics["performance_delta"] ?? 0);
-        outcomes.push({ layerId, blueprint: seed.blueprint, improvement: Number(improvement) || 0, params: costOf(layerId, seed.blueprint), fossilized: to === "FOSSILIZED" });
+        outcomes.push({ layerId, blueprint: seed.blueprint, improvement: Number(improvement) || 0, params: population.costOf(layerId, seed.blueprint), fossilized: to === "FOSSILIZED" });
       }
       population.transition(layerId, t.seed_id, to);
     });
@@ -239,22 +284,25 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
       },
     });
 
-    /** Until group `tamiyo` has read and acked every telemetry entry written before the call. */
+    /** Until group `tamiyo` has read and acked every telemetry entry written before the call; false when it gave up (CATCH_UP_POLLS) or the bus failed. */
     const catchUp = Effect.gen(function* () {
       for (const layer of options.layers) {
         const stream = names.telemetry(layer.layerId);
         const last = yield* options.bus.lastId(stream);
         if (last === "0-0" || last === "") continue;
-        for (let i = 0; i < 5_000; i++) {
+        let caught = false;
+        for (let i = 0; i < CATCH_UP_POLLS && !caught; i++) {
           const info = yield* options.bus.groupInfo(stream, "tamiyo");
-          if (info && info.pending === 0 && idAfterOrAt(info.lastDeliveredId, last)) break;
-          yield* Effect.sleep(1);
+          caught = info !== undefined && info.pending === 0 && idAfterOrAt(info.lastDeliveredId, last);
+          if (!caught) yield* Effect.sleep(1);
         }
+        if (!caught) return false;
       }
-    });
+      return true;
+    }).pipe(Effect.catch(() => Effect.succeed(false)));
 
     const round = async (): Promise<readonly DecisionLogEntry[]> => {
-      await run(catchUp.pipe(Effect.ignore));
+      if (!(await run(catchUp))) counts.catchUpMissed++;
       const before = log.length;
       counts.rounds++;
       actor.send({ type: "clock", now: now() });
@@ -266,23 +314,60 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
 
     if (options.decideEveryMs !== undefined) {
       const every = options.decideEveryMs;
-      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Effect.sleep(every), () => Effect.promise(round))));
+      // A round that fails is counted and the next one comes as usual: Tamiyo never stops deciding on its own.
+      const safeRound = Effect.tryPromise(round).pipe(
+        Effect.catch((error) =>
+          Effect.sync(() => {
+            counts.policyErrors++;
+            counts.lastError = String(error.cause ?? error);
+          }),
+        ),
+      );
+      yield* Effect.forkScoped(Effect.forever(Effect.flatMap(Effect.sleep(every), () => safeRound)));
     }
 
     const transitionPopulation = async (layerId: string, target: SeedState, criteria: SelectionCriteria = {}, batchSize = config.maxBatchSize): Promise<PopulationResult> => {
       const layer = population.layer(layerId);
-      if (!layer) throw new RangeError(`Tamiyo steers no layer ${layerId}; it steers ${population.layerIds.join(", ")}`);
-      const selected = selectSeeds(layer.seeds, target, criteria).map((s) => s.seedId);
-      const commands = populationCommands(layerId, selected, target, batchSize, { source, timestamp: now() / 1000, config }, `population transition to ${target}`);
+      if (!layer) throw new TamiyoError({ reason: "unknown_layer", message: `Tamiyo steers no layer ${layerId}; it steers ${population.layerIds.join(", ")}` });
+      const selected = selectSeeds(layer.seeds, target, criteria).filter((s) => !s.busy);
+      const ids = selected.map((s) => s.seedId);
+      const reason = `population transition to ${target}`;
+      const at = now();
+      const commands = populationCommands(layerId, ids, target, batchSize, { source, timestamp: at / 1000, config }, reason);
       const results: CommandResult[] = [];
-      for (const command of commands) results.push(await options.link.send(command));
       let transitioned = 0;
-      let failed = 0;
-      for (const result of results) {
-        const lines = (result.details["results"] as readonly { success?: boolean }[] | undefined) ?? [];
-        for (const line of lines) line.success ? transitioned++ : failed++;
+      let failures = 0;
+      for (const [i, command] of commands.entries()) {
+        const batch = ids.slice(i * batchSize, (i + 1) * batchSize);
+        const plan: Plan = {
+          kind: "advance",
+          layerId,
+          seedId: null,
+          action: `${batch.length} seeds -> ${target}`,
+          reason,
+          numbers: { seeds: batch.length, batch_size: batchSize, ...(criteria.minPerformance === undefined ? {} : { min_performance: criteria.minPerformance }), ...(criteria.maxFailures === undefined ? {} : { max_failures: criteria.maxFailures }) },
+          order: { type: "population", target, seeds: batch },
+        };
+        const entry = record(plan, command, at);
+        for (const seedId of batch) population.seed(layerId, seedId)!.busy = true;
+        const result = await sendOne(command, layerId);
+        for (const seedId of batch) population.seed(layerId, seedId)!.busy = false;
+        answered(entry, result);
+        results.push(result);
+        const lines = (result.details["results"] as readonly { success?: boolean; seed_id?: number }[] | undefined) ?? [];
+        if (lines.length === 0) {
+          // Refused whole (a stopped layer, a bad batch): every command in it failed.
+          if (result.success) transitioned += batch.length;
+          else failures += batch.length;
+        }
+        lines.forEach((line, k) => {
+          if (line.success) {
+            transitioned++;
+            population.transition(layerId, batch[k]!, target);
+          } else failures++;
+        });
       }
-      return { selected, transitioned, failed, results };
+      return { selected: ids, transitioned, failed: failures, results };
     };
 
     return {

@@ -142,7 +142,11 @@ export class AnomalyDetector {
     for (const metric of Object.keys(summary.metrics)) {
       if (this.only !== undefined && !this.only.has(metric)) continue;
       const value = summary.metrics[metric]!.mean;
-      if (!Number.isFinite(value)) continue;
+      if (!Number.isFinite(value)) {
+        // An infinite gradient or activation is the anomaly this exists to catch, whatever the baseline says.
+        alerts.push(this.nonFinite(summary, metric));
+        continue;
+      }
       let baseline = byMetric.get(metric);
       if (baseline === undefined) byMetric.set(metric, (baseline = []));
       const alert = baseline.length >= this.minHistory ? this.judge(summary, metric, value, baseline) : undefined;
@@ -159,6 +163,25 @@ export class AnomalyDetector {
   /** Forgets a layer's baselines (removed from the run, or restarted). */
   forget(layerId: string): void {
     this.baselines.delete(layerId);
+  }
+
+  /** A window whose mean is not a number: some cell was infinite (NaN cells never reach a summary). */
+  private nonFinite(summary: LayerWindowSummary, metric: string): PerformanceAlert {
+    const { min, max, count } = summary.metrics[metric]!;
+    return performanceAlert({
+      source: this.source,
+      timestamp: summary.windowEnd / 1000,
+      layer_id: summary.layerId,
+      seed_id: null,
+      alert_type: "anomaly",
+      severity: "critical",
+      metric_name: metric,
+      // The wire needs a finite number (the JSON codec has no Infinity): the largest one, signed, stands for it.
+      metric_value: max === Number.POSITIVE_INFINITY || !(min === Number.NEGATIVE_INFINITY) ? Number.MAX_VALUE : -Number.MAX_VALUE,
+      threshold: null,
+      details: { non_finite: true, window: [summary.windowStart, summary.windowEnd], count },
+      recommended_action: `${metric} of layer ${summary.layerId} is not finite: the training diverged; stop the layer (esper send ... EmergencyStop) and lower the learning rate`,
+    });
   }
 
   private judge(summary: LayerWindowSummary, metric: string, value: number, baseline: readonly number[]): PerformanceAlert | undefined {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { initBackend, KasminaLayer, KasminaTrainer } from "../../src/kasmina/index.ts";
 import { startSystem, type RunningSystem } from "../../src/runtime/system.ts";
 import { layerSpecOf, metricsBySeed, trainerHooks } from "../../src/runtime/trainer-hooks.ts";
+import { blueprintUpdateCommand } from "../../src/protocol/make.ts";
 
 let system: RunningSystem | undefined;
 beforeAll(async () => {
@@ -93,6 +94,25 @@ describe("trainer hooks feed the layer actors", () => {
       expect(kasmina.table.row(0).blueprint).toBeGreaterThanOrEqual(0);
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe("layerSpecOf", () => {
+  it("lets the layer take only the blueprint kinds it holds banks for (regression: a registered kind it lacked was taken, and the next forward pass threw)", async () => {
+    const kasmina = new KasminaLayer({ units: 8, numSeeds: 4, activation: "relu", layerId: "narrow", blueprints: ["residual_mlp"], inputShape: [6] });
+    tfl.sequential({ layers: [kasmina] });
+    const running = await startSystem({ layers: [layerSpecOf(kasmina)], inspect: "" });
+    try {
+      const refused = await running.send(blueprintUpdateCommand({ layer_id: "narrow", seed_id: 1, blueprint_id: "lateral_wide", grafting_strategy: "linear" }));
+      expect(refused).toMatchObject({ success: false, code: "invalid_message" });
+      expect(refused.error).toMatch(/layer narrow has no such blueprint/);
+      const taken = await running.send(blueprintUpdateCommand({ layer_id: "narrow", seed_id: 1, blueprint_id: "residual_mlp", grafting_strategy: "linear" }));
+      expect(taken.success).toBe(true);
+      await running.transition("narrow", 1, "GERMINATED");
+      expect(() => kasmina.apply(tf.zeros([2, 6]))).not.toThrow();
+    } finally {
+      await running.close();
     }
   });
 });

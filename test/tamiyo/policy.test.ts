@@ -191,12 +191,35 @@ describe("moving seeds on: each gate read from the seed's measurements", () => {
     expect(run(p)[0]).toMatchObject({ kind: "fossilize", action: "FINE_TUNING -> FOSSILIZED", numbers: { total_improvement: 0.03, final_stability: 0.99 } });
   });
 
+  it("FINE_TUNING past its patience: culls a seed that does not help enough, leaves one that helps but still moves to settle", () => {
+    const p = picture();
+    put(p, 0, "FINE_TUNING", 0);
+    put(p, 1, "FINE_TUNING", 0);
+    tick(p, 100);
+    p.observe(report("hidden", { 0: { total_improvement: 0.005, final_stability: 0.99 }, 1: { total_improvement: 0.03, final_stability: 0.9 } }));
+    expect(run(p).map((x) => [x.seedId, x.action])).toEqual([[0, "FINE_TUNING -> CULLED"]]);
+    // Past a second patience a seed that never settles is culled too.
+    tick(p, 200);
+    expect(run(p).map((x) => [x.seedId, x.action])).toEqual([
+      [0, "FINE_TUNING -> CULLED"],
+      [1, "FINE_TUNING -> CULLED"],
+    ]);
+  });
+
   it("a transition clears the old state's measurements, so a stale number never moves a seed on", () => {
     const p = picture();
     put(p, 0, "EVALUATING", 0);
     p.observe(report("hidden", { 0: { performance_delta: 0.04, stability_score: 0.9 } }));
     put(p, 0, "FINE_TUNING", 0);
     expect(p.seed("hidden", 0)!.metrics).toEqual({ stability_score: 0.9 });
+  });
+
+  it("leaves a seed alone once its layer refused maxSeedFailures commands about it (default 3)", () => {
+    const p = picture();
+    put(p, 0, "GERMINATED", 0);
+    p.seed("hidden", 0)!.failures = 3;
+    expect(run(p)).toEqual([]);
+    expect(run(p, { maxSeedFailures: 4 })).toHaveLength(1);
   });
 
   it("leaves a seed alone while a command about it is outstanding", () => {

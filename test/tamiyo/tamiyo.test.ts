@@ -7,7 +7,7 @@ import { Effect, Exit, Scope } from "effect";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
 import { makeSystem, type EsperSystem } from "../../src/runtime/system.ts";
-import { makeTamiyo, type DecisionLogEntry, type Tamiyo } from "../../src/tamiyo/tamiyo.ts";
+import { makeTamiyo, TamiyoError, type DecisionLogEntry, type Tamiyo, type TamiyoLink } from "../../src/tamiyo/tamiyo.ts";
 import type { TamiyoConfig } from "../../src/tamiyo/config.ts";
 import type { LayerProfile } from "../../src/tamiyo/population.ts";
 
@@ -20,13 +20,27 @@ afterEach(async () => {
   scope = null;
 });
 
-const start = async (config: TamiyoConfig = { strategy: "aggressive", maxActiveSeeds: 1 }, layerGuards: typeof GUARDS = GUARDS): Promise<{ system: EsperSystem; tamiyo: Tamiyo; decided: DecisionLogEntry[] }> => {
+interface Setup {
+  readonly config?: TamiyoConfig;
+  readonly layerGuards?: typeof GUARDS;
+  readonly profile?: LayerProfile;
+  /** The layer's blueprint registry (default: any id, first-seen order). */
+  readonly blueprintIndex?: (id: string | null) => number;
+  /** Wraps the system as Tamiyo's link (e.g. one that never answers). */
+  readonly link?: (system: EsperSystem) => TamiyoLink;
+}
+
+const start = async (setup: Setup | TamiyoConfig = {}, layerGuards?: typeof GUARDS): Promise<{ system: EsperSystem; tamiyo: Tamiyo; decided: DecisionLogEntry[] }> => {
+  const s: Setup = "strategy" in setup || "maxActiveSeeds" in setup || "minDecidedForHealth" in setup ? { config: setup as TamiyoConfig } : (setup as Setup);
   scope = Scope.makeUnsafe();
   const open = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.provide(effect, scope!));
   const bus = new MemoryBus();
-  const system = await open(makeSystem({ layers: [{ id: "hidden", seeds: 4, guards: layerGuards }], bus, inspect: "" }));
+  const guards = layerGuards ?? s.layerGuards ?? GUARDS;
+  const system = await open(makeSystem({ layers: [{ id: "hidden", seeds: 4, guards, ...(s.blueprintIndex ? { blueprintIndex: s.blueprintIndex } : {}) }], bus, inspect: "" }));
   const decided: DecisionLogEntry[] = [];
-  const tamiyo = await open(makeTamiyo({ bus, link: system, layers: [PROFILE], config, onDecision: (d) => void (d.outcome === undefined && decided.push(d)) }));
+  const config = s.config ?? { strategy: "aggressive", maxActiveSeeds: 1 };
+  const link = s.link ? s.link(system) : system;
+  const tamiyo = await open(makeTamiyo({ bus, link, layers: [s.profile ?? PROFILE], config, onDecision: (d) => void (d.outcome === undefined && decided.push(d)) }));
   return { system, tamiyo, decided };
 };
 
@@ -68,7 +82,7 @@ describe("Tamiyo on a live layer", () => {
 
   it("a decision the layer refuses is logged with the layer's code; a guard's no is not a failure, and the seed is tried again", async () => {
     // Tamiyo was told TRAINING needs 4 ticks; the layer itself requires 6.
-    const { system, tamiyo } = await start(undefined, { minEpochs: { ...GUARDS.minEpochs, TRAINING: 6 } });
+    const { system, tamiyo } = await start({}, { minEpochs: { ...GUARDS.minEpochs, TRAINING: 6 } });
     await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
     await tamiyo.round();
     await system.tick("hidden", 1);
@@ -113,6 +127,49 @@ describe("Tamiyo on a live layer", () => {
     expect(result).toMatchObject({ selected: [0, 1, 2, 3], transitioned: 4, failed: 0 });
     expect(result.results).toHaveLength(2);
     expect(system.layer("hidden").seeds().map((s) => s.state)).toEqual(["GERMINATED", "GERMINATED", "GERMINATED", "GERMINATED"]);
-    await expect(tamiyo.transitionPopulation("nope", "TRAINING")).rejects.toThrow(/no layer nope/);
+    await expect(tamiyo.transitionPopulation("nope", "TRAINING")).rejects.toBeInstanceOf(TamiyoError);
+    expect(tamiyo.log().map((d) => [d.action, d.outcome?.code])).toEqual([
+      ["3 seeds -> GERMINATED", "ok"],
+      ["1 seeds -> GERMINATED", "ok"],
+    ]);
+  });
+
+  it("a population transition a stopped layer refuses whole counts every seed in it as failed", async () => {
+    const { system, tamiyo } = await start({ strategy: "conservative" });
+    await system.emergencyStop("hidden", "test");
+    const result = await tamiyo.transitionPopulation("hidden", "GERMINATED", { fromStates: ["DORMANT"] });
+    expect(result).toMatchObject({ selected: [0, 1, 2, 3], transitioned: 0, failed: 4 });
+  });
+
+  it("a command its layer never answers times out after commandTimeoutMs: the round ends, the seed is free again", async () => {
+    const silent = (system: EsperSystem): TamiyoLink => ({ send: () => new Promise(() => {}), subscribe: (l) => system.subscribe(l) });
+    const { system, tamiyo } = await start({ config: { strategy: "aggressive", maxActiveSeeds: 1, commandTimeoutMs: 50 }, link: silent });
+    await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
+    const [late] = await tamiyo.round();
+    expect(late).toMatchObject({ kind: "germinate", outcome: { success: false, code: "timeout" } });
+    expect(late!.outcome!.error).toMatch(/no answer within 50 ms/);
+    expect(tamiyo.stats().timedOut).toBe(1);
+    expect(tamiyo.population.seed("hidden", 3)).toMatchObject({ busy: false, failures: 1 });
+  });
+
+  it("a kind the layer refuses is remembered as worth nothing there: the next germination takes the next kind", async () => {
+    const profile: LayerProfile = { ...PROFILE, blueprints: [{ id: "lateral_wide", params: 610 }, { id: "lateral_mlp", params: 306 }] };
+    const { system, tamiyo } = await start({ config: { strategy: "aggressive", maxActiveSeeds: 1 }, profile, blueprintIndex: (id) => (id === null ? -1 : id === "lateral_mlp" ? 4 : -1) });
+    await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
+    const [refused] = await tamiyo.round();
+    expect(refused).toMatchObject({ action: "germinate with lateral_wide", outcome: { success: false, code: "invalid_message" } });
+    expect(refused!.outcome!.error).toMatch(/layer hidden has no such blueprint/);
+    await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
+    const [taken] = await tamiyo.round();
+    expect(taken).toMatchObject({ action: "germinate with lateral_mlp", outcome: { success: true } });
+  });
+
+  it("a seed whose command succeeded is taken as moved even before its transition event arrives", async () => {
+    const { system, tamiyo } = await start({ config: { strategy: "aggressive", maxActiveSeeds: 1 }, link: (sys) => ({ send: sys.send, subscribe: () => () => {} }) });
+    await system.reportMetrics("hidden", { 3: { sparsity: 1 } } as never);
+    await tamiyo.round();
+    expect(tamiyo.population.seed("hidden", 3)).toMatchObject({ state: "GERMINATED", blueprint: "lateral_wide", busy: false });
+    await system.tick("hidden", 1);
+    expect((await tamiyo.round()).map((d) => [d.action, d.outcome?.code])).toEqual([["GERMINATED -> TRAINING", "ok"]]);
   });
 });

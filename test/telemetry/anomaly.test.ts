@@ -88,6 +88,13 @@ describe("anomaly detection on window means", () => {
     expect(run("reconstruction_loss", Array.from({ length: 500 }, (_, i) => 1 + 0.5 * i))).toEqual([]);
   });
 
+  it("raises a critical alert for a window whose mean is not finite (an exploding gradient), with or without a baseline", () => {
+    const alerts = run("gradient_norm", [1, 1, Number.POSITIVE_INFINITY, 1]);
+    expect(alerts.map(({ at, alert }) => [at, alert.severity, alert.alert_type, alert.details["non_finite"]])).toEqual([[2, "critical", "anomaly", true]]);
+    expect(alerts[0]!.alert.metric_value).toBe(Number.MAX_VALUE);
+    expect(alerts[0]!.alert.recommended_action).toMatch(/not finite.*stop the layer/);
+  });
+
   it("judges nothing before minHistory windows", () => {
     expect(run("reconstruction_loss", [1, 1.01, 0.99, 1, 50])).toEqual([]);
     expect(run("reconstruction_loss", [1, 1.01, 0.99, 1, 1.02, 50]).map(({ at }) => at)).toEqual([5]);

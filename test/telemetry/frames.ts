@@ -17,13 +17,5 @@ export const frameOf = (layerId: string, seeds: readonly number[], columns: Read
 });
 
 /** A deterministic uniform [0, 1) (mulberry32), so sampled and noisy series are the same every run. */
-export const seeded = (seed: number): (() => number) => {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-};
+export { seededRandom as seeded } from "../../src/demo/random.ts";
+

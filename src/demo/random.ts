@@ -1,0 +1,15 @@
+/**
+ * Seeded randomness for the demo (the split, the batch order): the same seed gives the same run
+ * on every machine. No tfjs here, so tests of other parts can share it.
+ */
+/** A small, fast, seeded generator (mulberry32): the same seed gives the same split everywhere. */
+export const seededRandom = (seed: number): (() => number) => {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+};
