@@ -115,8 +115,12 @@ export const decide = (input: PolicyInput): Plan[] => {
       if (plan) plans.push(plan);
     }
   }
-  const stopping = new Set(plans.filter((p) => p.kind === "emergency_stop").map((p) => p.layerId));
-  plans.push(...grow(layers, config, knobs, outcomes, stopping));
+  // A layer stopped this round grows nothing; nor does one whose telemetry just raised a warning (the alert's advice: hold growth until it settles).
+  const holding = new Set([
+    ...plans.filter((p) => p.kind === "emergency_stop").map((p) => p.layerId),
+    ...alerts.filter((a) => a.seedId === null && a.severity !== "info").map((a) => a.layerId),
+  ]);
+  plans.push(...grow(layers, config, knobs, outcomes, holding));
   return plans;
 };
 
@@ -298,7 +302,7 @@ const candidates = (layer: LayerView, config: ResolvedTamiyoConfig): Candidate[]
     .sort((a, b) => b.score - a.score || a.seed.seedId - b.seed.seedId);
 };
 
-/** Germinations within the budgets; `stopping`: layers this round stops, which grow nothing. */
+/** Germinations within the budgets; `stopping`: layers that grow nothing this round. */
 const grow = (layers: readonly LayerView[], config: ResolvedTamiyoConfig, knobs: StrategyKnobs, outcomes: readonly KindOutcome[], stopping: ReadonlySet<string>): Plan[] => {
   const hostParams = layers.reduce((sum, l) => sum + l.profile.hostParams, 0);
   let active = 0;

@@ -260,6 +260,14 @@ describe("health and emergencies", () => {
     expect(plans.map((x) => x.kind)).toEqual(["emergency_stop"]);
   });
 
+  it("holds growth in a layer whose telemetry raised a warning this round, as the alert advises", () => {
+    const p = picture();
+    plateau(p);
+    const warning: AlertView = { layerId: "hidden", seedId: null, severity: "warning", metric: "activation_norm", value: 9 };
+    expect(run(p, { strategy: "balanced" }, [], [warning])).toEqual([]);
+    expect(run(p, { strategy: "balanced" }, [], [{ ...warning, severity: "info" }])).toHaveLength(2);
+  });
+
   it("rolls back a seed a critical alert names; stops a layer after criticalAlertsToStop layer-wide ones", () => {
     const p = picture();
     put(p, 0, "GRAFTING", 0);
