@@ -235,6 +235,10 @@ const header = (record: DemoRecord): string => {
 const section = (id: string, title: string, body: string): string =>
   `<section id="${id}"><h2>${escapeHtml(title)}</h2>${body}</section>`;
 
+/** A section holding one table of `items`, or a line saying there are none. */
+const tableSection = <T>(id: string, title: string, empty: string, headers: readonly string[], items: readonly T[], row: (item: T) => readonly Cell[]): string =>
+  section(id, title, items.length === 0 ? `<p class="empty">${escapeHtml(empty)}</p>` : table(id, headers, items.map(row)));
+
 const configSection = (record: DemoRecord): string =>
   section(
     "config",
@@ -383,48 +387,28 @@ const outcomeCell = (d: DecisionEntry): Cell => {
 };
 
 const decisionsSection = (decisions: readonly DecisionEntry[]): string =>
-  section(
-    "decisions",
-    "Tamiyo's decisions",
-    decisions.length === 0
-      ? `<p class="empty">no decisions</p>`
-      : table(
-          "decisions",
-          ["epoch", "kind", "layer/seed", "action", "reason", "numbers", "outcome"],
-          decisions.map((d) => [
-            fixed(d.epoch, 2),
-            d.kind,
-            seedRef(d.layerId, d.seedId),
-            d.action,
-            d.reason,
-            Object.entries(d.numbers)
-              .map(([k, v]) => `${k}=${sig4(v)}`)
-              .join(" "),
-            outcomeCell(d),
-          ]),
-        ),
-  );
+  tableSection("decisions", "Tamiyo's decisions", "no decisions", ["epoch", "kind", "layer/seed", "action", "reason", "numbers", "outcome"], decisions, (d) => [
+    fixed(d.epoch, 2),
+    d.kind,
+    seedRef(d.layerId, d.seedId),
+    d.action,
+    d.reason,
+    Object.entries(d.numbers)
+      .map(([k, v]) => `${k}=${sig4(v)}`)
+      .join(" "),
+    outcomeCell(d),
+  ]);
 
 const alertsSection = (alerts: readonly AlertEntry[]): string =>
-  section(
-    "alerts",
-    "Alerts",
-    alerts.length === 0
-      ? `<p class="empty">no alerts</p>`
-      : table(
-          "alerts",
-          ["epoch", "layer/seed", "severity", "metric", "value", "threshold", "recommended action"],
-          alerts.map((a) => [
-            fixed(a.epoch, 2),
-            seedRef(a.layerId, a.seedId),
-            { html: `<span class="sev-${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span>` },
-            a.metric,
-            sig4(a.value),
-            sig4(a.threshold),
-            a.recommendedAction,
-          ]),
-        ),
-  );
+  tableSection("alerts", "Alerts", "no alerts", ["epoch", "layer/seed", "severity", "metric", "value", "threshold", "recommended action"], alerts, (a) => [
+    fixed(a.epoch, 2),
+    seedRef(a.layerId, a.seedId),
+    { html: `<span class="sev-${escapeHtml(a.severity)}">${escapeHtml(a.severity)}</span>` },
+    a.metric,
+    sig4(a.value),
+    sig4(a.threshold),
+    a.recommendedAction,
+  ]);
 
 const CSS = `
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;max-width:1100px;margin:24px auto;padding:0 16px}

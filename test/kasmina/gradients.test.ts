@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { beforeAll, describe, expect, it } from "vitest";
-import { blueprintIndex, KasminaLayer, telemetryValue } from "../../src/kasmina/index.ts";
-import { maxAbsDiff, randomInput, scrambleBlueprints, useDefaultBackend } from "./support.ts";
+import { blueprintIndex, KasminaLayer } from "../../src/kasmina/index.ts";
+import { maxAbsDiff, randomInput, reconstructionLosses, scrambleBlueprints, useDefaultBackend } from "./support.ts";
 
 beforeAll(useDefaultBackend);
 
@@ -89,12 +89,7 @@ describe("the TRAINING objective", () => {
     const x = randomInput(32, 5, 9);
     const target = tf.randomNormal([32, 12], 0, 1, "float32", 8);
     const adam = tf.train.adam(0.02);
-    const reconstruction = (): number[] => {
-      layer.armTelemetry();
-      tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-      const rows = layer.takeTelemetry()!.dataSync() as Float32Array;
-      return [0, 1, 2].map((s) => telemetryValue(rows, s, "reconstruction_loss"));
-    };
+    const reconstruction = (): number[] => reconstructionLosses(layer, x, [0, 1, 2]);
     const first = reconstruction();
     expect(first[0]).toBeCloseTo(1, 5); // a fresh reconstruction decoder is zero: nothing reconstructed
     expect(Number.isNaN(first[2]!)).toBe(true); // not in TRAINING: not applicable

@@ -19,7 +19,7 @@ import {
   telemetryValue,
   updateBlueprint,
 } from "../../src/kasmina/index.ts";
-import { maxAbsDiff, randomInput, scrambleBlueprints, useDefaultBackend } from "./support.ts";
+import { maxAbsDiff, randomInput, reconstructionLosses, scrambleBlueprints, useDefaultBackend } from "./support.ts";
 
 beforeAll(useDefaultBackend);
 
@@ -197,12 +197,7 @@ describe("the TRAINING objective of an input-reading seed", () => {
     layer.table.write(1, { state: "TRAINING", blueprint: blueprintIndex("lateral_wide") });
     const x = randomInput(32, INPUTS, 9);
     const host = hostOf(layer, x);
-    const reconstruction = (): number[] => {
-      layer.armTelemetry();
-      tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
-      const rows = layer.takeTelemetry()!.dataSync() as Float32Array;
-      return [0, 1, 2].map((s) => telemetryValue(rows, s, "reconstruction_loss"));
-    };
+    const reconstruction = (): number[] => reconstructionLosses(layer, x, [0, 1, 2]);
     const first = reconstruction();
     expect(first[0]).toBeCloseTo(1, 5);
     expect(first[1]).toBeCloseTo(1, 5);

@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs-core";
 import { expect } from "vitest";
-import { initBackend, type KasminaLayer } from "../../src/kasmina/index.ts";
+import { initBackend, telemetryValue, type KasminaLayer } from "../../src/kasmina/index.ts";
 import type { SeedRow } from "../../src/kasmina/state-table.ts";
 
 /** Every Kasmina test runs on the default backend, the one users get. */
@@ -62,4 +62,12 @@ export const maxAbsDiff = (a: ArrayLike<number>, b: ArrayLike<number>): number =
   let worst = 0;
   for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
   return worst;
+};
+
+/** Each seed's `reconstruction_loss` from one armed training pass (a gradient is taken, nothing is applied). */
+export const reconstructionLosses = (layer: KasminaLayer, x: tf.Tensor2D, seeds: readonly number[]): number[] => {
+  layer.armTelemetry();
+  tf.variableGrads(() => tf.sum(layer.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+  const rows = layer.takeTelemetry()!.dataSync() as Float32Array;
+  return seeds.map((s) => telemetryValue(rows, s, "reconstruction_loss"));
 };
