@@ -81,6 +81,18 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     const followers = new Followers(bus, run, { blockMs: o.followBlockMs, hmacKey: o.hmacKey, onAnswer: (m) => answer(m) });
     const batcher = new SendBatcher(bus, run, o.maxLen);
 
+    /** Adds a listener to a followed stream (`answers`: results on it settle sends); resolves once its reader is in place. */
+    const listen = async (stream: string, answers: boolean, listener: StreamListener, undecodable?: UndecodableListener): Promise<() => void> => {
+      const follower = followers.follow(stream, answers);
+      follower.listeners.add(listener);
+      if (undecodable) follower.undecodable.add(undecodable);
+      await follower.ready;
+      return () => {
+        follower.listeners.delete(listener);
+        if (undecodable) follower.undecodable.delete(undecodable);
+      };
+    };
+
     const localTimeout = (w: Waiter, layerId: string, why: "timeout" | "closed"): CommandResult => {
       const now = deadlines.now();
       const waitedMs = Math.max(0, now - (w.deadline - w.timeoutMs));
@@ -228,26 +240,8 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
         publish(names.controlAll, encode(names.controlAll, command), waiter);
         return results;
       },
-      events: async (layerId, listener, undecodable) => {
-        const follower = followers.follow(names.events(layerId), true);
-        follower.listeners.add(listener);
-        if (undecodable) follower.undecodable.add(undecodable);
-        await follower.ready;
-        return () => {
-          follower.listeners.delete(listener);
-          if (undecodable) follower.undecodable.delete(undecodable);
-        };
-      },
-      telemetry: async (layerId, listener, undecodable) => {
-        const follower = followers.follow(names.telemetry(layerId), false);
-        follower.listeners.add(listener);
-        if (undecodable) follower.undecodable.add(undecodable);
-        await follower.ready;
-        return () => {
-          follower.listeners.delete(listener);
-          if (undecodable) follower.undecodable.delete(undecodable);
-        };
-      },
+      events: (layerId, listener, undecodable) => listen(names.events(layerId), true, listener, undecodable),
+      telemetry: (layerId, listener, undecodable) => listen(names.telemetry(layerId), false, listener, undecodable),
       pending: () => waiters.size,
       undecodable: () => followers.undecodable,
     };

@@ -1,26 +1,7 @@
 import { Result } from "effect";
 import { describe, expect, it } from "vitest";
 import * as P from "../../src/protocol/index.ts";
-import { SAMPLES } from "./samples.ts";
-
-const common = (type: string) => ({
-  message_type: type,
-  message_id: "m-1",
-  timestamp: 1_700_000_000.5,
-  source: "python",
-  version: "1.0",
-});
-
-const decoded = (u: unknown): P.Message => {
-  const r = P.decodeMessage(u);
-  if (Result.isFailure(r)) throw new Error(`expected a message, got: ${r.failure.message}`);
-  return r.success;
-};
-const rejection = (u: unknown): P.ProtocolError => {
-  const r = P.decodeMessage(u);
-  if (Result.isSuccess(r)) throw new Error(`expected a rejection, got ${JSON.stringify(r.success)}`);
-  return r.failure;
-};
+import { common, decoded, rejection, SAMPLES } from "./samples.ts";
 
 describe("defaults of PROTOCOL.md are applied on decode", () => {
   it("LifecycleTransitionCommand without options gets priority normal, timeout_ms 5000, force false", () => {

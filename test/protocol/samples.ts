@@ -1,4 +1,22 @@
+import { Result } from "effect";
 import * as P from "../../src/protocol/index.ts";
+
+/** A message field set as a reader from another program would send it (the reference's envelope). */
+export const common = (type: string) => ({ message_type: type, message_id: "m-1", timestamp: 1_700_000_000.5, source: "python", version: "1.0" });
+
+/** What `u` decodes to; throws with the reason when it is refused. */
+export const decoded = (u: unknown): P.Message => {
+  const r = P.decodeMessage(u);
+  if (Result.isFailure(r)) throw new Error(`expected a message, got: ${r.failure.message}`);
+  return r.success;
+};
+
+/** Why `u` is refused; throws when it is accepted. */
+export const rejection = (u: unknown): P.ProtocolError => {
+  const r = P.decodeMessage(u);
+  if (Result.isSuccess(r)) throw new Error(`expected a rejection, got ${JSON.stringify(r.success).slice(0, 200)}`);
+  return r.failure;
+};
 
 /**
  * One message of every type, with non-default values where a default exists, so a round trip

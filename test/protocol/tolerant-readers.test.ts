@@ -7,19 +7,8 @@ import { Result } from "effect";
 import { describe, expect, it } from "vitest";
 import type { EntryFields } from "../../src/bus/bus.ts";
 import * as P from "../../src/protocol/index.ts";
+import { common, decoded, rejection } from "./samples.ts";
 
-const common = (type: string) => ({ message_type: type, message_id: "m-1", timestamp: 1_700_000_000.5, source: "python", version: "1.0" });
-
-const decoded = (u: unknown): P.Message => {
-  const r = P.decodeMessage(u);
-  if (Result.isFailure(r)) throw new Error(`expected a message, got: ${r.failure.message}`);
-  return r.success;
-};
-const rejection = (u: unknown): P.ProtocolError => {
-  const r = P.decodeMessage(u);
-  if (Result.isSuccess(r)) throw new Error(`expected a rejection, got ${JSON.stringify(r.success).slice(0, 200)}`);
-  return r.failure;
-};
 /** As the Python bus writes it: JSON text, no `enc`. */
 const referenceEntry = (m: object): EntryFields => ({ data: new TextEncoder().encode(JSON.stringify(m)), type: (m as { message_type: string }).message_type });
 
