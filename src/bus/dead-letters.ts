@@ -58,17 +58,11 @@ export const deadLetterOp = (letter: DeadLetter, failedAt: number, maxLen?: numb
   ...(maxLen === undefined ? {} : { maxLen }),
 });
 
-export interface DeadLetterRecord {
+/** A letter as read back: where it is, what it says (LetterInfo: original stream and entry id, code, error...), and what it carries. */
+export interface DeadLetterRecord extends LetterInfo {
   readonly dlq: string;
   /** The letter's own id in the dead-letter stream. */
   readonly dlqId: string;
-  /** Original stream and entry id. */
-  readonly stream: string;
-  readonly id: string;
-  readonly code: string;
-  readonly error: string;
-  readonly deliveries: number;
-  readonly failedAt: number;
   /** The original fields, under their original names: what a replay appends. */
   readonly fields: EntryFields;
 }
