@@ -4,28 +4,14 @@
  * inside an uninterruptible section: the layer answered nothing more, logged nothing, ignored
  * SIGTERM, and a restarted worker froze again on the same entry.
  */
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
-import { WorkerProcess } from "../support/worker-process.ts";
+import { describe, expect, test } from "vitest";
 import { emergencyStop, keysOf, lifecycle, resultOf, results, until, xadd } from "./outside.ts";
+import { privateRedis } from "./private-redis.ts";
 
-let redis: RedisServer;
-let admin: Redis;
-const workers: WorkerProcess[] = [];
-beforeAll(async () => {
-  redis = await startRedisServer();
-  admin = new Redis(redis.url);
-});
-afterAll(async () => {
-  for (const w of workers) w.killNow();
-  admin?.disconnect();
-  await redis?.stop("SIGKILL");
-});
+const env = privateRedis();
 
 const worker = (namespace: string, layer: string, seeds: number) => {
-  const w = new WorkerProcess({ redisUrl: redis.url, namespace, layers: [layer], seeds });
-  workers.push(w);
+  const w = env.worker({ namespace, layers: [layer], seeds });
   return w;
 };
 
@@ -35,17 +21,17 @@ describe("esper worker with a layer of 10,000 seeds", () => {
     const w = worker("freeze1", "big", 10_000);
     await w.start(undefined);
     const all = lifecycle("big", null, "GERMINATED");
-    await xadd(admin, k.control, all);
-    const moved = await resultOf(admin, k.events, all.message_id, 60_000);
+    await xadd(env.admin, k.control, all);
+    const moved = await resultOf(env.admin, k.events, all.message_id, 60_000);
     expect(moved).toMatchObject({ code: "ok", details: { moved: 10_000 } });
     const stop = emergencyStop("big");
-    await xadd(admin, k.control, stop);
-    expect(await resultOf(admin, k.events, stop.message_id, 60_000)).toMatchObject({ code: "ok", details: { stopped: true } });
-    expect(await admin.hlen(k.state)).toBe(10_000);
+    await xadd(env.admin, k.control, stop);
+    expect(await resultOf(env.admin, k.events, stop.message_id, 60_000)).toMatchObject({ code: "ok", details: { stopped: true } });
+    expect(await env.admin.hlen(k.state)).toBe(10_000);
     // Not frozen: the next command is answered.
     const next = lifecycle("big", 3, "GERMINATED");
-    await xadd(admin, k.control, next);
-    expect(await resultOf(admin, k.events, next.message_id)).toMatchObject({ code: "emergency_stopped" });
+    await xadd(env.admin, k.control, next);
+    expect(await resultOf(env.admin, k.events, next.message_id)).toMatchObject({ code: "emergency_stopped" });
     // And SIGTERM stops it promptly, with exit code 0.
     const started = Date.now();
     expect(await w.terminate()).toBe(0);
@@ -57,12 +43,12 @@ describe("esper worker with a layer of 10,000 seeds", () => {
     const first = lifecycle("wide", null, "GERMINATED");
     const second = lifecycle("wide", null, "TRAINING");
     // Queued before the worker starts, so one read takes both.
-    await xadd(admin, k.control, first);
-    await xadd(admin, k.control, second);
+    await xadd(env.admin, k.control, first);
+    await xadd(env.admin, k.control, second);
     const w = worker("freeze2", "wide", 5_000);
     await w.start(undefined);
-    expect(await resultOf(admin, k.events, second.message_id, 60_000)).toMatchObject({ code: "ok", details: { moved: 5_000 } });
-    expect((await results(admin, k.events)).map((r) => [r.correlation_id, r.code])).toEqual([
+    expect(await resultOf(env.admin, k.events, second.message_id, 60_000)).toMatchObject({ code: "ok", details: { moved: 5_000 } });
+    expect((await results(env.admin, k.events)).map((r) => [r.correlation_id, r.code])).toEqual([
       [first.message_id, "ok"],
       [second.message_id, "ok"],
     ]);
@@ -70,9 +56,9 @@ describe("esper worker with a layer of 10,000 seeds", () => {
     const again = worker("freeze2", "wide", 5_000);
     await again.start(undefined);
     const probe = lifecycle("wide", 0, "CANCELLED");
-    await xadd(admin, k.control, probe);
-    expect(await resultOf(admin, k.events, probe.message_id)).toMatchObject({ code: "ok", details: { from_state: "TRAINING" } });
-    await until("the pending list to empty", async () => (await admin.xpending(k.control, "kasmina"))[0] === 0);
+    await xadd(env.admin, k.control, probe);
+    expect(await resultOf(env.admin, k.events, probe.message_id)).toMatchObject({ code: "ok", details: { from_state: "TRAINING" } });
+    await until("the pending list to empty", async () => (await env.admin.xpending(k.control, "kasmina"))[0] === 0);
     expect(await again.terminate()).toBe(0);
   }, 180_000);
 });

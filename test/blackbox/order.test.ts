@@ -8,35 +8,22 @@
  * (forced: the graph holds, dwell times do not), one step per command, steps interleaved across
  * seeds; any reordering of a seed's steps is refused `invalid_transition`.
  */
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
-import { WorkerProcess } from "../support/worker-process.ts";
+import { describe, expect, test } from "vitest";
 import { keysOf, lifecycle, results, until, xaddMany } from "./outside.ts";
+import { privateRedis } from "./private-redis.ts";
 
 const STEPS = ["GERMINATED", "TRAINING", "GRAFTING", "STABILIZATION", "EVALUATING"];
 
-let redis: RedisServer;
-let admin: Redis;
-const workers: WorkerProcess[] = [];
-beforeAll(async () => {
-  redis = await startRedisServer();
-  admin = new Redis(redis.url);
-});
-afterAll(async () => {
-  for (const w of workers) w.killNow();
-  admin?.disconnect();
-  await redis?.stop("SIGKILL");
-});
+const env = privateRedis();
 
 const chain = (layer: string, seeds: number) => STEPS.flatMap((target) => Array.from({ length: seeds }, (_, seed) => lifecycle(layer, seed, target)));
 
-const answered = (events: string) => admin.xlen(events);
+const answered = (events: string) => env.admin.xlen(events);
 
 /** Every command answered ok, in the order sent, and every seed at the end of its walk. */
 const expectAllInOrder = async (namespace: string, layer: string, commands: ReturnType<typeof chain>) => {
   const k = keysOf(namespace, layer);
-  const got = await results(admin, k.events);
+  const got = await results(env.admin, k.events);
   const refused = got.filter((r) => r.code !== "ok");
   expect(refused.map((r) => `${r.code}: ${String(r.error)}`).slice(0, 5), `${refused.length} of ${got.length} refused`).toEqual([]);
   const firstAnswers = new Map<string, number>();
@@ -47,8 +34,7 @@ const expectAllInOrder = async (namespace: string, layer: string, commands: Retu
 };
 
 const start = async (namespace: string, layer: string, seeds: number) => {
-  const w = new WorkerProcess({ redisUrl: redis.url, namespace, layers: [layer], seeds });
-  workers.push(w);
+  const w = env.worker({ namespace, layers: [layer], seeds });
   // The default consumer name: host and pid, a new one on every start.
   await w.start(undefined);
   return w;
@@ -59,13 +45,13 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     const [ns, layer, seeds] = ["order0", "L", 400];
     const k = keysOf(ns, layer);
     const commands = chain(layer, seeds);
-    await xaddMany(admin, k.control, commands);
+    await xaddMany(env.admin, k.control, commands);
     // The predecessor read the first 300 and died before acking them.
-    await admin.xgroup("CREATE", k.control, "kasmina", "0", "MKSTREAM");
-    await admin.xreadgroup("GROUP", "kasmina", "some-host-4242", "COUNT", 300, "STREAMS", k.control, ">");
-    expect((await admin.xpending(k.control, "kasmina"))[0]).toBe(300);
+    await env.admin.xgroup("CREATE", k.control, "kasmina", "0", "MKSTREAM");
+    await env.admin.xreadgroup("GROUP", "kasmina", "some-host-4242", "COUNT", 300, "STREAMS", k.control, ">");
+    expect((await env.admin.xpending(k.control, "kasmina"))[0]).toBe(300);
     const w = await start(ns, layer, seeds);
-    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await until("every command answered", async () => (await results(env.admin, k.events)).length >= commands.length, 120_000, 200);
     await expectAllInOrder(ns, layer, commands);
     await w.terminate();
   }, 240_000);
@@ -75,12 +61,12 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     const k = keysOf(ns, layer);
     const commands = chain(layer, seeds);
     let w = await start(ns, layer, seeds);
-    const sending = xaddMany(admin, k.control, commands);
+    const sending = xaddMany(env.admin, k.control, commands);
     await until("some commands answered", async () => (await answered(k.events)) >= 1_500 * 2);
     await w.kill();
     await sending;
     w = await start(ns, layer, seeds);
-    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await until("every command answered", async () => (await results(env.admin, k.events)).length >= commands.length, 120_000, 200);
     await expectAllInOrder(ns, layer, commands);
     await w.terminate();
   }, 240_000);
@@ -89,18 +75,18 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     const [ns, layer, seeds] = ["order2", "L", 600];
     const k = keysOf(ns, layer);
     const commands = chain(layer, seeds);
-    await xaddMany(admin, k.control, commands);
-    await admin.config("SET", "maxmemory-policy", "noeviction");
+    await xaddMany(env.admin, k.control, commands);
+    await env.admin.config("SET", "maxmemory-policy", "noeviction");
     const w = await start(ns, layer, seeds);
     await until("some commands answered", async () => (await answered(k.events)) >= 400);
-    const used = Number(/used_memory:(\d+)/.exec(await admin.info("memory"))![1]);
-    await admin.config("SET", "maxmemory", String(Math.max(1, used - 1_000_000)));
+    const used = Number(/used_memory:(\d+)/.exec(await env.admin.info("memory"))![1]);
+    await env.admin.config("SET", "maxmemory", String(Math.max(1, used - 1_000_000)));
     try {
       await until("the worker to hold a refused commit", async () => /OOM/.test(w.output), 30_000);
     } finally {
-      await admin.config("SET", "maxmemory", "0");
+      await env.admin.config("SET", "maxmemory", "0");
     }
-    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await until("every command answered", async () => (await results(env.admin, k.events)).length >= commands.length, 120_000, 200);
     await expectAllInOrder(ns, layer, commands);
     await w.terminate();
   }, 240_000);
@@ -109,21 +95,21 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     const [ns, layer, seeds] = ["order4", "L", 300];
     const k = keysOf(ns, layer);
     const commands = chain(layer, seeds);
-    await xaddMany(admin, k.control, commands);
+    await xaddMany(env.admin, k.control, commands);
     const w = await start(ns, layer, seeds);
     await until("some commands answered", async () => (await answered(k.events)) >= 200);
-    const used = Number(/used_memory:(\d+)/.exec(await admin.info("memory"))![1]);
-    await admin.config("SET", "maxmemory", String(Math.max(1, used - 1_000_000)));
+    const used = Number(/used_memory:(\d+)/.exec(await env.admin.info("memory"))![1]);
+    await env.admin.config("SET", "maxmemory", String(Math.max(1, used - 1_000_000)));
     try {
       await until("the worker to hold a refused commit", async () => /OOM/.test(w.output), 30_000);
       const asked = Date.now();
       expect(await w.terminate()).toBe(0);
       expect(Date.now() - asked).toBeLessThan(10_000);
     } finally {
-      await admin.config("SET", "maxmemory", "0");
+      await env.admin.config("SET", "maxmemory", "0");
     }
     const next = await start(ns, layer, seeds);
-    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await until("every command answered", async () => (await results(env.admin, k.events)).length >= commands.length, 120_000, 200);
     await expectAllInOrder(ns, layer, commands);
     await next.terminate();
   }, 240_000);
@@ -132,16 +118,16 @@ describe("esper worker keeps a layer's commands in stream order", () => {
     const [ns, layer, seeds] = ["order3", "L", 800];
     const k = keysOf(ns, layer);
     const commands = chain(layer, seeds);
-    await xaddMany(admin, k.control, commands);
+    await xaddMany(env.admin, k.control, commands);
     for (const share of [0.2, 0.45, 0.7]) {
       const w = await start(ns, layer, seeds);
       await until(`${share * 100}% answered`, async () => (await answered(k.events)) >= share * commands.length * 2, 120_000, 20);
       expect(await w.terminate()).toBe(0);
     }
     const last = await start(ns, layer, seeds);
-    await until("every command answered", async () => (await results(admin, k.events)).length >= commands.length, 120_000, 200);
+    await until("every command answered", async () => (await results(env.admin, k.events)).length >= commands.length, 120_000, 200);
     await expectAllInOrder(ns, layer, commands);
-    expect((await admin.xpending(k.control, "kasmina"))[0]).toBe(0);
+    expect((await env.admin.xpending(k.control, "kasmina"))[0]).toBe(0);
     await last.terminate();
   }, 240_000);
 });

@@ -7,52 +7,43 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
-import { WorkerProcess } from "../support/worker-process.ts";
+import { beforeAll, describe, expect, test } from "vitest";
+import type { WorkerProcess } from "../support/worker-process.ts";
 import { emergencyStop, keysOf, lifecycle, readAll, resultOf, resume, xadd } from "./outside.ts";
+import { privateRedis } from "./private-redis.ts";
 
 const KEY = "a-deployment-secret-of-some-length";
-let redis: RedisServer;
-let admin: Redis;
+const env = privateRedis();
 let worker: WorkerProcess;
 beforeAll(async () => {
-  redis = await startRedisServer();
-  admin = new Redis(redis.url);
   const keyFile = join(mkdtempSync(join(tmpdir(), "esper-key-")), "hmac.key");
   writeFileSync(keyFile, KEY);
-  worker = new WorkerProcess({ redisUrl: redis.url, namespace: "signed", layers: ["L"], seeds: 8, args: ["--hmac-key-file", keyFile] });
+  worker = env.worker({ namespace: "signed", layers: ["L"], seeds: 8, args: ["--hmac-key-file", keyFile] });
   await worker.start(undefined);
 }, 60_000);
-afterAll(async () => {
-  worker?.killNow();
-  admin?.disconnect();
-  await redis?.stop("SIGKILL");
-});
 
 const k = keysOf("signed", "L");
 
 describe("a signed emergency stop", () => {
   test("fresh, it stops the layer; a correctly signed stop from two minutes ago, written now, is refused and stops nothing", async () => {
     const stop = emergencyStop("L");
-    await xadd(admin, k.control, stop, KEY);
-    expect(await resultOf(admin, k.events, stop.message_id)).toMatchObject({ code: "ok", details: { stopped: true } });
+    await xadd(env.admin, k.control, stop, KEY);
+    expect(await resultOf(env.admin, k.events, stop.message_id)).toMatchObject({ code: "ok", details: { stopped: true } });
     const lift = resume("L");
-    await xadd(admin, k.control, lift, KEY);
-    expect(await resultOf(admin, k.events, lift.message_id)).toMatchObject({ code: "ok", details: { stopped: false } });
+    await xadd(env.admin, k.control, lift, KEY);
+    expect(await resultOf(env.admin, k.events, lift.message_id)).toMatchObject({ code: "ok", details: { stopped: false } });
 
     // A stop signed two minutes ago (captured then, say), never seen by the layer, written again now.
     const captured = emergencyStop("L", { timestamp: Date.now() / 1000 - 120 });
-    await xadd(admin, k.control, captured, KEY);
+    await xadd(env.admin, k.control, captured, KEY);
     const probe = lifecycle("L", 1, "GERMINATED");
-    await xadd(admin, k.control, probe, KEY);
-    expect(await resultOf(admin, k.events, probe.message_id)).toMatchObject({ code: "ok" });
-    const letters = await readAll(admin, k.dlq);
+    await xadd(env.admin, k.control, probe, KEY);
+    expect(await resultOf(env.admin, k.events, probe.message_id)).toMatchObject({ code: "ok" });
+    const letters = await readAll(env.admin, k.dlq);
     expect(letters.map((l) => l.fields.code?.toString())).toEqual(["bad_signature"]);
     expect(letters[0]!.fields.error?.toString()).toMatch(/written \d+ s away from its own timestamp/);
     // Its signature was good, so its id can be attributed: it is answered, and applied nowhere.
-    const answer = await resultOf(admin, k.events, captured.message_id);
+    const answer = await resultOf(env.admin, k.events, captured.message_id);
     expect(answer).toMatchObject({ code: "bad_signature", success: false });
   }, 60_000);
 });

@@ -6,37 +6,28 @@
  * 9. The reference implementation's own messages were refused where its types are looser than
  *    esper's, and esper's follower skipped what it could not decode without a word.
  */
-import { Redis } from "ioredis";
-import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { beforeAll, describe, expect, test } from "vitest";
 import { esper, esperRunning } from "../support/esper-cli.ts";
-import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
-import { WorkerProcess } from "../support/worker-process.ts";
+import type { WorkerProcess } from "../support/worker-process.ts";
 import { keysOf, lifecycle, pack, readAll, resultOf, until, xadd } from "./outside.ts";
+import { privateRedis } from "./private-redis.ts";
 
-let redis: RedisServer;
-let admin: Redis;
+const env = privateRedis();
 let worker: WorkerProcess;
 const NS = "wire";
 const k = keysOf(NS, "L");
 beforeAll(async () => {
-  redis = await startRedisServer();
-  admin = new Redis(redis.url);
-  worker = new WorkerProcess({ redisUrl: redis.url, namespace: NS, layers: ["L"], seeds: 8 });
+  worker = env.worker({ namespace: NS, layers: ["L"], seeds: 8 });
   await worker.start(undefined);
 }, 60_000);
-afterAll(async () => {
-  worker?.killNow();
-  admin?.disconnect();
-  await redis?.stop("SIGKILL");
-});
 
-const cli = (...args: string[]) => esper([...args, "--redis", redis.url, "--namespace", NS]);
+const cli = (...args: string[]) => esper([...args, "--redis", env.url, "--namespace", NS]);
 
 describe("bad input from another program", () => {
   test("a command that breaks its schema is answered invalid_message and listed by esper dlq list", async () => {
     const bad = { ...lifecycle("L", 0, "GERMINATED"), seed_id: "zero" };
-    await xadd(admin, k.control, bad);
-    expect(await resultOf(admin, k.events, bad.message_id)).toMatchObject({ code: "invalid_message", success: false });
+    await xadd(env.admin, k.control, bad);
+    expect(await resultOf(env.admin, k.events, bad.message_id)).toMatchObject({ code: "invalid_message", success: false });
     const listed = await cli("dlq", "list", "--layer", "L");
     expect(listed.code).toBe(0);
     const letters = listed.stdout.trim().split("\n").filter((l) => l !== "").map((l) => JSON.parse(l) as Record<string, unknown>);
@@ -44,11 +35,11 @@ describe("bad input from another program", () => {
   }, 60_000);
 
   test("an undecodable entry with fields named stream, id and code keeps them in its letter, and a replay restores every field", async () => {
-    const before = (await readAll(admin, k.dlq)).length;
+    const before = (await readAll(env.admin, k.dlq)).length;
     const data = Buffer.from([0xc1, 0xff, 0x00]);
-    const id = await admin.xadd(k.control, "*", "data", data, "type", "LifecycleTransitionCommand", "enc", "msgpack", "stream", "mine", "id", "also-mine", "code", "42", "orig:x", "y");
-    await until("the letter", async () => (await readAll(admin, k.dlq)).length > before);
-    const letter = (await readAll(admin, k.dlq)).at(-1)!;
+    const id = await env.admin.xadd(k.control, "*", "data", data, "type", "LifecycleTransitionCommand", "enc", "msgpack", "stream", "mine", "id", "also-mine", "code", "42", "orig:x", "y");
+    await until("the letter", async () => (await readAll(env.admin, k.dlq)).length > before);
+    const letter = (await readAll(env.admin, k.dlq)).at(-1)!;
     expect(letter.fields.stream?.toString()).toBe(k.control);
     expect(letter.fields.id?.toString()).toBe(id);
     expect(letter.fields["orig:stream"]?.toString()).toBe("mine");
@@ -60,8 +51,8 @@ describe("bad input from another program", () => {
     const replay = await cli("dlq", "replay", "--layer", "L", "--id", letter.id);
     expect(replay.code, replay.stderr).toBe(0);
     const newId = (JSON.parse(replay.stdout) as { new_id: string }).new_id;
-    await until("the replayed letter", async () => (await readAll(admin, k.dlq)).some((l) => l.fields.id?.toString() === newId));
-    const copy = (await readAll(admin, k.dlq)).find((l) => l.fields.id?.toString() === newId)!;
+    await until("the replayed letter", async () => (await readAll(env.admin, k.dlq)).some((l) => l.fields.id?.toString() === newId));
+    const copy = (await readAll(env.admin, k.dlq)).find((l) => l.fields.id?.toString() === newId)!;
     for (const [name, value] of Object.entries({ stream: "mine", id: "also-mine", code: "42", "orig:x": "y" })) {
       expect(copy.fields[`orig:${name}`]?.toString(), name).toBe(value);
     }
@@ -72,7 +63,7 @@ describe("bad input from another program", () => {
 describe("the reference implementation's own messages", () => {
   const common = (type: string) => ({ message_type: type, message_id: `ref-${type}-${Date.now()}`, timestamp: Date.now() / 1000, source: "python", version: "1.0", correlation_id: null });
   /** As the reference bus writes an entry: JSON text, no `enc` field. */
-  const referenceEntry = (stream: string, m: { message_type: string }) => admin.xadd(stream, "*", "data", JSON.stringify(m), "type", m.message_type);
+  const referenceEntry = (stream: string, m: { message_type: string }) => env.admin.xadd(stream, "*", "data", JSON.stringify(m), "type", m.message_type);
 
   test("a BlueprintUpdateCommand with the reference's strategy name `gradual` is applied (read as linear)", async () => {
     const update = {
@@ -88,18 +79,18 @@ describe("the reference implementation's own messages", () => {
       timeout_ms: 10_000,
     };
     await referenceEntry(k.control, update);
-    expect(await resultOf(admin, k.events, update.message_id)).toMatchObject({ code: "ok", details: { grafting_strategy: "linear" } });
+    expect(await resultOf(env.admin, k.events, update.message_id)).toMatchObject({ code: "ok", details: { grafting_strategy: "linear" } });
   }, 60_000);
 
   test("esper events prints the reference's PerformanceAlert (threshold null) and TelemetryBatch (integer blueprint_id), and says what it cannot read", async () => {
-    const events = esperRunning(["events", "--layer", "L", "--redis", redis.url, "--namespace", NS]);
-    const telemetry = esperRunning(["events", "--layer", "L", "--telemetry", "--redis", redis.url, "--namespace", NS]);
+    const events = esperRunning(["events", "--layer", "L", "--redis", env.url, "--namespace", NS]);
+    const telemetry = esperRunning(["events", "--layer", "L", "--telemetry", "--redis", env.url, "--namespace", NS]);
     try {
       await events.until("the follow line", (_out, err) => /following events/.test(err));
       await telemetry.until("the follow line", (_out, err) => /following telemetry/.test(err));
       const alert = { ...common("PerformanceAlert"), layer_id: "L", seed_id: null, alert_type: "anomaly", severity: "warning", metric_name: "loss", metric_value: 3, threshold: null, details: {}, recommended_action: null };
       await referenceEntry(k.events, alert);
-      const garbage = await admin.xadd(k.events, "*", "data", pack({ message_type: "PerformanceAlert" }), "type", "PerformanceAlert", "enc", "msgpack");
+      const garbage = await env.admin.xadd(k.events, "*", "data", pack({ message_type: "PerformanceAlert" }), "type", "PerformanceAlert", "enc", "msgpack");
       const snapshot = { ...common("SeedMetricsSnapshot"), layer_id: "L", seed_id: 2, lifecycle_state: "training", blueprint_id: 7, metrics: { loss: 0.5 }, grafting_info: null };
       const batch = { ...common("TelemetryBatch"), messages: [snapshot], compression: null, batch_size: 1 };
       await referenceEntry(k.telemetry, batch);
