@@ -111,7 +111,7 @@ export const runDemo = async (argv: string[]): Promise<number> => {
   const tty = args.progress && process.stderr.isTTY === true;
   const bars = tty
     ? new cliProgress.MultiBar(
-        { format: " {run} | {bar} | epoch {epoch}/{epochs} | loss {loss} | acc {acc} | {seeds}", hideCursor: true, clearOnComplete: false, barsize: 24 },
+        { format: " {run} | {bar} | epoch {epoch}/{epochs} | val loss {loss} | test acc {acc} | {seeds}", hideCursor: true, clearOnComplete: false, barsize: 24 },
         cliProgress.Presets.shades_classic,
       )
     : null;
