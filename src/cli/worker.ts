@@ -3,6 +3,7 @@ import { parseArgs } from "node:util";
 import { Effect } from "effect";
 import { runLayerBridge } from "../bridge/bridge.ts";
 import { isLayerId } from "../protocol/streams.ts";
+import { inspectionFrom, InspectionConfigError, type Inspection } from "../runtime/inspection.ts";
 import { LayerHost } from "../runtime/layer-host.ts";
 import { CONNECTION_OPTIONS, UsageError, connectWaiting, connectionFrom, runUntilSignal } from "./connection.ts";
 
@@ -13,6 +14,7 @@ export const WORKER_USAGE =
  * `esper worker`: hosts layers on Redis. Waits for Redis when it is not there yet, prints `ready`
  * once every layer consumes, runs until SIGTERM/SIGINT, then finishes the batch in hand, commits
  * and acks it, and closes. Exits 3 when Redis lost a layer's data (see docs/operations.md).
+ * ESPER_INSPECT (ws://... or file:PATH) inspects its actors, as in process.
  */
 export const runWorker = async (args: string[]): Promise<number> => {
   const { values } = parseArgs({ args, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, seeds: { type: "string" }, consumer: { type: "string" } } });
@@ -24,14 +26,23 @@ export const runWorker = async (args: string[]): Promise<number> => {
   if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds must be a positive integer\nusage: ${WORKER_USAGE}`);
   const connection = connectionFrom(values);
   const consumer = values.consumer ?? `${hostname()}-${process.pid}`;
+  let inspection: Inspection | null;
+  try {
+    inspection = inspectionFrom(process.env.ESPER_INSPECT);
+  } catch (error) {
+    if (error instanceof InspectionConfigError) throw new UsageError(error.message);
+    throw error;
+  }
 
   return runUntilSignal(
     Effect.gen(function* () {
+      // Stopped last (acquired first): the actors' final events reach the inspector before it closes.
+      if (inspection) yield* Effect.addFinalizer(() => Effect.promise(() => inspection.stop()));
       const bus = yield* connectWaiting(connection.url, `esper worker ${consumer}`);
       const bridges = [];
       for (const layerId of layers) {
         const host = yield* Effect.acquireRelease(
-          Effect.sync(() => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}` })),
+          Effect.sync(() => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) })),
           (h) => Effect.sync(() => h.stop()),
         );
         bridges.push(

@@ -1,12 +1,14 @@
 /**
  * Opt-in inspection through @statelyai/inspect. Nothing touches the network unless asked:
- * - `ESPER_INSPECT=ws://host:port` streams to Stately's WebSocket inspector;
+ * - `ESPER_INSPECT=ws://host:port` streams to Stately's WebSocket inspector (inspector-socket.ts:
+ *   every actor is replayed to a receiver that connects late, and nothing keeps the process alive);
  * - `ESPER_INSPECT=file:PATH` records the same inspection events as JSON lines, offline.
  */
 import { createWriteStream } from "node:fs";
-import { createInspector, createWebSocketInspector, type StatelyInspectionEvent } from "@statelyai/inspect";
+import { createInspector, type StatelyInspectionEvent } from "@statelyai/inspect";
 import { Data } from "effect";
 import type { InspectionEvent, Observer } from "xstate";
+import { InspectorSocket } from "./inspector-socket.ts";
 
 export interface Inspection {
   /** Pass as `inspect` to createActor. */
@@ -48,13 +50,15 @@ const flushInspector = (): Promise<void> => new Promise((resolve) => setTimeout(
 export const inspectionFrom = (spec: string | undefined = process.env.ESPER_INSPECT): Inspection | null => {
   if (spec === undefined || spec.trim() === "") return null;
   if (spec.startsWith("ws://") || spec.startsWith("wss://")) {
-    const inspector = createWebSocketInspector({ url: spec });
+    const socket = new InspectorSocket(spec);
+    const inspector = createInspector(socket);
+    socket.start();
     return {
       observer: inspector.inspect,
       target: spec,
       stop: async () => {
         await flushInspector();
-        inspector.stop();
+        await socket.stop();
       },
     };
   }

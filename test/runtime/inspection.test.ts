@@ -162,6 +162,83 @@ describe("ws://", () => {
   });
 });
 
+describe("ws://, nobody listening yet", () => {
+  /** A port nothing listens on (yet): one the OS just handed out and took back. */
+  const freePort = async (): Promise<number> => {
+    const probe = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+    await new Promise<void>((resolve) => probe.on("listening", () => resolve()));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    return port;
+  };
+
+  test("a receiver that connects late is told of every actor of a 4 x 64 system, and of no session it was not told of (regression: 66 of 260)", async () => {
+    const port = await freePort();
+    const warnings = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    const system = await startSystem({ layers: ["a", "b", "c", "d"].map((id) => ({ id, seeds: 64 })), inspect: `ws://127.0.0.1:${port}` });
+    try {
+      for (const id of ["a", "b", "c", "d"]) await system.transition(id, 5, "GERMINATED");
+      const server = new WebSocketServer({ host: "127.0.0.1", port });
+      const received: Recorded[] = [];
+      let wake: () => void = () => {};
+      server.on("connection", (socket) => {
+        socket.on("message", (data) => {
+          received.push(JSON.parse(data.toString()) as Recorded);
+          wake();
+        });
+      });
+      const registered = () => new Set(received.filter((e) => e.type === "@xstate.actor").map((e) => e.sessionId));
+      try {
+        await new Promise<void>((resolve) => {
+          wake = () => registered().size >= 260 && resolve();
+        });
+        expect(registered().size).toBe(260);
+        const told = registered();
+        expect(received.filter((e) => e.type !== "@xstate.actor").every((e) => told.has(e.sessionId))).toBe(true);
+        // The late receiver sees each seed as it is now, not as it was registered.
+        const seed5 = received.filter((e) => e.type === "@xstate.actor" && e.name === "seed-5");
+        expect(seed5.map((e) => e.snapshot?.value)).toEqual(["GERMINATED", "GERMINATED", "GERMINATED", "GERMINATED"]);
+      } finally {
+        for (const client of server.clients) client.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+      // Said once, not once per retry.
+      expect(warnings.mock.calls.filter((c) => String(c[0]).includes("no Stately inspector")).length).toBe(1);
+    } finally {
+      await system.close();
+      warnings.mockRestore();
+    }
+  }, 30_000);
+
+  test("a process whose inspector nobody listens to exits as soon as its work is done (regression: it never exited)", async () => {
+    const port = await freePort();
+    const script = [
+      `import { startSystem } from "./src/runtime/system.ts";`,
+      `const system = await startSystem({ layers: [{ id: "L", seeds: 4 }], inspect: "ws://127.0.0.1:${port}" });`,
+      `await system.transition("L", 1, "GERMINATED");`,
+      `await system.close();`,
+      `console.log("closed");`,
+    ].join("\n");
+    const { spawn } = await import("node:child_process");
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], { cwd: join(__dirname, "..", ".."), stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (err += d.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    // Still running after this, it is held by something (the old adapter retried every 5 s, forever): killed, it fails below.
+    const killer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+    try {
+      const code = await exited;
+      expect(out).toContain("closed");
+      expect(code, `exit code (null: killed, still running 20 s on)\n${err}`).toBe(0);
+      expect(err.match(/no Stately inspector/g)?.length).toBe(1);
+    } finally {
+      clearTimeout(killer);
+    }
+  }, 30_000);
+});
+
 describe("off unless asked", () => {
   test.each([undefined, "", "   "])("inspectionFrom(%j) is off", (spec) => {
     vi.stubEnv("ESPER_INSPECT", "");

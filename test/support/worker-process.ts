@@ -20,6 +20,8 @@ export interface WorkerOptions {
   readonly seeds: number;
   /** More flags, e.g. ["--hmac-key-file", path]. */
   readonly args?: readonly string[];
+  /** More environment, e.g. { ESPER_INSPECT: "file:..." }. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface UnplannedExit {
@@ -78,8 +80,8 @@ export class WorkerProcess {
     const args = ["--import", "tsx", MAIN, "worker", "--redis", o.redisUrl, "--namespace", o.namespace, "--layer", o.layers.join(","), "--seeds", String(o.seeds)];
     if (consumer !== undefined) args.push("--consumer", consumer);
     args.push(...(o.args ?? []));
-    const { NODE_OPTIONS: _inherited, ...env } = process.env;
-    const child = spawn(process.execPath, args, { cwd: REPO, env, stdio: ["ignore", "pipe", "pipe"] });
+    const { NODE_OPTIONS: _inherited, ...inherited } = process.env;
+    const child = spawn(process.execPath, args, { cwd: REPO, env: { ...inherited, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
     this.child = child;
     this.planned = false;
     this.tail = [];
