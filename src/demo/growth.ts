@@ -10,21 +10,22 @@
  *   the first step, as ordinary layers would.
  */
 import { Effect, Exit, Scope } from "effect";
-import { stateCode, type GuardOverrides, type SeedState } from "../../machines/lifecycle.ts";
+import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import { MemoryBus } from "../bus/memory-bus.ts";
 import { blueprintIndex } from "../kasmina/blueprints.ts";
 import { blendsInState } from "../kasmina/seed-roles.ts";
-import { measureSeedContributions } from "../kasmina/seed-evaluator.ts";
 import { KasminaTrainer } from "../kasmina/trainer.ts";
 import type { TelemetryColumn } from "../kasmina/telemetry.ts";
 import { makeSystem } from "../runtime/system.ts";
 import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
 import type { Strategy, TamiyoConfig } from "../tamiyo/config.ts";
-import { makeTamiyo, type DecisionLogEntry } from "../tamiyo/tamiyo.ts";
+import { makeTamiyo } from "../tamiyo/tamiyo.ts";
 import { publishAlerts, telemetryAlerts } from "../telemetry/alerts.ts";
 import { makeTelemetryPublisher } from "../telemetry/publisher.ts";
 import type { DigitSplit, SplitSizes } from "./mnist.ts";
 import { buildHost, layerProfiles, type HostNetwork } from "./model.ts";
+import { HeldOutEvaluator } from "./held-out.ts";
+import { RunJournal } from "./journal.ts";
 import type { AlertEntry, DecisionEntry, EpochPoint, RunRecord, SeedTimeline } from "./record.ts";
 import { train } from "./train.ts";
 
@@ -138,26 +139,6 @@ export const runStatic = (data: DigitSplit, config: GrowthConfig, architecture: 
   return trainArm("static", network, data, config, progress);
 };
 
-/** Per-seed history of held-out deltas in FINE_TUNING: total_improvement and final_stability come from it. */
-class FineTuningRecord {
-  private readonly deltas = new Map<string, number[]>();
-  add(key: string, delta: number): { total_improvement: number; final_stability: number } | null {
-    const list = this.deltas.get(key) ?? [];
-    list.push(delta);
-    if (list.length > 3) list.shift();
-    this.deltas.set(key, list);
-    if (list.length < 3) return null;
-    const mean = list.reduce((a, b) => a + b, 0) / list.length;
-    const sd = Math.sqrt(list.reduce((a, b) => a + (b - mean) ** 2, 0) / list.length);
-    // 1 when the seed's contribution holds steady across measurements, toward 0 as it swings.
-    const cv = Math.abs(mean) > 1e-12 ? sd / Math.abs(mean) : Number.POSITIVE_INFINITY;
-    return { total_improvement: mean, final_stability: 1 / (1 + cv * cv) };
-  }
-  clear(key: string): void {
-    this.deltas.delete(key);
-  }
-}
-
 /**
  * The trainer's per-window `performance_delta` is a first-order estimate from the training
  * batch; the guards here read the held-out measurement instead. The estimate still reaches
@@ -174,41 +155,15 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
   const network = buildHost(config.seed);
   const scope = Scope.makeUnsafe();
   const perEpoch = stepsPerEpochOf(config);
-  const epochAt = (step: number) => step / perEpoch;
   let step = 0;
-  const timelines = new Map<string, SeedTimeline & { steps: SeedTimeline["steps"][number][] }>();
-  const decisions: DecisionEntry[] = [];
-  const alerts: AlertEntry[] = [];
-  const toEntry = (d: DecisionLogEntry): DecisionEntry => ({
-    epoch: epochAt(step),
-    kind: d.kind,
-    layerId: d.layerId,
-    seedId: d.seedId,
-    action: d.action,
-    reason: d.reason,
-    numbers: d.numbers,
-    ...(d.outcome ? { outcome: d.outcome } : {}),
-  });
-  const entryOf = new Map<string, number>();
+  const journal = new RunJournal(network, () => step / perEpoch);
   try {
     const guards = config.guards;
     const open = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.provide(effect, scope));
     const bus = new MemoryBus();
     const system = await open(makeSystem({ layers: network.layers.map((l) => layerSpecOf(l, guards ? { guards } : {})), bus, source: "demo" }));
     const publisher = await open(makeTelemetryPublisher(bus, { source: "demo.telemetry", batchWindowMs: 0 }));
-    system.subscribe((event) => {
-      if (event.type !== "transition") return;
-      const t = event.event;
-      const key = `${t.layer_id}/${t.seed_id}`;
-      let line = timelines.get(key);
-      if (!line) {
-        const layer = network.layers.find((l) => l.layerId === t.layer_id)!;
-        const index = layer.table.blueprint[t.seed_id]!;
-        line = { layerId: t.layer_id, seedId: t.seed_id, blueprint: index >= 0 ? layer.blueprintIds[layer.kindOf(index)] ?? null : null, steps: [] };
-        timelines.set(key, line);
-      }
-      line.steps.push({ state: t.to_state as SeedState, epoch: epochAt(step), reason: t.reason });
-    });
+    system.subscribe((event) => event.type === "transition" && journal.transition(event.event));
     // Windows of the anomaly detector in training steps (ALERT_MS_PER_STEP virtual ms a step), not wall time: the same run raises the same alerts.
     const stepClock = () => step * ALERT_MS_PER_STEP;
     const watch = telemetryAlerts({
@@ -220,32 +175,16 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       makeTamiyo({
         bus,
         link: system,
-        alerts: { add: watch.add, flush: () => watch.flush(stepClock()) },
-        onAlert: (alert) => {
-          alerts.push({
-            epoch: epochAt(step),
-            layerId: alert.layer_id,
-            seedId: alert.seed_id ?? null,
-            severity: alert.severity,
-            metric: alert.metric_name,
-            value: alert.metric_value,
-            threshold: alert.threshold ?? Number.NaN,
-            recommendedAction: alert.recommended_action ?? "",
-          });
-          void Effect.runPromise(publishAlerts(bus, [alert]).pipe(Effect.ignore));
-        },
         layers: layerProfiles(undefined, guards),
         config: { strategy: config.strategy, ...config.tamiyo },
+        alerts: { add: watch.add, flush: () => watch.flush(stepClock()) },
+        onAlert: (alert) => {
+          journal.alert(alert);
+          void Effect.runPromise(publishAlerts(bus, [alert]).pipe(Effect.ignore));
+        },
         onDecision: (d) => {
-          const entry = toEntry(d);
-          const at = entryOf.get(d.commandId);
-          if (at === undefined) {
-            entryOf.set(d.commandId, decisions.length);
-            decisions.push(entry);
-            progress.onDecision?.(entry);
-          } else {
-            decisions[at] = { ...decisions[at]!, ...(d.outcome ? { outcome: d.outcome } : {}) };
-          }
+          const entry = journal.decision(d);
+          if (entry) progress.onDecision?.(entry);
         },
       }),
     );
@@ -266,25 +205,7 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
         },
       },
     });
-    const fineTuning = new FineTuningRecord();
-    const measure = async () => {
-      const measured = measureSeedContributions({ model: network.model, layers: network.layers, x: data.validation.x, y: data.validation.y });
-      for (const layer of network.layers) {
-        const bySeed: Record<number, Record<string, number>> = {};
-        for (const seed of measured.seeds.filter((s) => s.layerId === layer.layerId)) {
-          const key = `${layer.layerId}/${seed.seedId}`;
-          const metrics: Record<string, number> = { performance_delta: seed.performanceDelta, accuracy_delta: seed.accuracyDelta };
-          if (layer.table.state[seed.seedId] === stateCode("FINE_TUNING")) {
-            const fine = fineTuning.add(key, seed.performanceDelta);
-            if (fine) Object.assign(metrics, fine);
-          } else {
-            fineTuning.clear(key);
-          }
-          bySeed[seed.seedId] = metrics;
-        }
-        await system.reportMetrics(layer.layerId, bySeed);
-      }
-    };
+    const heldOut = new HeldOutEvaluator(network, data.validation, system);
     const run = await train(network, data, {
       name: "grown",
       seed: config.seed,
@@ -295,7 +216,7 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       afterStep: async (s) => {
         step = s;
         await trainer.afterStep();
-        if (s % config.measureEvery === 0) await measure();
+        if (s % config.measureEvery === 0) await heldOut.measure();
         if (s % config.decideEvery === 0) {
           await hooks.settled();
           await Effect.runPromise(publisher.flush);
@@ -310,21 +231,15 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       onEpoch: (p) => progress.onEpoch?.("grown", p),
     });
     await hooks.settled();
-    const seeds = [...timelines.values()].sort((a, b) => a.layerId.localeCompare(b.layerId) || a.seedId - b.seedId);
+    const seeds = journal.seeds();
     const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
     return {
       run,
       seeds,
-      decisions,
-      alerts,
+      decisions: journal.decisions,
+      alerts: journal.alerts,
       fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
-      architecture: network.layers.flatMap((layer) =>
-        [...layer.table.state].flatMap((code, seedId) => {
-          if (!blendsInState(code)) return [];
-          const kind = layer.blueprintIds[layer.kindOf(layer.table.blueprint[seedId]!)];
-          return kind === undefined ? [] : [{ layerId: layer.layerId, seedId, blueprint: kind }];
-        }),
-      ),
+      architecture: finalArchitecture(network),
       germinated: ended("GERMINATED").length,
       culled: ended("CULLED").length,
     };
@@ -334,3 +249,12 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
   }
 };
 
+/** Every seed whose blueprint is blended in now, with its kind. */
+const finalArchitecture = (network: HostNetwork): GrownSeed[] =>
+  network.layers.flatMap((layer) =>
+    [...layer.table.state].flatMap((code, seedId) => {
+      if (!blendsInState(code)) return [];
+      const kind = layer.blueprintIds[layer.kindOf(layer.table.blueprint[seedId]!)];
+      return kind === undefined ? [] : [{ layerId: layer.layerId, seedId, blueprint: kind }];
+    }),
+  );
