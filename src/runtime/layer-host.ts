@@ -104,9 +104,21 @@ export class LayerHost {
     this.takeChanged();
   }
 
-  /** The live layer actor (XState's own `subscribe`, `getSnapshot`... work on it). */
+  /** The live layer actor (XState's own `subscribe`, `getSnapshot`, `waitFor` work on it; watch it, send commands through the layer). */
   get actor(): Actor<typeof layerMachine> {
     return this.layer;
+  }
+
+  /**
+   * The live actor of one seed, for XState's own `subscribe`, `getSnapshot` and `waitFor`.
+   * Watch it, do not send to it: commands go through the layer (`send`, `transition`), which
+   * screens them, answers them and keeps the state table. A seed restarted after it crashed is a
+   * new actor (the `seed_restarted` system event says so): ask again.
+   */
+  seedActor(seedId: number): Actor<SeedMachine> {
+    const ref = this.layer.getSnapshot().context.seeds[seedId];
+    if (!ref) throw new RangeError(`layer ${this.layerId} has no seed ${seedId}`);
+    return ref as Actor<SeedMachine>;
   }
 
   /** Whether a whole-layer emergency stop is in force: the layer machine's state. */

@@ -6,6 +6,7 @@
 import { Clock, Effect, Exit, Scope } from "effect";
 import { TestClock } from "effect/testing";
 import { afterEach, describe, expect, test, vi } from "vitest";
+import { waitFor } from "xstate";
 import { lifecycleCommand } from "../../src/protocol/make.ts";
 import { makeSystem, startSystem, SystemConfigError, type EsperSystem, type RunningSystem, type SystemConfig, type SystemEvent } from "../../src/runtime/system.ts";
 import type { CommandResult } from "../../src/protocol/messages.ts";
@@ -183,6 +184,23 @@ describe("mailbox order", () => {
     expect(long.code).toBe("ok");
   });
 
+});
+
+describe("the live actors, for XState's own tools", () => {
+  test("waitFor on a seed's actor resolves when the seed gets there; the layer's actor says when it stops", async () => {
+    const system = await start();
+    const seed = system.layer("dense1").seedActor(3);
+    const training = waitFor(seed, (s) => s.value === "TRAINING", { timeout: 5_000 });
+    await system.transition("dense1", 3, "GERMINATED");
+    await system.transition("dense1", 3, "TRAINING");
+    expect((await training).value).toBe("TRAINING");
+    const states: string[] = [];
+    const subscription = system.layer("dense1").actor.subscribe((s) => states.push(String(s.value)));
+    await system.emergencyStop("dense1", "watched");
+    subscription.unsubscribe();
+    expect(states).toContain("stopped");
+    expect(() => system.layer("dense1").seedActor(99)).toThrow(/layer dense1 has no seed 99/);
+  });
 });
 
 describe("subscribe", () => {
