@@ -12,6 +12,10 @@ export const runDlq = async (args: string[]): Promise<number> => {
   const [action, ...rest] = args;
   const { values } = parseArgs({ args: rest, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, id: { type: "string" }, count: { type: "string" } } });
   if (action !== "list" && action !== "replay") throw new UsageError(`usage: ${DLQ_USAGE}`);
+  // Checked before anything runs: a usage error thrown inside the program would exit 1, not 2.
+  if (action === "replay" && !values.id) throw new UsageError(`replay needs --id (a dlq_id from 'esper dlq list')\nusage: ${DLQ_USAGE}`);
+  const count = values.count === undefined ? 100 : Number(values.count);
+  if (!Number.isInteger(count) || count < 1) throw new UsageError(`--count must be a positive integer, got ${values.count}`);
   const connection = connectionFrom(values);
   const names = streams(connection.namespace);
   const dlq = values.layer ? names.dlq(values.layer) : names.dlqAll;
@@ -19,15 +23,14 @@ export const runDlq = async (args: string[]): Promise<number> => {
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
       if (action === "list") {
-        const letters = yield* listDeadLetters(bus, dlq, { count: values.count ? Number(values.count) : 100 });
+        const letters = yield* listDeadLetters(bus, dlq, { count });
         for (const l of letters) {
           console.log(JSON.stringify({ dlq_id: l.dlqId, stream: l.stream, id: l.id, type: typeof l.fields.type === "string" ? l.fields.type : null, code: l.code, error: l.error, deliveries: l.deliveries, failed_at: l.failedAt }));
         }
         console.error(`${letters.length} dead letter(s) in ${dlq}${letters.length > 0 ? `; replay one with: esper dlq replay${values.layer ? ` --layer ${values.layer}` : ""} --id <dlq_id>` : ""}`);
         return 0;
       }
-      if (!values.id) throw new UsageError(`replay needs --id (a dlq_id from 'esper dlq list')\nusage: ${DLQ_USAGE}`);
-      const id = yield* replayDeadLetter(bus, dlq, values.id);
+      const id = yield* replayDeadLetter(bus, dlq, values.id!);
       console.log(JSON.stringify({ replayed: values.id, new_id: id }));
       return 0;
     }),
