@@ -3,19 +3,29 @@
  * in a Scope that SIGTERM/SIGINT close gracefully (in-flight work finishes, acks, connections close).
  */
 import { readFileSync } from "node:fs";
+import type { Command } from "commander";
 import { Cause, Effect, Exit, Fiber, type Scope } from "effect";
+import { BusError } from "../bus/bus.ts";
 import { makeRedisBus, type RedisBus } from "../bus/redis-bus.ts";
 import { REDIS_BUS_DEFAULTS } from "../bus/redis-options.ts";
 import { isCodec, type Codec } from "../protocol/codec.ts";
 import { namespaceFromEnv } from "../protocol/streams.ts";
 import { LayerDataLost } from "../bridge/restore.ts";
 
-export const CONNECTION_OPTIONS = {
-  redis: { type: "string" },
-  namespace: { type: "string" },
-  codec: { type: "string" },
-  "hmac-key-file": { type: "string" },
-} as const;
+/** The flags every Redis-facing command takes. */
+export const withConnection = (command: Command): Command =>
+  command
+    .option("--redis <url>", "Redis to use (default: REDIS_URL, else redis://127.0.0.1:6379)")
+    .option("--namespace <P>", "key namespace (default: ESPER_NAMESPACE, else morphogenetic)")
+    .option("--codec <codec>", "msgpack or json (json speaks the reference implementation's format)", "msgpack")
+    .option("--hmac-key-file <file>", "sign and check entries with the key in this file (at least 16 characters)");
+
+export interface ConnectionFlags {
+  readonly redis?: string;
+  readonly namespace?: string;
+  readonly codec?: string;
+  readonly hmacKeyFile?: string;
+}
 
 export interface Connection {
   readonly url: string;
@@ -43,13 +53,18 @@ export const checkRedisUrl = (url: string, flag = "--redis"): string => {
   return url;
 };
 
-export const connectionFrom = (values: { redis?: string; namespace?: string; codec?: string; "hmac-key-file"?: string }): Connection => {
+export const connectionFrom = (values: ConnectionFlags): Connection => {
   const url = checkRedisUrl(values.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379", values.redis === undefined ? "REDIS_URL" : "--redis");
   const namespace = values.namespace ?? namespaceFromEnv();
   const codec = values.codec ?? "msgpack";
   if (!isCodec(codec)) throw new UsageError(`--codec ${codec}: use msgpack or json`);
-  const keyFile = values["hmac-key-file"];
-  const hmacKey = keyFile === undefined ? undefined : readFileSync(keyFile, "utf8").trim();
+  const keyFile = values.hmacKeyFile;
+  let hmacKey: string | undefined;
+  try {
+    hmacKey = keyFile === undefined ? undefined : readFileSync(keyFile, "utf8").trim();
+  } catch (error) {
+    throw new UsageError(`--hmac-key-file ${keyFile}: cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
+  }
   if (hmacKey !== undefined && hmacKey.length < 16) throw new UsageError(`--hmac-key-file ${keyFile}: the key must be at least 16 characters`);
   return { url, namespace, codec, ...(hmacKey !== undefined ? { hmacKey } : {}) };
 };
@@ -75,8 +90,22 @@ export const connectWaiting = (url: string, what: string): Effect.Effect<RedisBu
     );
   });
 
-/** Runs `program` until it ends or a signal arrives; the Scope closes either way. Returns the exit code. */
-export const runUntilSignal = async (program: Effect.Effect<number, unknown, Scope.Scope>): Promise<number> => {
+/** What to do next when Redis could not be reached at `url`. */
+export const redisHint = (url: string): string => {
+  let port = "6379";
+  try {
+    port = new URL(url).port || "6379";
+  } catch {
+    // a unix:// or odd URL: the default port is the best guess
+  }
+  return `is Redis running at ${url}? start one with: redis-server --daemonize yes --port ${port} (or pass --redis / REDIS_URL to point at yours)`;
+};
+
+/**
+ * Runs `program` until it ends or a signal arrives; the Scope closes either way. Returns the exit
+ * code. `redisUrl`: the Redis the program talks to, named with what to do when it cannot be reached.
+ */
+export const runUntilSignal = async (program: Effect.Effect<number, unknown, Scope.Scope>, redisUrl?: string): Promise<number> => {
   const fiber = Effect.runFork(Effect.scoped(program));
   const stop = () => {
     void Effect.runPromise(Fiber.interrupt(fiber));
@@ -89,6 +118,7 @@ export const runUntilSignal = async (program: Effect.Effect<number, unknown, Sco
   if (Exit.isSuccess(exit)) return exit.value;
   if (Cause.hasInterruptsOnly(exit.cause)) return 0;
   const error = Cause.squash(exit.cause);
-  console.error(error instanceof Error ? error.message : String(error));
+  const unreachable = redisUrl !== undefined && error instanceof BusError && (error.reason === "unavailable" || error.reason === "closed");
+  console.error(`${error instanceof Error ? error.message : String(error)}${unreachable ? `\n${redisHint(redisUrl)}` : ""}`);
   return error instanceof LayerDataLost ? EXIT_DATA_LOST : 1;
 };

@@ -7,29 +7,10 @@
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import cliProgress from "cli-progress";
-import { UsageError } from "./connection.ts";
+import { Command, InvalidArgumentError, Option } from "commander";
 import { STRATEGIES, type Strategy } from "../tamiyo/config.ts";
 
-export const DEMO_USAGE = "esper demo [--quick] [--epochs N] [--seed N] [--strategy conservative|balanced|aggressive|adaptive] [--out FILE.html] [--json FILE]";
-
-const HELP = `usage: ${DEMO_USAGE}
-
-Trains a small MLP on 10,000 MNIST digits twice for the same epochs: the host alone, then the same
-host under Tamiyo, which germinates seeds where the host struggles, grafts their blueprints in,
-and fossilizes what helps or culls what hurts. Ends with both accuracies and parameter counts, and
-writes an HTML report (default ./esper-demo-report.html).
-
-  --quick        a short run (a quarter of the data, 12 epochs): for trying it out and for tests
-  --epochs N     epochs of each run (default 32; quick 12)
-  --seed N       random seed of the data split, weights and batch order (default 1)
-  --strategy S   Tamiyo's strategy (default aggressive: the host is small enough that growth pays from the start)
-  --out FILE     where to write the HTML report
-  --json FILE    also write the run's record as JSON
-  --no-progress  no progress bars (epoch lines only)
-
-Environment: ESPER_BACKEND=wasm|cpu|tensorflow (default wasm)`;
-
-interface DemoArgs {
+interface DemoFlags {
   readonly quick: boolean;
   readonly epochs?: number;
   readonly seed?: number;
@@ -37,74 +18,32 @@ interface DemoArgs {
   readonly out: string;
   readonly json?: string;
   readonly progress: boolean;
-  readonly help: boolean;
 }
 
-export const parseDemoArgs = (args: readonly string[]): DemoArgs => {
-  let quick = false;
-  let progress = true;
-  let help = false;
-  let epochs: number | undefined;
-  let seed: number | undefined;
-  let strategy: Strategy | undefined;
-  let out = "esper-demo-report.html";
-  let json: string | undefined;
-  const value = (i: number, flag: string): string => {
-    const v = args[i + 1];
-    if (v === undefined || v.startsWith("--")) throw new UsageError(`esper demo: ${flag} needs a value\n${DEMO_USAGE}`);
-    return v;
-  };
-  const integer = (text: string, flag: string, min: number): number => {
-    const n = Number(text);
-    if (!Number.isInteger(n) || n < min) throw new UsageError(`esper demo: ${flag} must be an integer >= ${min}, got ${text}`);
-    return n;
-  };
-  for (let i = 0; i < args.length; i++) {
-    const arg = args[i]!;
-    switch (arg) {
-      case "--quick":
-        quick = true;
-        break;
-      case "--no-progress":
-        progress = false;
-        break;
-      case "--help":
-      case "-h":
-        help = true;
-        break;
-      case "--epochs":
-        epochs = integer(value(i++, arg), arg, 1);
-        break;
-      case "--seed":
-        seed = integer(value(i++, arg), arg, 0);
-        break;
-      case "--strategy": {
-        const s = value(i++, arg);
-        if (!(STRATEGIES as readonly string[]).includes(s)) throw new UsageError(`esper demo: --strategy must be one of ${STRATEGIES.join(", ")}, got ${s}`);
-        strategy = s as Strategy;
-        break;
-      }
-      case "--out":
-        out = value(i++, arg);
-        break;
-      case "--json":
-        json = value(i++, arg);
-        break;
-      default:
-        throw new UsageError(`esper demo: unknown option ${arg}\n${DEMO_USAGE}`);
-    }
-  }
-  return { quick, progress, help, out, ...(epochs !== undefined ? { epochs } : {}), ...(seed !== undefined ? { seed } : {}), ...(strategy ? { strategy } : {}), ...(json ? { json } : {}) };
+const integer = (flag: string, min: number) => (text: string): number => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`${flag} must be an integer >= ${min}, got ${text}`);
+  return n;
 };
+
+export const demoCommand = (done: (code: number) => void): Command =>
+  new Command("demo")
+    .description(
+      "watch a network grow: trains a small MLP on 10,000 MNIST digits twice for the same epochs, the host alone, then the same host under Tamiyo, which germinates seeds where the host struggles, grafts their blueprints in, and fossilizes what helps or culls what hurts; ends with both accuracies and parameter counts, and writes an HTML report",
+    )
+    .option("--quick", "a short run (a quarter of the data, 12 epochs): for trying it out and for tests", false)
+    .option("--epochs <n>", "epochs of each run (default 32; quick 12)", integer("--epochs", 1))
+    .option("--seed <n>", "random seed of the data split, weights and batch order (default 1)", integer("--seed", 0))
+    .addOption(new Option("--strategy <s>", "Tamiyo's strategy (default aggressive: the host is small enough that growth pays from the start)").choices(STRATEGIES))
+    .option("--out <file>", "where to write the HTML report", "esper-demo-report.html")
+    .option("--json <file>", "also write the run's record as JSON")
+    .option("--no-progress", "no progress bars (epoch lines only)")
+    .addHelpText("after", "\nEnvironment: ESPER_BACKEND=wasm|cpu|tensorflow (default wasm)\n\nExamples:\n  npm run demo\n  npm run demo -- --quick --out /tmp/report.html\n  esper demo --strategy balanced --epochs 40")
+    .action(async (flags: DemoFlags) => done(await runDemo(flags)));
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
-export const runDemo = async (argv: string[]): Promise<number> => {
-  const args = parseDemoArgs(argv);
-  if (args.help) {
-    console.log(HELP);
-    return 0;
-  }
+const runDemo = async (args: DemoFlags): Promise<number> => {
   // Loaded here, not at the top: `esper --help` and the other commands never load tfjs.
   const { runDemoRecord } = await import("../demo/demo-run.ts");
   const { renderReport } = await import("../demo/report-html.ts");

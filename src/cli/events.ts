@@ -1,17 +1,30 @@
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { Effect } from "effect";
 import { makeRedisBus } from "../bus/redis-bus.ts";
 import { makeClient } from "../client/client.ts";
 import type { Entry } from "../bus/bus.ts";
 import type { ProtocolError } from "../protocol/protocol-error.ts";
-import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
+import { connectionFrom, runUntilSignal, withConnection, type ConnectionFlags } from "./connection.ts";
+
+interface EventsFlags extends ConnectionFlags {
+  readonly layer: string;
+  readonly telemetry: boolean;
+}
 
 /** `esper events --layer ID [--telemetry]`: tails a layer's events (or telemetry), one JSON line each, until SIGINT. */
-export const runEvents = async (args: string[]): Promise<number> => {
-  const { values } = parseArgs({ args, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, telemetry: { type: "boolean", default: false } } });
-  if (!values.layer) throw new UsageError("usage: esper events --redis URL --layer ID [--telemetry]");
-  const connection = connectionFrom(values);
-  const layerId = values.layer;
+export const eventsCommand = (done: (code: number) => void): Command =>
+  withConnection(
+    new Command("events")
+      .description("follow a layer's events (or its telemetry) as JSON lines, until Ctrl-C; what cannot be read is said on stderr")
+      .requiredOption("--layer <id>", "the layer")
+      .option("--telemetry", "follow the telemetry stream instead of the event stream", false),
+  )
+    .addHelpText("after", "\nExamples:\n  esper events --layer dense1\n  esper events --layer dense1 --telemetry | jq .health_metrics")
+    .action(async (flags: EventsFlags) => done(await runEvents(flags)));
+
+const runEvents = async (flags: EventsFlags): Promise<number> => {
+  const connection = connectionFrom(flags);
+  const layerId = flags.layer;
   return runUntilSignal(
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
@@ -20,9 +33,10 @@ export const runEvents = async (args: string[]): Promise<number> => {
       // An entry nobody can read is said, on stderr, never skipped in silence.
       const unreadable = (error: ProtocolError, entry: Entry) =>
         console.error(`entry ${entry.id} (type ${JSON.stringify(entry.fields.type ?? null)}) could not be read: ${error.code}: ${error.message}`);
-      yield* Effect.promise(() => (values.telemetry ? client.telemetry(layerId, print, unreadable) : client.events(layerId, print, unreadable)));
-      console.error(`following ${values.telemetry ? "telemetry" : "events"} of layer ${layerId}; Ctrl-C to stop`);
+      yield* Effect.promise(() => (flags.telemetry ? client.telemetry(layerId, print, unreadable) : client.events(layerId, print, unreadable)));
+      console.error(`following ${flags.telemetry ? "telemetry" : "events"} of layer ${layerId}; Ctrl-C to stop`);
       return yield* Effect.never;
     }),
+    connection.url,
   );
 };

@@ -1,11 +1,14 @@
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { Effect } from "effect";
 import { makeRedisBus } from "../bus/redis-bus.ts";
 import { layerKeys } from "../bridge/store.ts";
 import { isLayerId, streams } from "../protocol/streams.ts";
-import { CONNECTION_OPTIONS, UsageError, connectionFrom, runUntilSignal } from "./connection.ts";
+import { UsageError, connectionFrom, runUntilSignal, withConnection, type ConnectionFlags } from "./connection.ts";
 
-export const LAYER_USAGE = "esper layer reset --redis URL --layer ID [--yes]";
+interface ResetFlags extends ConnectionFlags {
+  readonly layer: string;
+  readonly yes: boolean;
+}
 
 /**
  * `esper layer reset`: forgets what the store holds of a layer (its seeds' snapshots, its record
@@ -14,15 +17,24 @@ export const LAYER_USAGE = "esper layer reset --redis URL --layer ID [--yes]";
  * (docs/operations.md). Its streams stay: queued commands, events and dead letters are kept.
  * Without --yes it only says what it would delete.
  */
-export const runLayer = async (args: string[]): Promise<number> => {
-  const [action, ...rest] = args;
-  const { values } = parseArgs({ args: rest, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, yes: { type: "boolean", default: false } } });
-  if (action !== "reset" || !values.layer) throw new UsageError(`usage: ${LAYER_USAGE}`);
-  if (!isLayerId(values.layer)) throw new UsageError(`--layer ${values.layer}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
-  const connection = connectionFrom(values);
-  const keys = layerKeys(streams(connection.namespace), values.layer);
+export const layerCommand = (done: (code: number) => void): Command =>
+  new Command("layer").description("manage a layer's stored state").addCommand(
+    withConnection(
+      new Command("reset")
+        .description("forget a layer's stored state (after Redis lost its data): its next worker starts it over, every seed DORMANT; streams are kept")
+        .requiredOption("--layer <id>", "the layer")
+        .option("--yes", "delete; without it, only say what would be deleted", false),
+    )
+      .addHelpText("after", "\nExamples:\n  esper layer reset --layer dense1          # says what it would delete\n  esper layer reset --layer dense1 --yes    # after stopping the layer's worker")
+      .action(async (flags: ResetFlags) => done(await runReset(flags))),
+  );
+
+const runReset = async (flags: ResetFlags): Promise<number> => {
+  if (!isLayerId(flags.layer)) throw new UsageError(`--layer ${flags.layer}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
+  const connection = connectionFrom(flags);
+  const keys = layerKeys(streams(connection.namespace), flags.layer);
   const doomed = [keys.state, keys.meta, keys.results, keys.resultsOld];
-  if (!values.yes) {
+  if (!flags.yes) {
     console.log(`would delete ${doomed.join(", ")}; stop the layer's worker first, then run again with --yes`);
     return 2;
   }
@@ -30,8 +42,9 @@ export const runLayer = async (args: string[]): Promise<number> => {
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
       yield* bus.del(doomed);
-      console.log(`deleted ${doomed.join(", ")}; layer ${values.layer} starts over (every seed DORMANT) with its next worker`);
+      console.log(`deleted ${doomed.join(", ")}; layer ${flags.layer} starts over (every seed DORMANT) with its next worker`);
       return 0;
     }),
+    connection.url,
   );
 };

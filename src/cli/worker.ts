@@ -1,14 +1,28 @@
 import { hostname } from "node:os";
-import { parseArgs } from "node:util";
+import { Command } from "commander";
 import { Effect } from "effect";
 import { runLayerBridge } from "../bridge/bridge.ts";
 import { isLayerId } from "../protocol/streams.ts";
 import { inspectionFrom, InspectionConfigError, type Inspection } from "../runtime/inspection.ts";
 import { LayerHost } from "../runtime/layer-host.ts";
-import { CONNECTION_OPTIONS, UsageError, connectWaiting, connectionFrom, runUntilSignal } from "./connection.ts";
+import { UsageError, connectWaiting, connectionFrom, runUntilSignal, withConnection, type ConnectionFlags } from "./connection.ts";
 
-export const WORKER_USAGE =
-  "esper worker --redis URL --layer ID[,ID...] --seeds N [--codec msgpack|json] [--namespace P] [--hmac-key-file F] [--consumer NAME]";
+interface WorkerFlags extends ConnectionFlags {
+  readonly layer: string;
+  readonly seeds: string;
+  readonly consumer?: string;
+}
+
+export const workerCommand = (done: (code: number) => void): Command =>
+  withConnection(
+    new Command("worker")
+      .description("host layers on Redis: prints 'ready' once every layer consumes, runs until SIGTERM; exit 3 when Redis lost a layer's data")
+      .requiredOption("--layer <ids>", "the layers to host, comma-separated")
+      .requiredOption("--seeds <n>", "seeds of each layer")
+      .option("--consumer <name>", "consumer name in group kasmina (default: host-pid)"),
+  )
+    .addHelpText("after", "\nExamples:\n  esper worker --layer dense1 --seeds 64\n  ESPER_INSPECT=ws://127.0.0.1:8080 esper worker --redis redis://10.0.0.5:6379 --layer dense1,dense2 --seeds 256")
+    .action(async (flags: WorkerFlags) => done(await runWorker(flags)));
 
 /**
  * `esper worker`: hosts layers on Redis. Waits for Redis when it is not there yet, prints `ready`
@@ -16,14 +30,13 @@ export const WORKER_USAGE =
  * and acks it, and closes. Exits 3 when Redis lost a layer's data (see docs/operations.md).
  * ESPER_INSPECT (ws://... or file:PATH) inspects its actors, as in process.
  */
-export const runWorker = async (args: string[]): Promise<number> => {
-  const { values } = parseArgs({ args, options: { ...CONNECTION_OPTIONS, layer: { type: "string" }, seeds: { type: "string" }, consumer: { type: "string" } } });
-  const layers = (values.layer ?? "").split(",").filter((l) => l !== "");
-  if (layers.length === 0) throw new UsageError(`--layer is required\nusage: ${WORKER_USAGE}`);
+const runWorker = async (values: WorkerFlags): Promise<number> => {
+  const layers = values.layer.split(",").filter((l) => l !== "");
+  if (layers.length === 0) throw new UsageError(`--layer ${values.layer}: name at least one layer`);
   const bad = layers.find((l) => !isLayerId(l));
   if (bad !== undefined) throw new UsageError(`--layer ${bad}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
   const seeds = Number(values.seeds);
-  if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds must be a positive integer\nusage: ${WORKER_USAGE}`);
+  if (!Number.isInteger(seeds) || seeds < 1) throw new UsageError(`--seeds ${values.seeds}: a positive integer`);
   const connection = connectionFrom(values);
   const consumer = values.consumer ?? `${hostname()}-${process.pid}`;
   let inspection: Inspection | null;
@@ -59,5 +72,6 @@ export const runWorker = async (args: string[]): Promise<number> => {
       // Runs until a signal; a layer whose data Redis lost ends the worker (and says how to recover).
       return yield* Effect.raceAll(bridges.map((b) => b.failed));
     }),
+    connection.url,
   );
 };

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { EDGES, type SeedState } from "../../machines/lifecycle.ts";
-import { parseDemoArgs, runDemo } from "../../src/cli/demo.ts";
+import { runCli } from "../../src/cli/program.ts";
 import type { DemoRecord } from "../../src/demo/record.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "esper-demo-"));
@@ -22,7 +22,7 @@ let page = "";
 beforeAll(async () => {
   const log = vi.spyOn(console, "log").mockImplementation(() => {});
   try {
-    code = await runDemo(["--quick", "--no-progress", "--out", html, "--json", json]);
+    code = await runCli(["demo", "--quick", "--no-progress", "--out", html, "--json", json]);
     lines = log.mock.calls.map((c) => c.map(String).join(" "));
   } finally {
     log.mockRestore();
@@ -97,11 +97,21 @@ describe("esper demo --quick", () => {
 });
 
 describe("esper demo arguments", () => {
-  it("reads its options and refuses what it does not know, naming it", () => {
-    expect(parseDemoArgs(["--quick", "--epochs", "3", "--seed", "7", "--strategy", "conservative"])).toMatchObject({ quick: true, epochs: 3, seed: 7, strategy: "conservative" });
-    expect(() => parseDemoArgs(["--epochs", "0"])).toThrow(/--epochs must be an integer >= 1/);
-    expect(() => parseDemoArgs(["--strategy", "reckless"])).toThrow(/--strategy must be one of/);
-    expect(() => parseDemoArgs(["--bogus"])).toThrow(/unknown option --bogus/);
-    expect(parseDemoArgs(["--help"]).help).toBe(true);
+  it("refuses what it does not know, naming it, with exit 2 and nothing trained", async () => {
+    const error = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    try {
+      expect(await runCli(["demo", "--epochs", "0"])).toBe(2);
+      expect(await runCli(["demo", "--strategy", "reckless"])).toBe(2);
+      expect(await runCli(["demo", "--bogus"])).toBe(2);
+      const said = error.mock.calls.map((c) => String(c[0])).join("");
+      expect(said).toMatch(/--epochs must be an integer >= 1, got 0/);
+      expect(said).toMatch(/Allowed choices are conservative, balanced, aggressive, adaptive/);
+      expect(said).toMatch(/unknown option '--bogus'/);
+      expect(log).not.toHaveBeenCalled();
+    } finally {
+      error.mockRestore();
+      log.mockRestore();
+    }
   });
 });

@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { createMachine } from "xstate";
-import { runMachines } from "../../src/cli/machines.ts";
+import { runCli } from "../../src/cli/program.ts";
 import { EDGE_NAMES_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
 const EDGES = EDGE_NAMES_BY_HAND;
@@ -38,7 +38,7 @@ afterEach(() => {
 });
 
 const written = async (): Promise<Record<string, NodeJson>> => {
-  expect(await runMachines(["--out", dir])).toBe(0);
+  expect(await runCli(["machines", "--out", dir])).toBe(0);
   return Object.fromEntries(["seed", "layer", "controller"].map((name) => [name, JSON.parse(readFileSync(join(dir, `${name}.json`), "utf8")) as NodeJson]));
 };
 
@@ -54,14 +54,14 @@ describe("esper machines --out DIR", () => {
 
   test("creates the directory when it does not exist", async () => {
     const nested = join(dir, "a", "b");
-    expect(await runMachines(["--out", nested])).toBe(0);
+    expect(await runCli(["machines", "--out", nested])).toBe(0);
     expect(readdirSync(nested).sort()).toEqual(["controller.json", "layer.json", "seed.json"]);
   });
 
   test("without --out it explains itself and exits 2, writing nothing", async () => {
-    const error = vi.spyOn(console, "error").mockImplementation(() => {});
-    expect(await runMachines([])).toBe(2);
-    expect(String(error.mock.calls[0]?.[0])).toContain("--out DIR is required");
+    const error = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    expect(await runCli(["machines"])).toBe(2);
+    expect(error.mock.calls.map((c) => String(c[0])).join("")).toMatch(/required option '--out <dir>' not specified[\s\S]*add --help/);
     expect(readdirSync(dir)).toEqual([]);
   });
 
