@@ -4,7 +4,8 @@
  * Three planes:
  * - control: `startSystem` spawns layers of seed actors (XState) in process; `LayerHost` hosts one layer;
  *   the machines themselves are exported for tests, tooling and Stately.
- * - message: `MemoryBus` (embedded) and `makeRedisBus` (Redis Streams) behind one `Bus`;
+ * - message: `MemoryBus` (embedded) and Redis Streams (`connectRedis` from Promise code,
+ *   `makeRedisBus` in an Effect Scope) behind one `Bus`;
  *   `runLayerBridge` puts a layer on a bus, `makeClient` sends commands and follows events;
  *   the protocol's message builders and codecs speak PROTOCOL.md.
  * - data: `KasminaLayer` (a tfjs layer whose seeds read the state table), `KasminaTrainer`, checkpoints,
@@ -52,6 +53,9 @@ export { checkTransition, type Verdict, type Metrics } from "../machines/seed-ru
 export {
   MemoryBus,
   makeRedisBus,
+  connectRedis,
+  type RedisConnection,
+  type RedisTarget,
   RedisBus,
   BusError,
   BusService,

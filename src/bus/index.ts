@@ -20,6 +20,7 @@ export {
 } from "./bus.ts";
 export { MemoryBus, type MemoryBusOptions } from "./memory-bus.ts";
 export { RedisBus, makeRedisBus, type RedisBusStats } from "./redis-bus.ts";
+export { connectRedis, type RedisConnection, type RedisTarget } from "./connect-redis.ts";
 export { REDIS_BUS_DEFAULTS, type RedisBusOptions } from "./redis-options.ts";
 export {
   DEFAULT_MAX_DELIVERIES,

@@ -13,7 +13,9 @@ import { connectionOptions, type ResolvedRedisBusOptions } from "./redis-options
 /** Connects a fresh connection; on failure it is disconnected and nothing is left behind. */
 export const openConnection = (options: ResolvedRedisBusOptions, role: string): Effect.Effect<Redis, BusError> =>
   Effect.suspend(() => {
-    const redis = new Redis(options.url, connectionOptions(options, role));
+    const own = connectionOptions(options, role);
+    // The caller's connection or options say where and how; the bus's own settings win (see connectionOptions).
+    const redis = options.redis ? options.redis.duplicate(own) : options.redisOptions ? new Redis({ ...options.redisOptions, ...own }) : new Redis(options.url, own);
     // Errors reach us through the commands that fail; without a listener ioredis would log each one.
     redis.on("error", () => {});
     return connect(redis, options, `connect ${role} to ${options.url}`).pipe(

@@ -1,11 +1,22 @@
 import { Schedule, type Duration } from "effect";
-import type { RedisOptions } from "ioredis";
+import type { Redis, RedisOptions } from "ioredis";
 import { DEFAULT_MAXLEN } from "./bus.ts";
 
 /** Everything RedisBus can be told. Every default is written once, in REDIS_BUS_DEFAULTS. */
 export interface RedisBusOptions {
-  /** Default `process.env.REDIS_URL ?? "redis://127.0.0.1:6379"`. */
+  /** Default `process.env.REDIS_URL ?? "redis://127.0.0.1:6379"`. Ignored when `redis` or `redisOptions` is given. */
   readonly url?: string;
+  /**
+   * ioredis options to connect with (host, port, username, password, tls, db...), as BullMQ takes
+   * them. esper's own settings (no offline queue, no ioredis reconnects: see connectionOptions)
+   * are laid over them.
+   */
+  readonly redisOptions?: RedisOptions;
+  /**
+   * An ioredis connection of the caller's: the bus opens its own connections with its options
+   * (`duplicate`), and never uses or closes this one.
+   */
+  readonly redis?: Redis;
   /** `MAXLEN ~` when a publish names none. Default DEFAULT_MAXLEN (100000). */
   readonly maxLen?: number;
   /** Commands and events that may wait in the outbox while Redis is unreachable. Default 10000. */
@@ -32,9 +43,9 @@ export interface RedisBusOptions {
   readonly connectionName?: string;
 }
 
-export type ResolvedRedisBusOptions = Required<RedisBusOptions>;
+export type ResolvedRedisBusOptions = Required<Omit<RedisBusOptions, "redis" | "redisOptions">> & Pick<RedisBusOptions, "redis" | "redisOptions">;
 
-export const REDIS_BUS_DEFAULTS: Omit<ResolvedRedisBusOptions, "url"> = {
+export const REDIS_BUS_DEFAULTS: Omit<ResolvedRedisBusOptions, "url" | "redis" | "redisOptions"> = {
   maxLen: DEFAULT_MAXLEN,
   outboxLimit: 10_000,
   droppableLimit: 1_000,
@@ -50,10 +61,13 @@ export const REDIS_BUS_DEFAULTS: Omit<ResolvedRedisBusOptions, "url"> = {
 };
 
 export const resolveOptions = (options: RedisBusOptions): ResolvedRedisBusOptions => ({
-  url: options.url ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379",
+  url: options.url ?? (options.redis ? describe(options.redis.options) : options.redisOptions ? describe(options.redisOptions) : (process.env.REDIS_URL ?? "redis://127.0.0.1:6379")),
   ...REDIS_BUS_DEFAULTS,
   ...(Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as RedisBusOptions),
 });
+
+/** Where ioredis options point, as a URL for messages (never with the password). */
+const describe = (o: RedisOptions): string => (o.path ? `unix://${o.path}` : `redis${o.tls ? "s" : ""}://${o.host ?? "127.0.0.1"}:${o.port ?? 6379}`);
 
 /**
  * ioredis settings for every connection of the bus. ioredis must neither queue commands while
