@@ -102,3 +102,55 @@ export const machineConfigs = (): Record<keyof typeof MACHINES, Record<string, J
   layer: machineConfig(layerMachine),
   controller: machineConfig(controllerMachine),
 });
+
+/**
+ * A machine as a Mermaid state diagram (`stateDiagram-v2`), for docs and offline viewing: one
+ * line per transition, `from --> to : event [guard]`, nested states as composite states.
+ * Transitions without a target (actions only) are left out: a diagram shows where a machine can go.
+ */
+export const machineMermaid = (machine: AnyStateMachine): string => {
+  const config = machineConfig(machine);
+  const lines = ["stateDiagram-v2"];
+  const label = (event: string, t: Record<string, Json>): string => {
+    const guard = t["guard"];
+    const name = typeof guard === "string" ? guard : guard && typeof guard === "object" && !Array.isArray(guard) ? String(guard["type"]) : null;
+    // A colon ends a Mermaid label: written as its entity.
+    return `${event}${name ? ` [${name}]` : ""}`.replace(/:/g, "#58;");
+  };
+  const targetsOf = (t: Record<string, Json>): string[] => {
+    const target = t["target"];
+    return (target === undefined ? [] : Array.isArray(target) ? target : [target]).map((x) => String(x).replace(/^\./, ""));
+  };
+  /** `from`: the states a transition of this `on` leaves (one, or every state for the machine's own). */
+  const edges = (from: readonly string[], on: Json | undefined, indent: string): void => {
+    if (!on || typeof on !== "object" || Array.isArray(on)) return;
+    for (const [event, transitions] of Object.entries(on)) {
+      for (const t of transitions as Record<string, Json>[]) {
+        for (const to of targetsOf(t)) for (const f of from) if (f !== to) lines.push(`${indent}${f} --> ${to} : ${label(event, t)}`);
+      }
+    }
+  };
+  const walk = (states: Record<string, Json>, initial: Json | undefined, indent: string): void => {
+    if (typeof initial === "string") lines.push(`${indent}[*] --> ${initial}`);
+    for (const [name, node] of Object.entries(states)) {
+      const n = node as Record<string, Json>;
+      const children = n["states"] as Record<string, Json> | undefined;
+      if (children && Object.keys(children).length > 0) {
+        lines.push(`${indent}state ${name} {`);
+        walk(children, n["initial"], `${indent}  `);
+        lines.push(`${indent}}`);
+      }
+      if (n["type"] === "final") lines.push(`${indent}${name} --> [*]`);
+      edges([name], n["on"], indent);
+      // An invoked actor's completion moves the machine too.
+      for (const invoke of (n["invoke"] ?? []) as Record<string, Json>[]) {
+        edges([name], { [`done ${String(invoke["src"])}`]: invoke["onDone"] ?? [], [`error ${String(invoke["src"])}`]: invoke["onError"] ?? [] }, indent);
+      }
+    }
+  };
+  const states = (config["states"] ?? {}) as Record<string, Json>;
+  walk(states, config["initial"], "  ");
+  // Transitions of the machine itself can be taken from any of its states.
+  edges(Object.keys(states), config["on"], "  ");
+  return `${lines.join("\n")}\n`;
+};

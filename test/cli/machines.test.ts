@@ -108,3 +108,26 @@ describe("esper machines --out DIR", () => {
     for (const name of ["layer.json", "controller.json"]) expect(() => createMachine(JSON.parse(readFileSync(join(dir, name), "utf8")))).not.toThrow();
   });
 });
+
+describe("esper machines --format mermaid", () => {
+  test("writes a state diagram per machine; the seed's has exactly the 16 edges of the lifecycle and starts in DORMANT", async () => {
+    expect(await runCli(["machines", "--out", dir, "--format", "mermaid"])).toBe(0);
+    expect(readdirSync(dir).sort()).toEqual(["controller.mmd", "layer.mmd", "seed.mmd"]);
+    const seed = readFileSync(join(dir, "seed.mmd"), "utf8").split("\n");
+    expect(seed[0]).toBe("stateDiagram-v2");
+    expect(seed).toContain("  [*] --> DORMANT");
+    const edges = seed.flatMap((l) => {
+      const m = /^\s+(\w+) --> (\w+) : /.exec(l);
+      return m ? [`${m[1]}->${m[2]}`] : [];
+    });
+    expect(edges.sort()).toEqual([...EDGES].sort());
+    const controller = readFileSync(join(dir, "controller.mmd"), "utf8");
+    expect(controller).toContain("deciding --> commanding : done policy [hasDecisions]");
+  });
+
+  test("refuses a format it does not know, exit 2", async () => {
+    const error = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    expect(await runCli(["machines", "--out", dir, "--format", "svg"])).toBe(2);
+    expect(error.mock.calls.map((c) => String(c[0])).join("")).toMatch(/Allowed choices are json, mermaid/);
+  });
+});
