@@ -122,42 +122,49 @@ describe("a target that is not understood", () => {
   });
 });
 
+/** A WebSocket inspector on `port` (0: any) that keeps what it is sent; `arrival` resolves once a received event satisfies `predicate`. */
+const receiver = async (port = 0) => {
+  const server = new WebSocketServer({ host: "127.0.0.1", port });
+  await new Promise<void>((resolve, reject) => {
+    server.on("listening", resolve);
+    server.on("error", reject);
+  });
+  const received: Recorded[] = [];
+  let wake: () => void = () => {};
+  server.on("connection", (socket) => {
+    socket.on("message", (data) => {
+      received.push(JSON.parse(data.toString()) as Recorded);
+      wake();
+    });
+  });
+  /** Bounded by the test timeout, no polling. */
+  const arrival = (predicate: (all: readonly Recorded[]) => boolean) =>
+    new Promise<void>((resolve) => {
+      wake = () => predicate(received) && resolve();
+      wake();
+    });
+  const close = async () => {
+    for (const client of server.clients) client.close();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return { server, received, arrival, close, port: (server.address() as AddressInfo).port };
+};
+
 describe("ws://", () => {
   test("streams inspection events to a WebSocket inspector", async () => {
-    const server = new WebSocketServer({ host: "127.0.0.1", port: 0 });
-    await new Promise<void>((resolve, reject) => {
-      server.on("listening", resolve);
-      server.on("error", reject);
-    });
-    const received: Recorded[] = [];
-    let wake: () => void = () => {};
-    server.on("connection", (socket) => {
-      socket.on("message", (data) => {
-        received.push(JSON.parse(data.toString()) as Recorded);
-        wake();
-      });
-    });
-    /** Resolves once a received event satisfies `predicate` (bounded by the test timeout, no polling). */
-    const arrival = (predicate: (e: Recorded) => boolean) =>
-      new Promise<void>((resolve) => {
-        wake = () => received.some(predicate) && resolve();
-        wake();
-      });
-
-    const { port } = server.address() as AddressInfo;
+    const inspector = await receiver();
     try {
-      const system = await startSystem({ layers: [{ id: "dense1", seeds: 2 }], inspect: `ws://127.0.0.1:${port}` });
+      const system = await startSystem({ layers: [{ id: "dense1", seeds: 2 }], inspect: `ws://127.0.0.1:${inspector.port}` });
       try {
         await system.transition("dense1", 0, "GERMINATED");
-        await arrival((e) => e.type === "@xstate.snapshot" && e.snapshot?.value === "GERMINATED");
+        await inspector.arrival((all) => all.some((e) => e.type === "@xstate.snapshot" && e.snapshot?.value === "GERMINATED"));
       } finally {
         await system.close();
       }
-      const seed0 = sessionOf(received, "seed-0");
-      expect(received).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: seed0, event: expect.objectContaining({ type: "to.GERMINATED" }) }));
+      const seed0 = sessionOf(inspector.received, "seed-0");
+      expect(inspector.received).toContainEqual(expect.objectContaining({ type: "@xstate.event", sessionId: seed0, event: expect.objectContaining({ type: "to.GERMINATED" }) }));
     } finally {
-      for (const client of server.clients) client.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await inspector.close();
     }
   });
 });
@@ -178,29 +185,18 @@ describe("ws://, nobody listening yet", () => {
     const system = await startSystem({ layers: ["a", "b", "c", "d"].map((id) => ({ id, seeds: 64 })), inspect: `ws://127.0.0.1:${port}` });
     try {
       for (const id of ["a", "b", "c", "d"]) await system.transition(id, 5, "GERMINATED");
-      const server = new WebSocketServer({ host: "127.0.0.1", port });
-      const received: Recorded[] = [];
-      let wake: () => void = () => {};
-      server.on("connection", (socket) => {
-        socket.on("message", (data) => {
-          received.push(JSON.parse(data.toString()) as Recorded);
-          wake();
-        });
-      });
-      const registered = () => new Set(received.filter((e) => e.type === "@xstate.actor").map((e) => e.sessionId));
+      const inspector = await receiver(port);
+      const registered = () => new Set(inspector.received.filter((e) => e.type === "@xstate.actor").map((e) => e.sessionId));
       try {
-        await new Promise<void>((resolve) => {
-          wake = () => registered().size >= 260 && resolve();
-        });
+        await inspector.arrival(() => registered().size >= 260);
         expect(registered().size).toBe(260);
         const told = registered();
-        expect(received.filter((e) => e.type !== "@xstate.actor").every((e) => told.has(e.sessionId))).toBe(true);
+        expect(inspector.received.filter((e) => e.type !== "@xstate.actor").every((e) => told.has(e.sessionId))).toBe(true);
         // The late receiver sees each seed as it is now, not as it was registered.
-        const seed5 = received.filter((e) => e.type === "@xstate.actor" && e.name === "seed-5");
+        const seed5 = inspector.received.filter((e) => e.type === "@xstate.actor" && e.name === "seed-5");
         expect(seed5.map((e) => e.snapshot?.value)).toEqual(["GERMINATED", "GERMINATED", "GERMINATED", "GERMINATED"]);
       } finally {
-        for (const client of server.clients) client.close();
-        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await inspector.close();
       }
       // Said once, not once per retry.
       expect(warnings.mock.calls.filter((c) => String(c[0]).includes("no Stately inspector")).length).toBe(1);
