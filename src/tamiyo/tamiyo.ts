@@ -15,6 +15,7 @@ import { createActor, fromPromise, waitFor } from "xstate";
 import { controllerMachine, type Decision, type PolicyInput as MachinePolicyInput } from "../../machines/controller.ts";
 import { isTerminal, type SeedState } from "../../machines/lifecycle.ts";
 import type { Bus, BusError } from "../bus/bus.ts";
+import { compareStreamIds, parseStreamId } from "../bus/stream-id.ts";
 import { commandResult } from "../protocol/make.ts";
 import type { Command, CommandResult, PerformanceAlert, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
@@ -116,10 +117,11 @@ export interface Tamiyo {
 /** Polls of the group's progress (1 ms apart) before a round decides on what it has. */
 const CATCH_UP_POLLS = 5_000;
 
+/** Whether stream entry id `a` is `b` or later; an id that is not one (nothing delivered yet) is not. */
 const idAfterOrAt = (a: string, b: string): boolean => {
-  const [am, as] = a.split("-").map(Number) as [number, number];
-  const [bm, bs] = b.split("-").map(Number) as [number, number];
-  return am > bm || (am === bm && (as ?? 0) >= (bs ?? 0));
+  const ia = parseStreamId(a);
+  const ib = parseStreamId(b);
+  return ia !== undefined && ib !== undefined && compareStreamIds(ia, ib) >= 0;
 };
 
 export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusError, Scope.Scope> =>
