@@ -15,7 +15,6 @@ import { MemoryBus } from "../bus/memory-bus.ts";
 import { blueprintIndex } from "../kasmina/blueprints.ts";
 import { blendsInState } from "../kasmina/seed-roles.ts";
 import { KasminaTrainer } from "../kasmina/trainer.ts";
-import type { TelemetryColumn } from "../kasmina/telemetry.ts";
 import { makeSystem } from "../runtime/system.ts";
 import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
 import type { Strategy, TamiyoConfig } from "../tamiyo/config.ts";
@@ -139,13 +138,6 @@ export const runStatic = (data: DigitSplit, config: GrowthConfig, architecture: 
   return trainArm("static", network, data, config, progress);
 };
 
-/**
- * The trainer's per-window `performance_delta` is a first-order estimate from the training
- * batch; the guards here read the held-out measurement instead. The estimate still reaches
- * Tamiyo's telemetry under its own name.
- */
-const ESTIMATE = "performance_delta_estimate";
-
 /** What the demo's anomaly detector watches: the signals of a layer going wrong (exploding gradients, activations running away). */
 const ALERT_METRICS = ["gradient_norm", "activation_norm"];
 const ALERT_MS_PER_STEP = 100;
@@ -188,23 +180,9 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
         },
       }),
     );
-    const hooks = trainerHooks(system, {
-      telemetry: (layerId, s, rows, columns) => publisher.sink(layerId, s, rows, columns.map((c) => (c === "performance_delta" ? ESTIMATE : c)) as unknown as readonly TelemetryColumn[]),
-    });
-    const trainer = new KasminaTrainer({
-      layers: network.layers,
-      telemetryEvery: config.telemetryEvery,
-      tickEvery: config.tickEvery,
-      hooks: {
-        ...hooks,
-        onSeedMetrics: (layerId, window, batch) => {
-          const column = batch.columns.indexOf("performance_delta");
-          const rows = batch.rows.slice();
-          for (let s = 0; s < batch.numSeeds; s++) rows[s * batch.columns.length + column] = Number.NaN;
-          hooks.onSeedMetrics!(layerId, window, { ...batch, rows });
-        },
-      },
-    });
+    const hooks = trainerHooks(system, { telemetry: publisher.sink });
+    // performance_delta is measured on held-out data (HeldOutEvaluator), not estimated from the batch.
+    const trainer = new KasminaTrainer({ layers: network.layers, telemetryEvery: config.telemetryEvery, tickEvery: config.tickEvery, performanceDelta: "held_out", hooks });
     const heldOut = new HeldOutEvaluator(network, data.validation, system);
     const run = await train(network, data, {
       name: "grown",

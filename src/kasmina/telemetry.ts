@@ -36,9 +36,10 @@ export type TelemetryColumn = (typeof TELEMETRY_COLUMNS)[number];
 
 /**
  * Where a window's telemetry goes: `rows` is `[seeds x columns]` row-major, `columns` names
- * the columns in order. Called once per layer per window.
+ * the columns in order (TELEMETRY_COLUMNS, unless the trainer renamed one: see its
+ * `performanceDelta` option). Called once per layer per window.
  */
-export type TelemetrySink = (layerId: string, step: number, rows: Float32Array, columns: readonly TelemetryColumn[]) => void;
+export type TelemetrySink = (layerId: string, step: number, rows: Float32Array, columns: readonly string[]) => void;
 
 const SPARSITY_EPSILON = 1e-6;
 const columnIndex = new Map(TELEMETRY_COLUMNS.map((c, i) => [c, i]));

@@ -35,6 +35,15 @@ export interface KasminaTrainerOptions {
    * and `endEpoch` sends none, so the dwell guards count N-step ticks whatever the epoch size.
    */
   readonly tickEvery?: number;
+  /**
+   * Where the seeds' `performance_delta` comes from. "estimate" (default): the first-order
+   * estimate from the training batch (telemetry.ts), reported with the guard metrics. "held_out":
+   * the caller measures it on held-out data (measureSeedContributions) and reports it itself; the
+   * trainer then leaves it out of its guard metrics and calls the estimate
+   * `performance_delta_estimate` in its telemetry, so nothing downstream (a layer's guards,
+   * Tamiyo) takes one for the other.
+   */
+  readonly performanceDelta?: "estimate" | "held_out";
 }
 
 /** What the trainer remembers per layer between windows. */
@@ -60,6 +69,9 @@ export class KasminaTrainer {
   private readonly telemetryEvery: number;
   private readonly smoothing: number;
   private readonly tickEvery: number;
+  private readonly heldOutDelta: boolean;
+  /** The telemetry tensor's column names as reported (TELEMETRY_COLUMNS, the estimate renamed under "held_out"). */
+  private readonly reportedColumns: readonly string[];
   private stepCount = 0;
   private windowStart = 1;
   private armed = false;
@@ -69,6 +81,8 @@ export class KasminaTrainer {
     this.telemetryEvery = options.telemetryEvery ?? 10;
     this.smoothing = options.stabilitySmoothing ?? 0.3;
     this.tickEvery = options.tickEvery ?? 0;
+    this.heldOutDelta = options.performanceDelta === "held_out";
+    this.reportedColumns = this.heldOutDelta ? TELEMETRY_COLUMNS.map((c) => (c === "performance_delta" ? "performance_delta_estimate" : c)) : TELEMETRY_COLUMNS;
     if (!Number.isInteger(this.telemetryEvery) || this.telemetryEvery < 0) throw new RangeError("telemetryEvery must be a non-negative integer");
     if (!Number.isInteger(this.tickEvery) || this.tickEvery < 0) throw new RangeError("tickEvery must be a non-negative integer");
     this.tracks = options.layers.map((layer) => {
@@ -139,7 +153,7 @@ export class KasminaTrainer {
     const { layer } = track;
     this.absorb(track, rows);
     const hooks = this.options.hooks;
-    hooks?.onTelemetry?.(layer.layerId, this.stepCount, rows, TELEMETRY_COLUMNS);
+    hooks?.onTelemetry?.(layer.layerId, this.stepCount, rows, this.reportedColumns);
     hooks?.onSeedMetrics?.(layer.layerId, { fromStep: this.windowStart, toStep: this.stepCount }, this.seedMetrics(track, rows));
   }
 
@@ -177,7 +191,7 @@ export class KasminaTrainer {
     for (let s = 0; s < n; s++) {
       const variance = track.variance[s]!;
       out[s * width] = rows[s * WIDTH + col("reconstruction_loss")]!;
-      out[s * width + 1] = rows[s * WIDTH + col("performance_delta")]!;
+      out[s * width + 1] = this.heldOutDelta ? Number.NaN : rows[s * WIDTH + col("performance_delta")]!;
       out[s * width + 2] = rows[s * WIDTH + col("drift")]!;
       out[s * width + 3] = Number.isFinite(variance) ? 1 / (1 + variance) : Number.NaN;
       out[s * width + 4] = rows[s * WIDTH + col("alpha")]!;

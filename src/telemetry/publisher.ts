@@ -29,7 +29,6 @@
 import { deflateSync } from "node:zlib";
 import { Clock, Effect, Fiber, type Context, type Scope } from "effect";
 import type { Bus, EntryFields } from "../bus/bus.ts";
-import type { TelemetryColumn } from "../kasmina/telemetry.ts";
 import { signEntry, type HmacKey } from "../protocol/entry.ts";
 import { TelemetryByteEncoding } from "../protocol/fast/telemetry-batch.ts";
 import { fastPaths } from "../protocol/fast/switch.ts";
@@ -73,7 +72,7 @@ export interface TelemetryPublisher {
    * kasmina's `onTelemetry` hook (KasminaHooks): the telemetry tensor of a window. The window
    * reported is [previous step of this layer + 1, step].
    */
-  readonly sink: (layerId: string, step: number, rows: Float32Array, columns: readonly TelemetryColumn[]) => void;
+  readonly sink: (layerId: string, step: number, rows: Float32Array, columns: readonly string[]) => void;
   /** Seals every open batch and waits until everything sealed is written (or dropped). */
   readonly flush: Effect.Effect<void>;
   /** Waits until the entries sealed so far are written, without cutting open batches: backpressure for fast producers. */

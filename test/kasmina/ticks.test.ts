@@ -73,3 +73,34 @@ describe("ticks of a chosen size", () => {
     expect(() => new KasminaTrainer({ layers, tickEvery: 1.5 })).toThrow(RangeError);
   });
 });
+
+describe("where performance_delta comes from", () => {
+  /** One layer with seed 0 grafted (alpha 1, FINE_TUNING), one telemetry window; what the hooks heard. */
+  const heard = async (performanceDelta?: "estimate" | "held_out") => {
+    const layer = new KasminaLayer({ units: 4, numSeeds: 2, layerId: "a", seed: 1, blueprints: ["residual_mlp"] });
+    layer.build([null, 3]);
+    layer.table.write(0, { state: "FINE_TUNING", blueprint: 1, alpha: 1 });
+    let columns: readonly string[] = [];
+    let delta = Number.NaN;
+    const hooks: KasminaHooks = {
+      onTelemetry: (_layer, _step, _rows, c) => void (columns = c),
+      onSeedMetrics: (_layer, _window, batch) => void (delta = batch.rows[batch.columns.indexOf("performance_delta")]!),
+    };
+    const trainer = new KasminaTrainer({ layers: [layer], hooks, telemetryEvery: 1, ...(performanceDelta ? { performanceDelta } : {}) });
+    await run(trainer, [layer], 1);
+    return { columns, delta };
+  };
+
+  it("by default, the batch's first-order estimate, as a guard metric and under its own name in telemetry", async () => {
+    const { columns, delta } = await heard();
+    expect(columns).toContain("performance_delta");
+    expect(Number.isFinite(delta)).toBe(true);
+  });
+
+  it("held_out: left out of the guard metrics (the caller measures it) and renamed performance_delta_estimate in telemetry", async () => {
+    const { columns, delta } = await heard("held_out");
+    expect(columns).toContain("performance_delta_estimate");
+    expect(columns).not.toContain("performance_delta");
+    expect(Number.isNaN(delta)).toBe(true);
+  });
+});
