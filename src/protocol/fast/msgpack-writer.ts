@@ -62,28 +62,23 @@ export class MsgpackWriter {
   }
 
   mapHeader(n: number): void {
-    this.ensure(5);
-    if (n < 16) this.bytes[this.pos++] = 0x80 | n;
-    else if (n < 0x10000) {
-      this.bytes[this.pos] = 0xde;
-      this.view.setUint16(this.pos + 1, n);
-      this.pos += 3;
-    } else {
-      this.bytes[this.pos] = 0xdf;
-      this.view.setUint32(this.pos + 1, n);
-      this.pos += 5;
-    }
+    this.header(n, 0x80, 0xde, 0xdf);
   }
 
   arrayHeader(n: number): void {
+    this.header(n, 0x90, 0xdc, 0xdd);
+  }
+
+  /** A map or array header: the fix form below 16, else a 16- or 32-bit count after its type byte. */
+  private header(n: number, fix: number, of16: number, of32: number): void {
     this.ensure(5);
-    if (n < 16) this.bytes[this.pos++] = 0x90 | n;
+    if (n < 16) this.bytes[this.pos++] = fix | n;
     else if (n < 0x10000) {
-      this.bytes[this.pos] = 0xdc;
+      this.bytes[this.pos] = of16;
       this.view.setUint16(this.pos + 1, n);
       this.pos += 3;
     } else {
-      this.bytes[this.pos] = 0xdd;
+      this.bytes[this.pos] = of32;
       this.view.setUint32(this.pos + 1, n);
       this.pos += 5;
     }

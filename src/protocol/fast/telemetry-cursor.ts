@@ -56,19 +56,20 @@ export class TelemetryCursor {
 
   /** A map header's count. */
   mapHeader(): number {
-    const b = this.u8();
-    if ((b & 0xf0) === 0x80) return b & 0x0f;
-    if (b === 0xde) return this.u16();
-    if (b === 0xdf) return this.u32();
-    return bail();
+    return this.header(0x80, 0xde, 0xdf);
   }
 
   /** An array header's count. */
   arrayHeader(): number {
+    return this.header(0x90, 0xdc, 0xdd);
+  }
+
+  /** The count of a map or array header: fix form (`fix` in the high nibble), or a 16- or 32-bit count after its type byte. */
+  private header(fix: number, of16: number, of32: number): number {
     const b = this.u8();
-    if ((b & 0xf0) === 0x90) return b & 0x0f;
-    if (b === 0xdc) return this.u16();
-    if (b === 0xdd) return this.u32();
+    if ((b & 0xf0) === fix) return b & 0x0f;
+    if (b === of16) return this.u16();
+    if (b === of32) return this.u32();
     return bail();
   }
 
