@@ -39,6 +39,7 @@ export class InspectorSocket {
   private open = false;
   private stopped = false;
   private warned = false;
+  private everOpen = false;
   private retry: ReturnType<typeof setTimeout> | null = null;
   private readonly actors = new Map<string, Registration>();
   private queue: StatelyInspectionEvent[] = [];
@@ -84,6 +85,8 @@ export class InspectorSocket {
 
   /** Stops retrying, sends what it can, and closes: resolves within a second whatever the socket does. */
   stop(): Promise<void> {
+    // A process whose work ended before its connection attempt failed still hears, once, that nothing was delivered.
+    if (!this.everOpen && !this.warned) this.warnOnce(`stopped before any inspector answered; ${this.actors.size} actor registration(s) were not delivered`);
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
     this.retry = null;
@@ -106,6 +109,13 @@ export class InspectorSocket {
     });
   }
 
+  private warnOnce(why: string): void {
+    if (this.warned) return;
+    this.warned = true;
+    const warn = this.options.warn ?? ((line: string) => void process.stderr.write(`${line}\n`));
+    warn(`esper: no Stately inspector at ${this.url} (${why})`);
+  }
+
   private remember(event: Registration): void {
     if (!this.actors.has(event.sessionId) && this.actors.size >= this.options.maxActors) {
       // The oldest registration goes: Maps iterate in insertion order.
@@ -126,6 +136,7 @@ export class InspectorSocket {
       // A live socket must not hold the process: the system's own work decides when it ends.
       (socket as unknown as { _socket?: { unref?: () => void } })._socket?.unref?.();
       this.open = true;
+      this.everOpen = true;
       this.warned = false;
       for (const registration of this.actors.values()) this.write(registration);
       const waiting = this.queue;
@@ -133,11 +144,7 @@ export class InspectorSocket {
       for (const event of waiting) this.write(event);
     });
     socket.on("error", (error: Error) => {
-      if (!this.warned && !this.stopped) {
-        this.warned = true;
-        const warn = this.options.warn ?? ((line: string) => void process.stderr.write(`${line}\n`));
-        warn(`esper: no Stately inspector at ${this.url} (${error.message || "connection failed"}); inspection events wait until one listens`);
-      }
+      if (!this.stopped) this.warnOnce(`${error.message || "connection failed"}; inspection events wait until one listens`);
     });
     socket.on("close", () => {
       this.open = false;

@@ -10,6 +10,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
 import { WebSocketServer } from "ws";
 import { inspectionFrom, InspectionConfigError } from "../../src/runtime/inspection.ts";
+import { InspectorSocket } from "../../src/runtime/inspector-socket.ts";
 import { startSystem } from "../../src/runtime/system.ts";
 
 interface Recorded {
@@ -205,6 +206,16 @@ describe("ws://, nobody listening yet", () => {
       warnings.mockRestore();
     }
   }, 30_000);
+
+  test("stopped before its connection attempt even failed, it still says once that nothing was delivered (regression: a fast process said nothing)", async () => {
+    const port = await freePort();
+    const lines: string[] = [];
+    const socket = new InspectorSocket(`ws://127.0.0.1:${port}`, { warn: (line) => lines.push(line) });
+    socket.start();
+    socket.send({ type: "@xstate.actor", sessionId: "x:0", name: "seed-0", createdAt: "0", _version: "0", rootId: "x:0", id: null, snapshot: { status: "active" } } as never);
+    await socket.stop();
+    expect(lines).toEqual([`esper: no Stately inspector at ws://127.0.0.1:${port} (stopped before any inspector answered; 1 actor registration(s) were not delivered)`]);
+  });
 
   test("a process whose inspector nobody listens to exits as soon as its work is done (regression: it never exited)", async () => {
     const port = await freePort();
