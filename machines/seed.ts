@@ -133,7 +133,7 @@ export const ALPHA_ON_ENTRY: Readonly<Record<SeedState, number>> = {
 const targetOf = (event: SeedEvent): SeedState => event.type.slice(3) as SeedState;
 
 /** Static facts of one written edge, passed to its guard and actions as params. */
-interface EdgeParams {
+export interface EdgeParams {
   readonly from: SeedState;
   readonly to: SeedState;
 }

@@ -10,32 +10,24 @@
  *   await system.close();
  *   await redis.close();
  */
-import { Cause, Effect, Exit, Scope } from "effect";
+import { Effect } from "effect";
 import type { Redis, RedisOptions } from "ioredis";
 import { makeRedisBus, type RedisBus } from "./redis-bus.ts";
 import type { RedisBusOptions } from "./redis-options.ts";
+import { openScoped, type Closeable } from "../runtime/scoped.ts";
 
 /** Where Redis is: a URL, ioredis options (host, port, password, tls...), or an ioredis connection whose options the bus copies. */
 export type RedisTarget = { readonly url: string } | { readonly redis: Redis | RedisOptions };
 
-export interface RedisConnection {
+/** A RedisBus opened from Promise code; `close()` closes the connections it opened. */
+export interface RedisConnection extends Closeable {
   readonly bus: RedisBus;
-  /** Closes the bus's connections (queued writes are flushed first, as a Scope closing does). */
-  readonly close: () => Promise<void>;
-  readonly [Symbol.asyncDispose]: () => Promise<void>;
 }
 
 const isClient = (value: Redis | RedisOptions): value is Redis => typeof (value as Redis).duplicate === "function";
 
 /** Connects; rejects with the BusError (its message names where and why) when Redis cannot be reached. */
-export const connectRedis = async (target: RedisTarget, options: Omit<RedisBusOptions, "url" | "redis" | "redisOptions"> = {}): Promise<RedisConnection> => {
+export const connectRedis = (target: RedisTarget, options: Omit<RedisBusOptions, "url" | "redis" | "redisOptions"> = {}): Promise<RedisConnection> => {
   const where: RedisBusOptions = "url" in target ? { url: target.url } : isClient(target.redis) ? { redis: target.redis } : { redisOptions: target.redis };
-  const scope = Scope.makeUnsafe();
-  const exit = await Effect.runPromiseExit(Scope.provide(makeRedisBus({ ...options, ...where }), scope));
-  if (Exit.isFailure(exit)) {
-    await Effect.runPromise(Scope.close(scope, exit));
-    throw Cause.squash(exit.cause);
-  }
-  const close = () => Effect.runPromise(Scope.close(scope, Exit.void));
-  return { bus: exit.value, close, [Symbol.asyncDispose]: close };
+  return openScoped(Effect.map(makeRedisBus({ ...options, ...where }), (bus) => ({ bus })));
 };

@@ -3,7 +3,6 @@
  * in a Scope that SIGTERM/SIGINT close gracefully (in-flight work finishes, acks, connections close).
  */
 import { readFileSync } from "node:fs";
-import type { Command } from "commander";
 import { Cause, Effect, Exit, Fiber, type Scope } from "effect";
 import { BusError } from "../bus/bus.ts";
 import { makeRedisBus, type RedisBus } from "../bus/redis-bus.ts";
@@ -11,30 +10,7 @@ import { REDIS_BUS_DEFAULTS } from "../bus/redis-options.ts";
 import { isCodec, type Codec } from "../protocol/codec.ts";
 import { namespaceFromEnv } from "../protocol/streams.ts";
 import { LayerDataLost } from "../bridge/restore.ts";
-
-/** The flags every Redis-facing command takes. */
-export const withConnection = (command: Command): Command =>
-  command
-    .option("--redis <url>", "Redis to use (default: REDIS_URL, else redis://127.0.0.1:6379)")
-    .option("--namespace <P>", "key namespace (default: ESPER_NAMESPACE, else morphogenetic)")
-    .option("--codec <codec>", "msgpack or json (json speaks the reference implementation's format)", "msgpack")
-    .option("--hmac-key-file <file>", "sign and check entries with the key in this file (at least 16 characters)");
-
-export interface ConnectionFlags {
-  readonly redis?: string;
-  readonly namespace?: string;
-  readonly codec?: string;
-  readonly hmacKeyFile?: string;
-}
-
-export interface Connection {
-  readonly url: string;
-  readonly namespace: string;
-  readonly codec: Codec;
-  readonly hmacKey?: string;
-}
-
-export class UsageError extends Error {}
+import { UsageError, type ConnectionFlags, type Connection } from "./flags.ts";
 
 /** Exit code of a worker that stopped because Redis lost a layer's data (docs/operations.md). */
 export const EXIT_DATA_LOST = 3;

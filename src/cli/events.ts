@@ -1,12 +1,7 @@
 import { Command } from "commander";
-import { Effect } from "effect";
-import { makeRedisBus } from "../bus/redis-bus.ts";
-import { makeClient } from "../client/client.ts";
-import type { Entry } from "../bus/bus.ts";
-import type { ProtocolError } from "../protocol/protocol-error.ts";
-import { connectionFrom, runUntilSignal, withConnection, type ConnectionFlags } from "./connection.ts";
+import { withConnection, type ConnectionFlags } from "./flags.ts";
 
-interface EventsFlags extends ConnectionFlags {
+export interface EventsFlags extends ConnectionFlags {
   readonly layer: string;
   readonly telemetry: boolean;
 }
@@ -20,23 +15,4 @@ export const eventsCommand = (done: (code: number) => void): Command =>
       .option("--telemetry", "follow the telemetry stream instead of the event stream", false),
   )
     .addHelpText("after", "\nExamples:\n  esper events --layer dense1\n  esper events --layer dense1 --telemetry | jq .health_metrics")
-    .action(async (flags: EventsFlags) => done(await runEvents(flags)));
-
-const runEvents = async (flags: EventsFlags): Promise<number> => {
-  const connection = connectionFrom(flags);
-  const layerId = flags.layer;
-  return runUntilSignal(
-    Effect.gen(function* () {
-      const bus = yield* makeRedisBus({ url: connection.url });
-      const client = yield* makeClient(bus, { namespace: connection.namespace, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) });
-      const print = (message: unknown, id: string) => console.log(JSON.stringify({ id, ...(message as object) }));
-      // An entry nobody can read is said, on stderr, never skipped in silence.
-      const unreadable = (error: ProtocolError, entry: Entry) =>
-        console.error(`entry ${entry.id} (type ${JSON.stringify(entry.fields.type ?? null)}) could not be read: ${error.code}: ${error.message}`);
-      yield* Effect.promise(() => (flags.telemetry ? client.telemetry(layerId, print, unreadable) : client.events(layerId, print, unreadable)));
-      console.error(`following ${flags.telemetry ? "telemetry" : "events"} of layer ${layerId}; Ctrl-C to stop`);
-      return yield* Effect.never;
-    }),
-    connection.url,
-  );
-};
+    .action(async (flags: EventsFlags) => done(await (await import("./run/events.ts")).runEvents(flags)));

@@ -1,11 +1,7 @@
 import { Command } from "commander";
-import { Effect } from "effect";
-import { makeRedisBus } from "../bus/redis-bus.ts";
-import { layerKeys } from "../bridge/store.ts";
-import { isLayerId, streams } from "../protocol/streams.ts";
-import { UsageError, connectionFrom, runUntilSignal, withConnection, type ConnectionFlags } from "./connection.ts";
+import { withConnection, type ConnectionFlags } from "./flags.ts";
 
-interface ResetFlags extends ConnectionFlags {
+export interface ResetFlags extends ConnectionFlags {
   readonly layer: string;
   readonly yes: boolean;
 }
@@ -26,25 +22,5 @@ export const layerCommand = (done: (code: number) => void): Command =>
         .option("--yes", "delete; without it, only say what would be deleted", false),
     )
       .addHelpText("after", "\nExamples:\n  esper layer reset --layer dense1          # says what it would delete\n  esper layer reset --layer dense1 --yes    # after stopping the layer's worker")
-      .action(async (flags: ResetFlags) => done(await runReset(flags))),
+      .action(async (flags: ResetFlags) => done(await (await import("./run/layer.ts")).runReset(flags))),
   );
-
-const runReset = async (flags: ResetFlags): Promise<number> => {
-  if (!isLayerId(flags.layer)) throw new UsageError(`--layer ${flags.layer}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
-  const connection = connectionFrom(flags);
-  const keys = layerKeys(streams(connection.namespace), flags.layer);
-  const doomed = [keys.state, keys.meta, keys.results, keys.resultsOld];
-  if (!flags.yes) {
-    console.log(`would delete ${doomed.join(", ")}; stop the layer's worker first, then run again with --yes`);
-    return 2;
-  }
-  return runUntilSignal(
-    Effect.gen(function* () {
-      const bus = yield* makeRedisBus({ url: connection.url });
-      yield* bus.del(doomed);
-      console.log(`deleted ${doomed.join(", ")}; layer ${flags.layer} starts over (every seed DORMANT) with its next worker`);
-      return 0;
-    }),
-    connection.url,
-  );
-};

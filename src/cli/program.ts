@@ -4,9 +4,9 @@
  * (an unknown option, a missing or bad value; said with what to do), 3 a worker whose layer's
  * data Redis lost. Nothing here loads TensorFlow.js: `esper demo` loads it when it runs.
  */
-import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { Command, CommanderError } from "commander";
-import { UsageError } from "./connection.ts";
+import { UsageError } from "./flags.ts";
 import { demoCommand } from "./demo.ts";
 import { dlqCommand } from "./dlq.ts";
 import { eventsCommand } from "./events.ts";
@@ -15,7 +15,8 @@ import { machinesCommand } from "./machines.ts";
 import { sendCommand } from "./send.ts";
 import { workerCommand } from "./worker.ts";
 
-const version = (): string => (JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }).version;
+// By the package's own name, so it resolves the same from src/ (a clone) and from dist/ (installed).
+const version = (): string => (createRequire(import.meta.url)("esper/package.json") as { version: string }).version;
 
 /** Runs `esper ...argv` in this process and resolves with its exit code. */
 export const runCli = async (argv: readonly string[]): Promise<number> => {

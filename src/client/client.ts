@@ -6,6 +6,7 @@
  * answers that do not come (deadlines.ts); this file matches answers to the sends that wait.
  */
 import { Data, Effect, Result, type Scope } from "effect";
+import { openScoped, type Closeable } from "../runtime/scoped.ts";
 import type { Bus, EntryFields } from "../bus/bus.ts";
 import { decodeMessage } from "../protocol/decode-message.ts";
 import { encodeEntry, encodeEntryInProcess } from "../protocol/entry.ts";
@@ -257,3 +258,12 @@ export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect
     );
     return client;
   });
+
+/** A client opened from Promise code; `close()` stops its followers and answers its waiters. */
+export interface OpenClient extends EsperClient, Closeable {}
+
+/**
+ * The client for Promise code: sends commands to layers on `bus` (a MemoryBus, or
+ * `connectRedis(...).bus`) and follows their streams. Effect code uses `makeClient` in a Scope.
+ */
+export const startClient = (bus: Bus, options: ClientOptions = {}): Promise<OpenClient> => openScoped(Effect.map(makeClient(bus, options), (client) => ({ ...client })));

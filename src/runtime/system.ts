@@ -7,7 +7,7 @@
  * Its lifetime is an Effect Scope: closing it stops the bridges, the actors and the inspector,
  * in reverse order of acquisition.
  */
-import { Cause, Clock, Data, Effect, Exit, Scope } from "effect";
+import { Clock, Data, Effect, type Scope } from "effect";
 import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import type { Bus } from "../bus/bus.ts";
@@ -22,6 +22,7 @@ import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
 import { streams } from "../protocol/streams.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
+import { openScoped, type Closeable } from "./scoped.ts";
 
 export interface LayerSpec {
   readonly id: string;
@@ -319,19 +320,8 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
   });
 
 /** A running system outside Effect code: `await using`-friendly, or call `close()`. */
-export interface RunningSystem extends EsperSystem {
-  readonly close: () => Promise<void>;
-  readonly [Symbol.asyncDispose]: () => Promise<void>;
-}
+/** A system started from Promise code; `close()` stops its actors, bridges and client. */
+export interface RunningSystem extends EsperSystem, Closeable {}
 
 /** Starts a system for Promise-based callers; rejects with SystemConfigError on a bad config. */
-export const startSystem = async (config: SystemConfig): Promise<RunningSystem> => {
-  const scope = Scope.makeUnsafe();
-  const exit = await Effect.runPromiseExit(Scope.provide(makeSystem(config), scope));
-  if (Exit.isFailure(exit)) {
-    await Effect.runPromise(Scope.close(scope, exit));
-    throw Cause.squash(exit.cause);
-  }
-  const close = () => Effect.runPromise(Scope.close(scope, Exit.void));
-  return { ...exit.value, close, [Symbol.asyncDispose]: close };
-};
+export const startSystem = (config: SystemConfig): Promise<RunningSystem> => openScoped(Effect.map(makeSystem(config), (system) => ({ ...system })));

@@ -11,6 +11,7 @@
  * Tamiyo of its own process).
  */
 import { Clock, Data, Effect, Option, type Scope } from "effect";
+import { openScoped, type Closeable } from "../runtime/scoped.ts";
 import { createActor, fromPromise, waitFor } from "xstate";
 import { controllerMachine, type Decision, type PolicyInput as MachinePolicyInput } from "../../machines/controller.ts";
 import { isTerminal, type SeedState } from "../../machines/lifecycle.ts";
@@ -382,3 +383,9 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
       transitionPopulation,
     } satisfies Tamiyo;
   });
+
+/** Tamiyo started from Promise code; `close()` stops her rounds and her stream readers. */
+export interface RunningTamiyo extends Tamiyo, Closeable {}
+
+/** Starts Tamiyo for Promise code (Effect code uses `makeTamiyo` in a Scope); rejects with the BusError when her streams cannot be read. */
+export const startTamiyo = (options: TamiyoOptions): Promise<RunningTamiyo> => openScoped(Effect.map(makeTamiyo(options), (tamiyo) => ({ ...tamiyo })));
