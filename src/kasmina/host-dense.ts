@@ -41,7 +41,10 @@ export const checkInitializer = (name: string): InitializerName => {
   throw new KasminaConfigError({ reason: "unknown_initializer", message: `unknown initializer "${name}"; one of ${INITIALIZERS.join(", ")}` });
 };
 
-export const initializerOf = (name: InitializerName, seed?: number) => {
+/** tfjs-layers exports its Initializer type only from a deep path that Node's resolution (and a consumer's TypeScript) cannot reach. */
+type Initializer = ReturnType<typeof initializers.ones>;
+
+export const initializerOf = (name: InitializerName, seed?: number): Initializer => {
   switch (name) {
     case "zeros":
       return initializers.zeros();
