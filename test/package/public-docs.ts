@@ -4,7 +4,7 @@
  */
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
-import type * as TS from "typescript";
+import type * as TS from "typescript5";
 
 const REPO = fileURLToPath(new URL("../../", import.meta.url));
 // TypeScript 5's compiler API (the `typescript` devDependency is TypeScript 7, which has none in JavaScript).
