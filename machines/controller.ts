@@ -107,6 +107,21 @@ export const controllerMachine = setup({
       for (const command of expired) delete outstanding[command.commandId];
       enqueue.assign({ now: event.now, outstanding, timedOut: context.timedOut + expired.length });
     }),
+    recordEmergency: assign({ emergencyReason: ({ event }) => (event as Extract<ControllerEvent, { type: "emergency" }>).reason }),
+    clearEmergency: assign({ emergencyReason: null }),
+    /** How much of the buffer the policy is given: what arrives while it decides is kept for the next round. */
+    markDecided: assign({ decidingOn: ({ context }) => context.telemetry.length }),
+    takeDecisions: assign({ pending: ({ event }) => (event as unknown as { output: readonly Decision[] }).output }),
+    dropDecided: assign({ telemetry: ({ context }) => context.telemetry.slice(context.decidingOn) }),
+    dispatch: emit(({ context }) => ({ type: "dispatch" as const, decisions: context.pending })),
+    /** The decisions sent, as commands waiting for their results (timed out by `clock`). */
+    trackDispatched: assign(({ context, event }) => {
+      const at = (event as Extract<ControllerEvent, { type: "dispatched" }>).at;
+      const outstanding = { ...context.outstanding };
+      for (const d of context.pending) outstanding[d.commandId] = { commandId: d.commandId, layerId: d.layerId, sentAt: at, timeoutMs: d.timeoutMs };
+      return { outstanding, pending: [] };
+    }),
+    dropPending: assign({ pending: [] }),
   },
   guards: {
     hasTelemetry: ({ context }) => context.telemetry.length > 0,
@@ -129,7 +144,7 @@ export const controllerMachine = setup({
   on: {
     result: { actions: "settle" },
     clock: { actions: "expire" },
-    emergency: { target: ".emergency", actions: assign({ emergencyReason: ({ event }) => event.reason }) },
+    emergency: { target: ".emergency", actions: "recordEmergency" },
   },
   states: {
     observing: {
@@ -140,7 +155,7 @@ export const controllerMachine = setup({
       },
     },
     deciding: {
-      entry: assign({ decidingOn: ({ context }) => context.telemetry.length }),
+      entry: "markDecided",
       invoke: {
         src: "policy",
         input: ({ context }) => ({ telemetry: context.telemetry, outstanding: Object.values(context.outstanding) }),
@@ -148,9 +163,9 @@ export const controllerMachine = setup({
           {
             guard: "hasDecisions",
             target: "commanding",
-            actions: assign({ pending: ({ event }) => event.output, telemetry: ({ context }) => context.telemetry.slice(context.decidingOn) }),
+            actions: ["takeDecisions", "dropDecided"],
           },
-          { target: "observing", actions: assign({ telemetry: ({ context }) => context.telemetry.slice(context.decidingOn) }) },
+          { target: "observing", actions: "dropDecided" },
         ],
         // A failing policy must not take Tamiyo down: keep observing, keep the telemetry.
         onError: { target: "observing" },
@@ -161,21 +176,15 @@ export const controllerMachine = setup({
       },
     },
     commanding: {
-      entry: emit(({ context }) => ({ type: "dispatch" as const, decisions: context.pending })),
+      entry: "dispatch",
       on: {
         telemetry: { actions: "buffer" },
         dispatched: {
           target: "observing",
-          actions: assign(({ context, event }) => {
-            const outstanding = { ...context.outstanding };
-            for (const d of context.pending) {
-              outstanding[d.commandId] = { commandId: d.commandId, layerId: d.layerId, sentAt: event.at, timeoutMs: d.timeoutMs };
-            }
-            return { outstanding, pending: [] };
-          }),
+          actions: "trackDispatched",
         },
         // The bus went away before the commands left: drop them, decide again when it is back.
-        "bus.down": { target: "degraded", actions: assign({ pending: [] }) },
+        "bus.down": { target: "degraded", actions: "dropPending" },
       },
     },
     degraded: {
@@ -187,7 +196,7 @@ export const controllerMachine = setup({
     emergency: {
       on: {
         telemetry: { actions: "buffer" },
-        recover: { target: "observing", actions: assign({ emergencyReason: null }) },
+        recover: { target: "observing", actions: "clearEmergency" },
       },
     },
   },

@@ -231,6 +231,9 @@ export const layerMachine = setup({
     refused: ({ context, event }, p: { readonly stopped: boolean }) => event.type === "command" && screen(context, p.stopped, event.order) !== null,
     wholeLayer: ({ event }) => event.type === "command" && event.order.seedId === null,
     unknownStopTarget: ({ context, event }) => event.type === "emergency_stop" && stopTargetUnknown(context, event.seedId),
+    wholeLayerStop: ({ event }) => event.type === "emergency_stop" && event.seedId === null,
+    /** A layer restored from its store comes back stopped when it was stopped when it was saved. */
+    restoredStopped: ({ event }) => event.type === "restored" && event.stopReason !== null,
   },
   actions: {
     refuse: emit(({ context, event }, p: { readonly stopped: boolean }) => screen(context, p.stopped, (event as Extract<LayerEvent, { type: "command" }>).order)!),
@@ -334,6 +337,13 @@ export const layerMachine = setup({
         if (seed) enqueue.sendTo(seed, { type: "metrics", metrics });
       }
     }),
+    /** The stored epoch and stop reason of a restored layer (its state is the transition's target). */
+    restore: assign(({ event }) => {
+      const e = event as Extract<LayerEvent, { type: "restored" }>;
+      return { epoch: e.epoch, stopReason: e.stopReason === null ? null : recordedReason(e.stopReason) };
+    }),
+    recordStop: assign({ stopReason: ({ event }) => recordedReason((event as Extract<LayerEvent, { type: "emergency_stop" }>).reason) }),
+    clearStop: assign({ stopReason: null }),
     replaceSeeds: assign({
       seeds: ({ context, event }) => {
         if (event.type !== "seeds.replaced") return context.seeds;
@@ -360,12 +370,8 @@ export const layerMachine = setup({
     "seed.error": { actions: "errorToSeed" },
     "seeds.replaced": { actions: "replaceSeeds" },
     restored: [
-      {
-        guard: ({ event }) => event.stopReason !== null,
-        target: ".stopped",
-        actions: assign({ epoch: ({ event }) => event.epoch, stopReason: ({ event }) => recordedReason(event.stopReason!) }),
-      },
-      { target: ".running", actions: assign({ epoch: ({ event }) => event.epoch, stopReason: null }) },
+      { guard: "restoredStopped", target: ".stopped", actions: "restore" },
+      { target: ".running", actions: "restore" },
     ],
   },
   states: {
@@ -376,12 +382,8 @@ export const layerMachine = setup({
         batch: { actions: { type: "runBatch", params: { stopped: false } } },
         emergency_stop: [
           { guard: "unknownStopTarget", actions: "refuseStop" },
-          {
-            // A stop for the whole layer also closes it to growth until resumed.
-            guard: ({ event }) => event.seedId === null,
-            target: "stopped",
-            actions: ["stopSeeds", assign({ stopReason: ({ event }) => recordedReason(event.reason) })],
-          },
+          // A stop for the whole layer also closes it to growth until resumed.
+          { guard: "wholeLayerStop", target: "stopped", actions: ["stopSeeds", "recordStop"] },
           { actions: "stopSeeds" },
         ],
         resume: {},
@@ -394,7 +396,7 @@ export const layerMachine = setup({
         batch: { actions: { type: "runBatch", params: { stopped: true } } },
         // A second stop while stopped still sweeps the seeds (a seed restarted meanwhile is caught too).
         emergency_stop: [{ guard: "unknownStopTarget", actions: "refuseStop" }, { actions: "stopSeeds" }],
-        resume: { target: "running", actions: assign({ stopReason: null }) },
+        resume: { target: "running", actions: "clearStop" },
       },
     },
   },

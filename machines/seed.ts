@@ -264,24 +264,23 @@ export const seedMachine = setup({
     })),
     /** A host hook on every accepted transition (tracing, metrics). No-op by default. */
     entered: (_: unknown, _p: EdgeParams) => {},
+    countEpochs: assign({ epoch: ({ context, event }) => context.epoch + (event as Extract<SeedEvent, { type: "tick" }>).epochs }),
+    recordMetrics: assign({ metrics: ({ context, event }) => ({ ...context.metrics, ...(event as Extract<SeedEvent, { type: "metrics" }>).metrics }) }),
+    countError: assign({ errorCount: ({ context }) => context.errorCount + 1 }),
+    takeBlueprint: assign(({ context, event }) => {
+      const e = event as Extract<SeedEvent, { type: "blueprint" }>;
+      return { blueprintId: e.blueprintId, strategy: e.strategy ?? context.strategy };
+    }),
   },
 }).createMachine({
   id: "seed",
   context: ({ input }) => ({ ...initialSeed(input.seedId).context, config: input.config ?? DEFAULT_GUARDS }),
   initial: "DORMANT",
   on: {
-    tick: { actions: assign({ epoch: ({ context, event }) => context.epoch + event.epochs }) },
-    metrics: { actions: assign({ metrics: ({ context, event }) => ({ ...context.metrics, ...event.metrics }) }) },
-    error: { actions: assign({ errorCount: ({ context }) => context.errorCount + 1 }) },
-    blueprint: {
-      actions: [
-        assign({
-          blueprintId: ({ event }) => event.blueprintId,
-          strategy: ({ context, event }) => event.strategy ?? context.strategy,
-        }),
-        "blueprintTaken",
-      ],
-    },
+    tick: { actions: "countEpochs" },
+    metrics: { actions: "recordMetrics" },
+    error: { actions: "countError" },
+    blueprint: { actions: ["takeBlueprint", "blueprintTaken"] },
   },
   states: {
     DORMANT: {

@@ -3,7 +3,7 @@
  * state names), which Stately Studio imports and XState can run again. Built from each machine's
  * own definition, so it cannot drift from the code.
  */
-import type { AnyStateMachine } from "xstate";
+import { createActor, type AnyStateMachine } from "xstate";
 import { controllerMachine } from "../../machines/controller.ts";
 import { layerMachine } from "../../machines/layer.ts";
 import { seedMachine } from "../../machines/seed.ts";
@@ -38,6 +38,7 @@ const named = (item: unknown): Json | undefined => {
     const { type, params } = item as { type: string; params?: unknown };
     return params && typeof params === "object" ? { type, params: JSON.parse(JSON.stringify(params)) as Json } : type;
   }
+  // An inline function has no name to export; the machines declare none (the export test holds them to it).
   return typeof item === "function" ? "inline" : undefined;
 };
 
@@ -90,17 +91,30 @@ const nodeConfig = (node: NodeDefinition, root: boolean): Record<string, Json> =
   return out;
 };
 
-export const machineConfig = (machine: AnyStateMachine): Record<string, Json> =>
+/**
+ * A machine's JSON config. Every guard and action is named (the machines declare none inline), so
+ * `createMachine(config).provide(machine.implementations)` behaves as the machine does. `input`:
+ * what the initial context is computed from, written out as the config's `context`.
+ */
+export const machineConfig = (machine: AnyStateMachine, input?: unknown): Record<string, Json> => {
   // Through JSON first: the definition holds StateNode objects, whose JSON form is their id.
-  nodeConfig(JSON.parse(JSON.stringify(machine.toJSON())) as NodeDefinition, true);
+  const config = nodeConfig(JSON.parse(JSON.stringify(machine.toJSON())) as NodeDefinition, true);
+  // The initial snapshot of an actor that is never started: no entry action runs, nothing is spawned.
+  const context = JSON.parse(JSON.stringify(createActor(machine, { input }).getSnapshot().context ?? {})) as Json;
+  return { id: config.id!, context, ...config };
+};
 
+/** The machines esper runs, by the file name they are exported to. */
 export const MACHINES = { seed: seedMachine, layer: layerMachine, controller: controllerMachine } as const;
+
+/** The input each exported config's context is computed from: seed 0 with the default guards, a layer with no seeds, a controller's defaults. */
+export const EXPORT_INPUTS = { seed: { seedId: 0 }, layer: { layerId: "layer0", numSeeds: 0, seeds: [] }, controller: {} } as const;
 
 /** Every machine's config, keyed by the file name it is written to. */
 export const machineConfigs = (): Record<keyof typeof MACHINES, Record<string, Json>> => ({
-  seed: machineConfig(seedMachine),
-  layer: machineConfig(layerMachine),
-  controller: machineConfig(controllerMachine),
+  seed: machineConfig(seedMachine, EXPORT_INPUTS.seed),
+  layer: machineConfig(layerMachine, EXPORT_INPUTS.layer),
+  controller: machineConfig(controllerMachine, EXPORT_INPUTS.controller),
 });
 
 /**

@@ -6,7 +6,12 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, test, vi } from "vitest";
-import { createMachine } from "xstate";
+import { createActor, createMachine, fromPromise, type AnyEventObject, type AnyStateMachine } from "xstate";
+import { controllerMachine } from "../../machines/controller.ts";
+import { layerMachine } from "../../machines/layer.ts";
+import { DEFAULT_GUARDS } from "../../machines/lifecycle.ts";
+import { requestTransition, seedMachine } from "../../machines/seed.ts";
+import { EXPORT_INPUTS } from "../../src/runtime/definitions.ts";
 import { runCli } from "../../src/cli/program.ts";
 import { EDGE_NAMES_BY_HAND } from "../support/lifecycle-by-hand.ts";
 
@@ -106,6 +111,100 @@ describe("esper machines --out DIR", () => {
     expect(controller.states!.deciding!.invoke).toMatchObject([{ src: "policy", onError: [{ target: "observing" }] }]);
     expect(controller.on!.emergency![0]).toMatchObject({ target: ".emergency" });
     for (const name of ["layer.json", "controller.json"]) expect(() => createMachine(JSON.parse(readFileSync(join(dir, name), "utf8")))).not.toThrow();
+  });
+});
+
+describe("an exported machine runs when given the same implementations", () => {
+  const read = (name: string) => JSON.parse(readFileSync(join(dir, `${name}.json`), "utf8"));
+  /** Runs `events` through an actor of `logic` and returns each step's state, context and emitted events. */
+  const trace = (logic: AnyStateMachine, events: readonly AnyEventObject[], input?: unknown) => {
+    const actor = createActor(logic, input === undefined ? {} : { input });
+    const emitted: unknown[] = [];
+    actor.on("*", (e) => emitted.push(e));
+    actor.start();
+    const steps = events.map((event) => {
+      emitted.length = 0;
+      actor.send(event);
+      const snapshot = actor.getSnapshot();
+      return { value: snapshot.value, context: JSON.parse(JSON.stringify(snapshot.context)), emitted: JSON.parse(JSON.stringify(emitted)) };
+    });
+    actor.stop();
+    return steps;
+  };
+
+  test("every guard and action is named, and each config keeps its machine's context", async () => {
+    const all = await written();
+    expect(JSON.stringify(all)).not.toContain('"inline"');
+    const seed = read("seed");
+    expect(seed.context).toMatchObject({ seedId: 0, blueprintId: null, strategy: "linear", alpha: 0, epoch: 0, errorCount: 0, history: [] });
+    expect(seed.context.config).toEqual(JSON.parse(JSON.stringify(DEFAULT_GUARDS)));
+    expect(read("layer").context).toMatchObject({ layerId: "layer0", numSeeds: 0, seeds: [], epoch: 0, stopReason: null });
+    expect(read("controller").context).toMatchObject({ outstanding: {}, telemetry: [], telemetryLimit: 1000, pending: [], emergencyReason: null });
+  });
+
+  test("seed.json: the same lifecycle, step by step, as seedMachine (accepted, refused by a guard, no edge, terminal)", async () => {
+    await written();
+    const exported = createMachine(read("seed")).provide({ guards: seedMachine.implementations.guards, actions: seedMachine.implementations.actions } as never);
+    const events: AnyEventObject[] = [
+      { type: "metrics", metrics: { reconstruction_loss: 0.5 } },
+      requestTransition("TRAINING"),
+      requestTransition("GERMINATED", { reason: "grow" }),
+      requestTransition("TRAINING"),
+      { type: "tick", epochs: 120 },
+      requestTransition("GRAFTING", { metrics: { reconstruction_loss: 0.5 } }),
+      requestTransition("GRAFTING", { metrics: { reconstruction_loss: 0.001 } }),
+      { type: "blueprint", blueprintId: 2, strategy: "momentum", commandId: "c1" },
+      { type: "error" },
+      requestTransition("ROLLED_BACK", { force: true }),
+      requestTransition("DORMANT"),
+      { type: "blueprint", blueprintId: 3, commandId: "c2" },
+    ];
+    const original = trace(seedMachine, events, { seedId: 0 });
+    expect(trace(exported, events)).toEqual(original);
+    // It did walk the lifecycle: accepted, guard-refused and terminal steps are all in the trace.
+    expect(original.map((s) => s.value)).toEqual(["DORMANT", "DORMANT", "GERMINATED", "TRAINING", "TRAINING", "TRAINING", "GRAFTING", "GRAFTING", "GRAFTING", "ROLLED_BACK", "ROLLED_BACK", "ROLLED_BACK"]);
+    expect(original[5]!.emitted).toMatchObject([{ ok: false, code: "guard_failed" }]);
+  });
+
+  test("layer.json and controller.json: the same steps as layerMachine and controllerMachine", async () => {
+    await written();
+    const layer = createMachine(read("layer")).provide({ guards: layerMachine.implementations.guards, actions: layerMachine.implementations.actions } as never);
+    const layerEvents: AnyEventObject[] = [
+      { type: "tick", epochs: 3 },
+      { type: "command", order: { commandId: "c1", seedId: 4, target: "GERMINATED", force: false, reason: "", metrics: {} } },
+      { type: "emergency_stop", commandId: "s1", seedId: null, reason: "operator" },
+      { type: "resume", commandId: "r1" },
+      { type: "restored", epoch: 9, stopReason: "from the store" },
+      { type: "restored", epoch: 10, stopReason: null },
+    ];
+    const layerOriginal = trace(layerMachine, layerEvents, EXPORT_INPUTS.layer);
+    expect(trace(layer, layerEvents)).toEqual(layerOriginal);
+    expect(layerOriginal.map((s) => s.value)).toEqual(["running", "running", "stopped", "running", "stopped", "running"]);
+
+    // The policy's input is computed by a function, which JSON cannot hold: a policy that reads none runs the same in both.
+    const policy = fromPromise(async () => [{ commandId: "d1", layerId: "dense1", timeoutMs: 5 }]);
+    const controller = createMachine(read("controller")).provide({ guards: controllerMachine.implementations.guards, actions: controllerMachine.implementations.actions, actors: { policy } } as never);
+    const run = async (logic: AnyStateMachine) => {
+      const actor = createActor(logic.provide({ actors: { policy } } as never), { input: EXPORT_INPUTS.controller }).start();
+      const emitted: string[] = [];
+      actor.on("*", (e) => emitted.push(e.type));
+      const states: unknown[] = [];
+      actor.send({ type: "telemetry", report: { layer: "dense1" } });
+      actor.send({ type: "decide" });
+      await new Promise((r) => setTimeout(r, 10));
+      states.push(actor.getSnapshot().value);
+      actor.send({ type: "dispatched", at: 100 });
+      actor.send({ type: "clock", now: 200 });
+      actor.send({ type: "emergency", reason: "alerts" });
+      states.push(actor.getSnapshot().value);
+      actor.send({ type: "recover" });
+      const snapshot = actor.getSnapshot();
+      actor.stop();
+      return { states: [...states, snapshot.value], context: JSON.parse(JSON.stringify(snapshot.context)), emitted };
+    };
+    const controllerOriginal = await run(controllerMachine);
+    expect(await run(controller)).toEqual(controllerOriginal);
+    expect(controllerOriginal).toMatchObject({ states: ["commanding", "emergency", "observing"], emitted: ["dispatch", "timeout"], context: { timedOut: 1, emergencyReason: null } });
   });
 });
 
