@@ -47,6 +47,7 @@ export interface ControllerContext {
   readonly emergencyReason: string | null;
 }
 
+/** What the controller takes: telemetry to buffer, a `decide` tick, results and timeouts of its commands, bus and emergency signals. */
 export type ControllerEvent =
   | { readonly type: "telemetry"; readonly report: unknown }
   | { readonly type: "decide" }
@@ -58,6 +59,7 @@ export type ControllerEvent =
   | { readonly type: "emergency"; readonly reason: string }
   | { readonly type: "recover" };
 
+/** What the controller emits: the decisions to send (`dispatch`) and commands that timed out. */
 export type ControllerEmitted =
   | { readonly type: "dispatch"; readonly decisions: readonly Decision[] }
   | { readonly type: "timeout"; readonly command: OutstandingCommand; readonly waitedMs: number };
@@ -78,6 +80,10 @@ const pushTelemetry = (context: ControllerContext, report: unknown) => {
   };
 };
 
+/**
+ * Tamiyo's control loop as a machine: observing -> deciding (invokes the `policy` actor) -> commanding,
+ * with degraded (bus down) and emergency states. Pure: `startTamiyo` provides the policy and the I/O.
+ */
 export const controllerMachine = setup({
   types: {
     context: {} as ControllerContext,

@@ -45,6 +45,7 @@ export interface BlueprintOrder {
 
 export type SeedOrder = LifecycleOrder | BlueprintOrder;
 
+/** What a layer actor takes: commands and batches for its seeds, emergency stops and resumes, epochs and metrics. */
 export type LayerEvent =
   | { readonly type: "command"; readonly order: SeedOrder }
   | {
@@ -83,6 +84,7 @@ export interface LayerResult {
   readonly details: Readonly<Record<string, unknown>>;
 }
 
+/** What a layer actor emits: one result per command it decided (the runtime turns it into the CommandResult). */
 export type LayerEmitted = LayerResult;
 
 export interface LayerInput {
@@ -219,6 +221,11 @@ const commandIn = (stopped: boolean) =>
 /** A layer-level refusal (no seed will answer it), as opposed to a seed's own rejection. */
 const refusedByLayer = (failure: LayerResult): boolean => failure.code !== "invalid_transition" && failure.code !== "guard_failed" && failure.code !== "terminal_state";
 
+/**
+ * A layer: screens every command (unknown seed, stopped layer, batch rules), routes it to its seed actors,
+ * runs atomic batches, handles emergency stops (`running` / `stopped`) and counts epochs. Pure; the
+ * runtime (LayerHost) spawns its seeds and carries its results to the bus.
+ */
 export const layerMachine = setup({
   types: {
     context: {} as LayerContext,

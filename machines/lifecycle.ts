@@ -19,6 +19,7 @@ export const SEED_STATES = [
   "ROLLED_BACK",
 ] as const;
 
+/** One of the 11 lifecycle states of a seed (SEED_STATES), upper case as on the wire. */
 export type SeedState = (typeof SEED_STATES)[number];
 
 /** Row code of a state in the dense state table: its index in SEED_STATES. */
@@ -30,6 +31,7 @@ export const stateOf = (code: number): SeedState => {
 };
 const SEED_STATE_INDEX = Object.fromEntries(SEED_STATES.map((s, i) => [s, i])) as Record<SeedState, number>;
 
+/** The states a seed never leaves (FOSSILIZED, CULLED, CANCELLED, ROLLED_BACK): a request there is answered `terminal_state`. */
 export const TERMINAL_STATES: ReadonlySet<SeedState> = new Set(["FOSSILIZED", "CULLED", "CANCELLED", "ROLLED_BACK"]);
 export const isTerminal = (state: SeedState): boolean => TERMINAL_STATES.has(state);
 
@@ -61,12 +63,15 @@ export const EDGES: Readonly<Record<SeedState, readonly SeedState[]>> = {
   ROLLED_BACK: [],
 };
 
+/** A state name in any case (`germinated`, as the reference's clients write it) as a SeedState; undefined when it names none. */
 export const parseSeedState = (name: string): SeedState | undefined => {
   const upper = name.toUpperCase();
   return (SEED_STATES as readonly string[]).includes(upper) ? (upper as SeedState) : undefined;
 };
 
+/** How a grafting seed ramps its alpha from 0 to 1: the reference's five strategies (the data plane implements each). */
 export const GRAFTING_STRATEGIES = ["linear", "drift_controlled", "momentum", "adaptive", "stability"] as const;
+/** One of GRAFTING_STRATEGIES; `linear` unless a blueprint command names another. */
 export type GraftingStrategy = (typeof GRAFTING_STRATEGIES)[number];
 
 /**
@@ -101,6 +106,10 @@ export interface GuardConfig {
   readonly minFinalStability: number;
 }
 
+/**
+ * The validators' thresholds when a layer sets none: minimum epochs in each state before leaving it,
+ * and the metric bounds of each guarded edge (README "Guards" lists them). Override per layer with `guardConfig`.
+ */
 export const DEFAULT_GUARDS: GuardConfig = {
   minEpochs: {
     DORMANT: 0,
@@ -125,10 +134,12 @@ export const DEFAULT_GUARDS: GuardConfig = {
   minFinalStability: 0.95,
 };
 
+/** Thresholds to change from DEFAULT_GUARDS, any subset; `minEpochs` may name some states only. */
 export type GuardOverrides = Partial<Omit<GuardConfig, "minEpochs">> & {
   readonly minEpochs?: Partial<Record<SeedState, number>>;
 };
 
+/** DEFAULT_GUARDS with `overrides` applied (`minEpochs` merged state by state): a layer's `guards`. */
 export const guardConfig = (overrides: GuardOverrides = {}): GuardConfig => ({
   ...DEFAULT_GUARDS,
   ...overrides,
@@ -154,6 +165,7 @@ export const RESULT_CODES = [
   "emergency_stopped",
   "internal",
 ] as const;
+/** The `code` of a CommandResult: `ok`, or why the command was not applied (RESULT_CODES; docs/protocol.md says when each is given). */
 export type ResultCode = (typeof RESULT_CODES)[number];
 
 /**

@@ -4,6 +4,7 @@
  */
 import { EDGES, isTerminal, type GuardConfig, type ResultCode, type SeedState } from "./lifecycle.ts";
 
+/** Named measurements of a seed (`reconstruction_loss`, `performance_delta`, ...) that its validators read. */
 export type Metrics = Readonly<Record<string, number>>;
 
 /** The metrics the validators below read: what a layer takes from telemetry into its seeds. */

@@ -75,6 +75,10 @@ export interface TransitionRequest {
   readonly epoch?: number;
 }
 
+/**
+ * What a seed actor takes: a transition request (`to.STATE`, see `requestTransition`), epochs, metrics,
+ * an error to count, or a blueprint to graft with. Only requests change its state.
+ */
 export type SeedEvent =
   | TransitionRequest
   /** Epochs elapsed, for a seed that runs on its own (in a layer, requests carry the layer's epoch instead). */
@@ -200,6 +204,12 @@ export const initialSeed = (seedId: number): PersistedSeed => ({
   context: { seedId, blueprintId: null, strategy: "linear", alpha: 0, epoch: 0, enteredAt: 0, errorCount: 0, metrics: {}, history: [] },
 });
 
+/**
+ * A seed's lifecycle: 11 states, 16 guarded edges, pure (no I/O). A request for an edge the graph lacks,
+ * or one whose validator fails, is refused and emitted with its reason; it is never applied.
+ * Input: `{ seedId, config? }`. In a system the layer actor spawns and drives these; alone, send
+ * `requestTransition(...)` events and listen with `actor.on("outcome", ...)`.
+ */
 export const seedMachine = setup({
   types: {
     context: {} as SeedContext,

@@ -153,11 +153,11 @@ describe("an exported machine runs when given the same implementations", () => {
       { type: "tick", epochs: 120 },
       requestTransition("GRAFTING", { metrics: { reconstruction_loss: 0.5 } }),
       requestTransition("GRAFTING", { metrics: { reconstruction_loss: 0.001 } }),
-      { type: "blueprint", blueprintId: 2, strategy: "momentum", commandId: "c1" },
+      { type: "blueprint", blueprintId: "b2", strategy: "momentum", commandId: "c1" },
       { type: "error" },
       requestTransition("ROLLED_BACK", { force: true }),
       requestTransition("DORMANT"),
-      { type: "blueprint", blueprintId: 3, commandId: "c2" },
+      { type: "blueprint", blueprintId: "b3", commandId: "c2" },
     ];
     const original = trace(seedMachine, events, { seedId: 0 });
     expect(trace(exported, events)).toEqual(original);
