@@ -8,7 +8,9 @@ import { DEFAULT_MAX_INFLATED_BYTES } from "./limits.ts";
  * the Python implementation writes, and is how a reader treats an entry without `enc`.
  */
 export const CODECS = ["msgpack", "json", "msgpack+deflate", "json+deflate", "reference"] as const;
+/** A codec name: msgpack or json, optionally deflated, or "reference" (plain JSON, no `enc` field, as the Python reference writes). */
 export type Codec = (typeof CODECS)[number];
+/** The codec encodeEntry uses when none is given. Use "json" or "reference" when reference (Python) readers read the stream. */
 export const DEFAULT_CODEC: Codec = "msgpack";
 
 export const isCodec = (u: unknown): u is Codec => typeof u === "string" && (CODECS as readonly string[]).includes(u);

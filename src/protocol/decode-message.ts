@@ -103,6 +103,8 @@ const commandBreach = (type: MessageType, parsed: Readonly<Record<string, unknow
 };
 
 /**
+ * A parsed map (what a codec returns) as a typed message with its defaults filled in, or an `invalid_message` ProtocolError
+ * (unknown type, unsupported version, over DECODE_LIMITS, or not matching its Schema). Never throws.
  * @param typeField the entry's `type` field, when decoding an entry: it must equal `message_type`.
  */
 export const decodeMessage = (parsed: unknown, typeField?: string): Result.Result<Message, ProtocolError> => {

@@ -15,8 +15,10 @@ import { isControlStream } from "./streams.ts";
  * `data` (the encoded message), `type`, `enc`, and `sig` when the deployment has a key.
  */
 
+/** A deployment's shared HMAC-SHA256 key: bytes, or a string used as its UTF-8 bytes. */
 export type HmacKey = string | Uint8Array;
 
+/** How encodeEntry writes an entry: for which stream, with which codec (default DEFAULT_CODEC), and whether it signs. */
 export interface EncodeOptions {
   /** The stream the entry goes to: the signature covers it, so an entry cannot be replayed elsewhere. */
   readonly stream: string;
@@ -24,6 +26,7 @@ export interface EncodeOptions {
   readonly hmacKey?: HmacKey;
 }
 
+/** Limits and signature checks for decodeEntry; every field is optional and defaults as noted. */
 export interface DecodeOptions {
   /** Largest `data` accepted, checked before anything is decoded. Default 1 MiB. */
   readonly maxBytes?: number;
@@ -39,6 +42,10 @@ export interface DecodeOptions {
 export const signEntry = (key: HmacKey, stream: string, type: string, data: Uint8Array): string =>
   createHmac("sha256", key).update(`${stream}\n${type}\n`, "utf8").update(data).digest("hex");
 
+/**
+ * The fields of a stream entry for `message`: `data`, `type`, `enc` (none for the "reference" codec) and `sig` when a key is
+ * given. It neither validates nor size-checks: build messages with the builders, and keep `data` within readers' maxBytes.
+ */
 export const encodeEntry = (message: Message, options: EncodeOptions): EntryFields => {
   const codec = options.codec ?? DEFAULT_CODEC;
   const data = encodeBody(message, codec);

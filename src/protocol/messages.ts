@@ -54,6 +54,10 @@ const priority = (p: Priority) => defaulted(Priority, () => p);
 
 // ---- control -------------------------------------------------------------------------------
 
+/**
+ * Control: asks one seed (or, with seed_id null, every seed of the layer) to move to `target_state`: an edge of the lifecycle,
+ * taken when its validators pass or `force` is set. Defaults: parameters {}, priority "normal", timeout_ms 5000, force false, reason "".
+ */
 export const LifecycleTransitionCommand = tagged("LifecycleTransitionCommand", {
   layer_id: LayerId,
   seed_id: nullableSeedId,
@@ -66,6 +70,10 @@ export const LifecycleTransitionCommand = tagged("LifecycleTransitionCommand", {
 });
 export type LifecycleTransitionCommand = typeof LifecycleTransitionCommand.Type;
 
+/**
+ * Control: grafts blueprint `blueprint_id` into a seed with `grafting_strategy`.
+ * Defaults: configuration {}, rollback_on_failure true, validation_metrics {}, priority "normal", timeout_ms 10000.
+ */
 export const BlueprintUpdateCommand = tagged("BlueprintUpdateCommand", {
   layer_id: LayerId,
   seed_id: SeedId,
@@ -88,6 +96,10 @@ const batchStaysInOneLayer = Schema.makeFilter<{ readonly commands: ReadonlyArra
   { expected: "a batch whose commands all share one layer_id" },
 );
 
+/**
+ * Control: 1 to MAX_BATCH_COMMANDS LifecycleTransitionCommands and BlueprintUpdateCommands for one layer, answered by one
+ * CommandResult. Defaults: atomic true, stop_on_error true, priority "normal", timeout_ms 30000; mixed layer_ids are refused.
+ */
 export const BatchCommand = tagged("BatchCommand", {
   commands: Schema.Array(BatchableCommand).check(Schema.isMinLength(1), Schema.isMaxLength(MAX_BATCH_COMMANDS)),
   atomic: defaulted(Schema.Boolean, () => true),
@@ -97,6 +109,11 @@ export const BatchCommand = tagged("BatchCommand", {
 }).check(batchStaysInOneLayer);
 export type BatchCommand = typeof BatchCommand.Type;
 
+/**
+ * Control: cancels or rolls back the growing seeds of a layer (layer_id null: every layer, sent on `P.control.all`), or of one
+ * seed; a stop of every seed also closes the layer to growth until a ResumeCommand. It overtakes commands queued before it.
+ * Defaults: priority "critical", timeout_ms 1000, reason "".
+ */
 export const EmergencyStopCommand = tagged("EmergencyStopCommand", {
   layer_id: defaulted(Schema.NullOr(LayerId), () => null),
   seed_id: nullableSeedId,
@@ -147,6 +164,7 @@ export const CommandResult = tagged("CommandResult", {
 );
 export type CommandResult = typeof CommandResult.Type;
 
+/** Event: a seed moved from `from_state` to `to_state`, with how long it took and who triggered it (user, system, policy). */
 export const StateTransitionEvent = tagged("StateTransitionEvent", {
   layer_id: LayerId,
   seed_id: SeedId,
@@ -160,6 +178,7 @@ export const StateTransitionEvent = tagged("StateTransitionEvent", {
 });
 export type StateTransitionEvent = typeof StateTransitionEvent.Type;
 
+/** Event: a blueprint was updated, validated or rolled back on a seed, with the metrics it changed (`metrics_delta`). */
 export const BlueprintEvent = tagged("BlueprintEvent", {
   layer_id: LayerId,
   seed_id: SeedId,
@@ -172,6 +191,7 @@ export const BlueprintEvent = tagged("BlueprintEvent", {
 });
 export type BlueprintEvent = typeof BlueprintEvent.Type;
 
+/** Event: a seed's checkpoint was created, deleted or recovered, with its size in bytes. */
 export const CheckpointEvent = tagged("CheckpointEvent", {
   layer_id: LayerId,
   seed_id: SeedId,
@@ -183,6 +203,10 @@ export const CheckpointEvent = tagged("CheckpointEvent", {
 });
 export type CheckpointEvent = typeof CheckpointEvent.Type;
 
+/**
+ * Event: a metric of a layer (or one seed) degraded, improved, looks anomalous, passed its threshold or exhausted a resource;
+ * `threshold` may be null, as the reference writes it.
+ */
 export const PerformanceAlert = tagged("PerformanceAlert", {
   layer_id: LayerId,
   seed_id: nullableSeedId,
@@ -208,6 +232,10 @@ const HealthMetrics = Schema.Record(Schema.String, NumberMap).check(
   }),
 );
 
+/**
+ * Telemetry: one layer's health. `health_metrics` maps seed ids (decimal strings) to their metrics; a layer's owner takes
+ * its epoch count from `performance_summary.epoch`; `telemetry_window` is [start, end].
+ */
 export const LayerHealthReport = tagged("LayerHealthReport", {
   layer_id: LayerId,
   total_seeds: Count,
@@ -227,6 +255,7 @@ const BlueprintIdText = Schema.Union([Schema.String, Schema.Int]).pipe(
   }),
 );
 
+/** Telemetry: one seed's state and metrics; an integer `blueprint_id` (as the reference writes it) is read as its decimal string. */
 export const SeedMetricsSnapshot = tagged("SeedMetricsSnapshot", {
   layer_id: LayerId,
   seed_id: SeedId,
@@ -241,9 +270,11 @@ export const SeedMetricsSnapshot = tagged("SeedMetricsSnapshot", {
 });
 export type SeedMetricsSnapshot = typeof SeedMetricsSnapshot.Type;
 
+/** One message of a TelemetryBatch: a LayerHealthReport or a SeedMetricsSnapshot. */
 export const TelemetryRecord = Schema.Union([LayerHealthReport, SeedMetricsSnapshot]);
 export type TelemetryRecord = typeof TelemetryRecord.Type;
 
+/** Telemetry: several LayerHealthReports and SeedMetricsSnapshots in one entry; build it with telemetryBatch, which fills batch_size. */
 export const TelemetryBatch = tagged("TelemetryBatch", {
   messages: Schema.Array(TelemetryRecord),
   compression: nullableString,
@@ -253,6 +284,7 @@ export type TelemetryBatch = typeof TelemetryBatch.Type;
 
 // ---- coordination --------------------------------------------------------------------------
 
+/** Coordination: a service says what it is (`service_type`, `capabilities`) and where to reach it. */
 export const ServiceAnnouncement = tagged("ServiceAnnouncement", {
   service_type: Schema.String,
   service_id: Schema.String,
@@ -262,6 +294,7 @@ export const ServiceAnnouncement = tagged("ServiceAnnouncement", {
 });
 export type ServiceAnnouncement = typeof ServiceAnnouncement.Type;
 
+/** Coordination: a service's periodic sign of life, with its status (healthy, degraded, unhealthy), uptime and load. */
 export const Heartbeat = tagged("Heartbeat", {
   service_id: Schema.String,
   uptime_seconds: NonNegative,
@@ -272,6 +305,7 @@ export const Heartbeat = tagged("Heartbeat", {
 });
 export type Heartbeat = typeof Heartbeat.Type;
 
+/** Coordination: asks for a lock, an election or a barrier on `resource_id`; `timeout_ms` is required. */
 export const CoordinationRequest = tagged("CoordinationRequest", {
   operation: CoordinationOperation,
   resource_id: Schema.String,
@@ -281,6 +315,7 @@ export const CoordinationRequest = tagged("CoordinationRequest", {
 });
 export type CoordinationRequest = typeof CoordinationRequest.Type;
 
+/** Coordination: answers a CoordinationRequest (`request_id`), granted or not, with the current holder; `wait_time_ms` may be null. */
 export const CoordinationResponse = tagged("CoordinationResponse", {
   request_id: Schema.String,
   granted: Schema.Boolean,
@@ -313,13 +348,21 @@ export const MESSAGE_SCHEMAS = {
   CoordinationResponse,
 } as const;
 
+/** The `message_type` of every message esper reads and writes: PROTOCOL.md's sixteen and esper's ResumeCommand. */
 export type MessageType = keyof typeof MESSAGE_SCHEMAS;
+/** Every MessageType, in the order of MESSAGE_SCHEMAS. */
 export const MESSAGE_TYPES = Object.keys(MESSAGE_SCHEMAS) as readonly MessageType[];
+/** Whether `u` is the name of a message type this reader knows (e.g. an entry's `type` field). */
 export const isMessageType = (u: unknown): u is MessageType =>
   typeof u === "string" && Object.prototype.hasOwnProperty.call(MESSAGE_SCHEMAS, u);
 
+/** The decoded message of type T (defaults filled in), e.g. `MessageOf<"Heartbeat">`. */
 export type MessageOf<T extends MessageType> = (typeof MESSAGE_SCHEMAS)[T]["Type"];
 
+/**
+ * Any message, as one Schema (a union of all of them). To read untrusted input, prefer decodeMessage: it dispatches on
+ * `message_type`, checks the version and DECODE_LIMITS first, and returns a ProtocolError instead of a SchemaError.
+ */
 export const Message = Schema.Union(Object.values(MESSAGE_SCHEMAS));
 export type Message = MessageOf<MessageType>;
 
@@ -327,7 +370,9 @@ export type Message = MessageOf<MessageType>;
 export type Command = LifecycleTransitionCommand | BlueprintUpdateCommand | BatchCommand | EmergencyStopCommand | ResumeCommand;
 /** What a layer publishes on its event stream. */
 export type Event = CommandResult | StateTransitionEvent | BlueprintEvent | CheckpointEvent | PerformanceAlert;
+/** What goes on a layer's telemetry stream (a trainer's reports). */
 export type Telemetry = LayerHealthReport | SeedMetricsSnapshot | TelemetryBatch;
+/** What services publish on the coordination stream. */
 export type Coordination = ServiceAnnouncement | Heartbeat | CoordinationRequest | CoordinationResponse;
 
 export const COMMAND_TYPES: ReadonlySet<MessageType> = new Set([
@@ -337,6 +382,7 @@ export const COMMAND_TYPES: ReadonlySet<MessageType> = new Set([
   "EmergencyStopCommand",
   "ResumeCommand",
 ]);
+/** Whether a decoded message is a control-stream command (see Command). */
 export const isCommand = (m: Message): m is Command => COMMAND_TYPES.has(m.message_type);
 
 /** The layer a command addresses; null for an emergency stop of every layer. */

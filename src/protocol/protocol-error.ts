@@ -7,6 +7,7 @@ import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
  * "Command results"), so a reader can answer with them unchanged.
  */
 export const PROTOCOL_ERROR_CODES = ["too_large", "bad_signature", "invalid_message"] as const;
+/** The codes a ProtocolError carries: "too_large", "bad_signature" or "invalid_message". */
 export type ProtocolErrorCode = (typeof PROTOCOL_ERROR_CODES)[number];
 
 /**
@@ -22,6 +23,10 @@ export interface Attribution {
   readonly seed_id?: number | null;
 }
 
+/**
+ * Why an entry or message could not be read (from decodeEntry and decodeMessage), or why a builder refused its input (thrown).
+ * `code` can go unchanged into a CommandResult; `partial` is what could be read of the message, to answer or dead-letter it.
+ */
 export class ProtocolError extends Data.TaggedError("ProtocolError")<{
   readonly code: ProtocolErrorCode;
   /** What went wrong and what to do about it, for an operator reading a dead letter. */

@@ -6,10 +6,12 @@ import { LAYER_ID_PATTERN } from "./fields.ts";
  * (snapshot + event + result + ack) stays on one node.
  */
 
+/** The namespace `P` of every key when none is configured (ESPER_NAMESPACE, `--namespace`). */
 export const DEFAULT_NAMESPACE = "morphogenetic";
 export const NAMESPACE_PATTERN = /^[a-z0-9_-]{1,32}$/;
 
 export const isNamespace = (u: unknown): u is string => typeof u === "string" && NAMESPACE_PATTERN.test(u);
+/** Whether `u` is a valid layer id: 1 to 64 of [A-Za-z0-9_-]. */
 export const isLayerId = (u: unknown): u is string => typeof u === "string" && LAYER_ID_PATTERN.test(u);
 
 /** `ESPER_NAMESPACE` when set (and not empty), else the default. Throws on an invalid one: a startup error. */
@@ -28,6 +30,7 @@ export type Group = (typeof GROUPS)[keyof typeof GROUPS];
 export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results", "results_old"] as const;
 export type LayerKeyKind = (typeof LAYER_KEY_KINDS)[number];
 
+/** The Redis key names of one namespace `P`, as `streams()` builds them. */
 export interface Streams {
   readonly namespace: string;
   /** Stream: commands for layer L. */
@@ -61,6 +64,10 @@ export interface Streams {
 
 const KIND_PATTERN = /^[a-z][a-z0-9_]*$/;
 
+/**
+ * The key names of `namespace` (default: ESPER_NAMESPACE, else "morphogenetic"). Throws RangeError on an invalid namespace,
+ * and its per-layer functions throw RangeError on an invalid layer id.
+ */
 export const streams = (namespace: string = namespaceFromEnv()): Streams => {
   if (!isNamespace(namespace)) throw new RangeError(`namespace ${JSON.stringify(namespace)} is invalid: use 1 to 32 of [a-z0-9_-]`);
   // Names are asked for on every command sent: each is checked and built once, then remembered.
@@ -98,6 +105,7 @@ export const streams = (namespace: string = namespaceFromEnv()): Streams => {
   };
 };
 
+/** The parts of a key built by `streams()`, as parseKey reads them back. */
 export interface ParsedKey {
   readonly namespace: string;
   /** `control`, `event`, `telemetry`, ... for layer keys; `control`, `dlq` or `coordination` otherwise. */
