@@ -51,12 +51,17 @@ import { SettledMarks } from "./settled-marks.ts";
 import { deferredValue, layerKeys, markerField, RECORD_FIELD, recordValue, text, type LayerKeys } from "./store.ts";
 import { SourceRates } from "./source-rates.ts";
 
+/** Counters of one layer's bridge since it started (`LayerBridge.stats()`, `EsperSystem.bridgeStats(layerId)`). */
 export interface BridgeStats {
   /** Control entries read and settled (answered, dead-lettered, or recognised as duplicates). */
   readonly entries: number;
+  /** Commands handed to the layer and answered by it, whether its machines accepted or refused them. */
   readonly applied: number;
+  /** Copies of a command already answered (a redelivery, a re-send), answered again with the first result and not applied. */
   readonly duplicates: number;
+  /** Entries moved to the dead-letter stream (undecodable, too large, bad signature, too many deliveries...). */
   readonly deadLettered: number;
+  /** Atomic commits that landed (one per batch: answers, events, snapshots and acks together). */
   readonly commits: number;
   /** Emergency stops applied ahead of the commands queued before them. */
   readonly stopsAhead: number;
@@ -67,9 +72,16 @@ export interface BridgeStats {
   readonly waits: number;
 }
 
+/**
+ * One layer served on a bus, as `runLayerBridge` starts it (what `esper worker` runs per layer):
+ * its control streams applied to `host`, answered on its event stream. It runs until its Scope
+ * closes, or stops for good with LayerDataLost (`failed`).
+ */
 export interface LayerBridge {
   readonly layerId: string;
+  /** The LayerHost the bridge applies commands to, restored from the store when the bridge started. */
   readonly host: LayerHost;
+  /** Its counters as they are now. */
   readonly stats: () => BridgeStats;
   /**
    * Succeeds once the bridge has settled the entry `id` of `stream` (and everything before it),

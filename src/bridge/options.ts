@@ -58,6 +58,7 @@ export interface BridgeOptions {
   readonly scanCount?: number;
 }
 
+/** The default of every BridgeOptions field that has a fixed one (`namespace`, `consumer` and `hmacKey` do not). */
 export const BRIDGE_DEFAULTS = {
   codec: "msgpack" as Codec,
   maxSignedAgeMs: 60_000,

@@ -13,6 +13,12 @@ import type { PersistedSeed } from "../../machines/seed.ts";
 import type { LayerRecord } from "../runtime/layer-host.ts";
 import { GENERATION_FIELD, readRecord, readSeed, RECORD_FIELD, text, type LayerKeys } from "./store.ts";
 
+/**
+ * A bridge could not start because what the store holds of its layer is not what it can restore:
+ * a seed id beyond the layer's seed count (start the worker with the seed count the layer was
+ * created with), or a snapshot or layer record written by something else. The message names the
+ * key; fix or delete it (`esper layer reset`) and start again. Nothing was written.
+ */
 export class BridgeRestoreError extends Data.TaggedError("BridgeRestoreError")<{ readonly message: string }> {}
 
 /**

@@ -164,6 +164,13 @@ export interface DeadLetter {
   readonly error: string;
 }
 
+/**
+ * The message plane: streams of entries read in consumer groups, with acks, redelivery,
+ * dead letters and atomic commits. Two implementations, one conformance suite: `MemoryBus` (the
+ * embedded default, in process) and `makeRedisBus` / `connectRedis` (Redis Streams). Most code
+ * only passes a bus to `startSystem`, `startClient` or `startTamiyo`; every method fails with a
+ * BusError, and the caller chooses whether to retry.
+ */
 export interface Bus {
   /**
    * Entries never leave this process (MemoryBus): writers may attach the message instead of
@@ -187,6 +194,7 @@ export interface Bus {
   readonly ensureGroup: (stream: string, group: string, startId?: "0" | "$") => Effect.Effect<void, BusError>;
   /** A group reader living as long as the Scope. */
   readonly reader: (options: ReaderOptions) => Effect.Effect<Reader, BusError, Scope.Scope>;
+  /** Acknowledges entries of the group (XACK), which leave its pending list; returns how many were pending. */
   readonly ack: (stream: string, group: string, ids: readonly string[]) => Effect.Effect<number, BusError>;
   /** Entries pending in the group, oldest first, at most `count` (default 1000). */
   readonly pending: (stream: string, group: string, count?: number) => Effect.Effect<readonly PendingEntry[], BusError>;
@@ -240,9 +248,11 @@ export interface Bus {
    * with `readAfter` from it sees only what comes next.
    */
   readonly lastId: (stream: string) => Effect.Effect<string, BusError>;
+  /** Every field of a hash (`{}` when it is missing). */
   readonly hgetall: (key: string) => Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError>;
   /** Values of some fields of a hash, in the order asked; null for a field (or hash) that is missing. */
   readonly hmget: (key: string, fields: readonly string[]) => Effect.Effect<readonly (Uint8Array | null)[], BusError>;
+  /** Number of entries in a stream (0 when it is missing). */
   readonly length: (stream: string) => Effect.Effect<number, BusError>;
   /**
    * Removes the entries every consumer group of the stream is done with: those older than each
@@ -272,6 +282,12 @@ export type BusErrorReason =
   /** The bus was shut down. */
   | "closed";
 
+/**
+ * Why a bus operation failed. `reason` says whether retrying can help: `unavailable` (Redis
+ * unreachable: retry later), `outbox_full` (slow down), `command_failed` (the server refused it:
+ * retrying will not help), `conflict` (a commit's precondition did not hold, nothing written),
+ * `closed` (the bus was shut down). `EsperClient.send` rejects with one when its publish is refused.
+ */
 export class BusError extends Data.TaggedError("BusError")<{
   readonly reason: BusErrorReason;
   readonly message: string;

@@ -23,11 +23,17 @@ export const letterFieldName = (name: string): string => (RESERVED.has(name) || 
 export const originalFieldName = (name: string): string => (name.startsWith(ESCAPE_PREFIX) ? name.slice(ESCAPE_PREFIX.length) : name);
 
 export interface LetterInfo {
+  /** The stream the entry was read from, where a replay appends it. */
   readonly stream: string;
+  /** The entry's id in that stream. */
   readonly id: string;
+  /** Why it was dead-lettered (e.g. `bad_signature`, `invalid_message`). */
   readonly code: string;
+  /** The reason in words. */
   readonly error: string;
+  /** How many times it had been delivered when it was dead-lettered. */
   readonly deliveries: number;
+  /** When it was dead-lettered, in ms since the epoch. */
   readonly failedAt: number;
 }
 
@@ -60,6 +66,7 @@ export const deadLetterOp = (letter: DeadLetter, failedAt: number, maxLen?: numb
 
 /** A letter as read back: where it is, what it says (LetterInfo: original stream and entry id, code, error...), and what it carries. */
 export interface DeadLetterRecord extends LetterInfo {
+  /** The dead-letter stream it is in (P.dlq.layer.{L} or P.dlq.all). */
   readonly dlq: string;
   /** The letter's own id in the dead-letter stream. */
   readonly dlqId: string;
@@ -89,12 +96,13 @@ export const readDeadLetter = (dlq: string, entry: Entry): DeadLetterRecord | un
   };
 };
 
+/** Which letters `listDeadLetters` returns: a filter on the original stream, a page size, and where to start. */
 export interface ListDeadLettersOptions {
   /** Only letters whose original stream is this one. */
   readonly stream?: string;
   /** Most letters returned. Default 100. */
   readonly count?: number;
-  /** Start after this letter id (paging). Default: the beginning. */
+  /** Start after this letter id, excluded: pass the last `dlqId` of a page for the next one. Default: the beginning. */
   readonly after?: string;
 }
 

@@ -25,8 +25,9 @@ import { deadLetterOp, letterFields } from "./dead-letters.ts";
 import { MemoryStream, type Stored } from "./memory-stream.ts";
 import { isStreamId, parseRangeBound, parseStreamId } from "./stream-id.ts";
 
+/** Options of `new MemoryBus(options)`. */
 export interface MemoryBusOptions {
-  /** MAXLEN when a publish or an xadd names none. Default DEFAULT_MAXLEN. */
+  /** Entries a stream keeps when a publish or an xadd names no MAXLEN (older ones are trimmed). Default 100000. */
   readonly maxLen?: number;
 }
 

@@ -23,7 +23,9 @@ import { makeRedisReader } from "./redis-reader.ts";
 import { firstStreamEntries, scriptEntries, toEntries, xaddArgs, type PendingRow, type RawEntry } from "./redis-replies.ts";
 import { takesZeroCopy, zeroCopyXadds } from "./redis-zero-copy-xadd.ts";
 
+/** How a RedisBus is coping with Redis, read from its `stats` Effect: what waits in its outbox, what was dropped, the breaker. */
 export interface RedisBusStats {
+  /** Whether the main connection is up now. */
   readonly connected: boolean;
   /** Commands and events waiting for Redis (including a batch being written). */
   readonly outbox: number;
@@ -33,6 +35,10 @@ export interface RedisBusStats {
   readonly telemetryDropped: number;
   /** Times the main connection came back after dropping. */
   readonly reconnects: number;
+  /**
+   * The circuit breaker over Redis calls: "Closed" (calls go through), "Open" (after `breakerFailures` consecutive failures:
+   * calls fail at once as `unavailable`, without reaching Redis), "HalfOpen" (a trial call decides).
+   */
   readonly breaker: "Closed" | "Open" | "HalfOpen";
 }
 

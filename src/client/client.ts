@@ -22,6 +22,12 @@ import { SendBatcher } from "./send-batcher.ts";
 export type { ClientOptions, SendOptions } from "./options.ts";
 export type { StreamListener, UndecodableListener } from "./followers.ts";
 
+/**
+ * Sends commands to layers on a bus and follows their event and telemetry streams, from any
+ * process: the layers may run in this one (`startSystem`) or in `esper worker`s over Redis. Made
+ * by `startClient` (Promise) or `makeClient` (Effect, in a Scope). Once closed, `send` and `stopAll`
+ * reject with ClientClosedError, and sends still waiting resolve with a local `timeout` result.
+ */
 export interface EsperClient {
   /**
    * Publishes a command to its layer's control stream and resolves with its CommandResult.
@@ -42,6 +48,10 @@ export interface EsperClient {
   readonly undecodable: () => number;
 }
 
+/**
+ * `send` or `stopAll` was called on a client that is closed (or closed while the call waited to
+ * start). The command was not published: open a new client to send it.
+ */
 export class ClientClosedError extends Data.TaggedError("ClientClosedError")<{ readonly message: string }> {}
 
 /**

@@ -7,6 +7,10 @@ export interface ClientOptions {
   readonly namespace?: string;
   /** Codec of what the client writes. Default "msgpack"; "json" talks to reference readers. */
   readonly codec?: Codec;
+  /**
+   * The deployment's HMAC key: commands are signed with it (workers started with `--hmac-key-file` refuse unsigned ones), and
+   * signed entries on followed streams are checked. Default: none (nothing signed or checked).
+   */
   readonly hmacKey?: HmacKey;
   /** How long `send` waits for a result when the call names no time. Default: the command's timeout_ms + 1 s. */
   readonly defaultTimeoutMs?: number;
@@ -32,6 +36,7 @@ export const CLIENT_DEFAULTS = {
   maxResendDelayMs: 30_000,
 };
 
+/** Options of one `EsperClient.send`: how long to wait for the answer, and whether to re-send while waiting. */
 export interface SendOptions {
   /** How long to wait for the result. Default: the client's defaultTimeoutMs, else the command's timeout_ms + 1 s. */
   readonly timeoutMs?: number;

@@ -15,9 +15,12 @@ import { BackendError } from "./errors.ts";
  *   @tensorflow/tfjs-core esper uses (4.22), so that it registers with the same tfjs.
  */
 export const BACKENDS = ["wasm", "cpu", "tensorflow"] as const;
+/** A backend `initBackend` can start: "wasm" (the default), "cpu" or "tensorflow" (see BACKENDS). */
 export type BackendName = (typeof BACKENDS)[number];
 
+/** What `initBackend` started: the backend asked for, the one running, and why they differ when they do. */
 export interface BackendInfo {
+  /** The backend asked for (the argument, else ESPER_BACKEND, else "wasm"). */
   readonly requested: BackendName;
   /** What tfjs runs on now (`tf.getBackend()`). */
   readonly active: string;
@@ -27,6 +30,7 @@ export interface BackendInfo {
   readonly packageName?: string;
 }
 
+/** Options of `initBackend`, for tests and embedders: how modules are loaded and where a fallback warning goes. */
 export interface BackendOptions {
   /** How to load a module by name; tests substitute it. Default: dynamic `import()`. */
   readonly importModule?: (specifier: string) => Promise<unknown>;

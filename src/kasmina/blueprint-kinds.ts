@@ -25,17 +25,29 @@ import { KasminaConfigError } from "./errors.ts";
 export type BlueprintActivation = "relu" | "tanh";
 export type BlueprintSource = "chunk" | "input";
 
+/**
+ * A kind of blueprint a seed can grow: `hidden = activation(encode(source))`, decoded into the seed's
+ * chunk and blended in by alpha. `registerBlueprint` adds one; a layer holds only the kinds named
+ * in its `blueprints` (by default every kind that reads the chunk).
+ */
 export interface BlueprintKind {
   /** The `blueprint_id` of BlueprintUpdateCommand. */
   readonly id: string;
   /** Hidden width relative to the chunk: hidden = max(1, round(hiddenPerChunk * chunk)). */
   readonly hiddenPerChunk: number;
+  /** Activation of the hidden units. */
   readonly activation: BlueprintActivation;
   /** What the encoder reads: the seed's chunk (default) or the layer's input. */
   readonly reads?: BlueprintSource;
+  /** What the kind is for, in words, for people. */
   readonly description: string;
 }
 
+/**
+ * The kinds every process has registered, in registry order: the residual adapters `residual_bottleneck`, `residual_mlp`
+ * (a layer's default) and `residual_wide_tanh`, and the input-reading `lateral_mlp` and `lateral_wide`, which a layer holds
+ * only when its `blueprints` name them.
+ */
 export const BUILTIN_BLUEPRINTS: readonly BlueprintKind[] = [
   {
     id: "residual_bottleneck",
@@ -104,6 +116,7 @@ export const registerBlueprint = (kind: BlueprintKind): number => {
   return registry.length - 1;
 };
 
+/** Every registered kind, built-in ones first, in registry order (a kind's index is its state-table integer). */
 export const listBlueprints = (): readonly BlueprintKind[] => registry;
 
 /** The state-table integer for a `blueprint_id`, or -1 when no such kind is registered. */

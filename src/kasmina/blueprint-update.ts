@@ -12,6 +12,7 @@ import type { KasminaLayer } from "./layer.ts";
  */
 export type Metrics = Readonly<Record<string, number>>;
 
+/** How `updateBlueprint` swaps a seed's blueprint: the grafting strategy to write, and how to validate the swap and undo it. */
 export interface BlueprintUpdateOptions {
   /** The command's grafting_strategy, written to the seed's row with the blueprint. */
   readonly strategy?: GraftingStrategy;
@@ -24,16 +25,21 @@ export interface BlueprintUpdateOptions {
   readonly validationMetrics?: Metrics;
   /** Default true, as in the protocol. */
   readonly rollbackOnFailure?: boolean;
+  /** Called with each BlueprintEvent's fields as it happens (`updated`, then `validated` or `rolled_back`). */
   readonly onEvent?: (event: BlueprintEventFields) => void;
 }
 
+/** What `updateBlueprint` did: whether the new blueprint stands, whether it was rolled back, and why. */
 export interface BlueprintUpdateResult {
   /** The new blueprint is in place and met every threshold (or nothing was validated). */
   readonly ok: boolean;
+  /** The previous blueprint, weights and row were put back because validation missed its thresholds. */
   readonly rolledBack: boolean;
   /** Thresholds that were not met, e.g. `accuracy >= 0.9 (got 0.71)`. */
   readonly unmet: readonly string[];
+  /** What `validate` measured after the update (`{}` without a validate, or when it threw). */
   readonly metrics: Metrics;
+  /** The BlueprintEvent fields emitted, in order (also given to `onEvent`). */
   readonly events: readonly BlueprintEventFields[];
 }
 
@@ -51,6 +57,12 @@ export const unmetThresholds = (metrics: Metrics, thresholds: Metrics): string[]
 const deltaOf = (before: Metrics, after: Metrics): Record<string, number> =>
   Object.fromEntries(Object.keys(after).filter((k) => k in before).map((k) => [k, after[k]! - before[k]!]));
 
+/**
+ * Gives seed `seedId` of `layer` the blueprint `blueprintId` with fresh weights (its output decoder zero, so the layer's
+ * function does not change at the swap), writing it to the seed's state-table row; then, with `validate`, checks
+ * `validationMetrics` and, when one is missed, puts the previous blueprint back (unless `rollbackOnFailure: false`).
+ * Throws a KasminaConfigError (`unknown_blueprint`) for a kind that is not registered or that the layer holds no bank for.
+ */
 export const updateBlueprint = async (
   layer: KasminaLayer,
   seedId: number,

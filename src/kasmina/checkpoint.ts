@@ -42,21 +42,29 @@ interface Header {
   readonly banks: { blueprint: string; width: number; floats: number }[];
 }
 
+/** Which checkpoint `restoreCheckpoint` reads: the file `{dir}/{layerId}.{checkpointId}.kasmina` of the layer restored. */
 export interface CheckpointTarget {
+  /** The directory `saveCheckpoint` wrote to. */
   readonly dir: string;
+  /** The id `saveCheckpoint` was given or returned (its `checkpoint_id`). */
   readonly checkpointId: string;
 }
 
+/** Where and what `saveCheckpoint` writes. */
 export interface SaveCheckpointOptions {
+  /** Directory of the file `{layerId}.{checkpointId}.kasmina`; created when missing. */
   readonly dir: string;
   /** Checkpoint just this seed; the whole layer when omitted. */
   readonly seedId?: number;
-  /** Default: a fresh `ckpt-<time>-<random>`. */
+  /** 1 to 128 of letters, digits, `_`, `.` and `-`. Default: a fresh `ckpt-<time>-<random>`. */
   readonly checkpointId?: string;
+  /** Called with the CheckpointEvent's fields (`created`), whether it succeeded or failed. */
   readonly onEvent?: (event: CheckpointEventFields) => void;
 }
 
+/** Options of `restoreCheckpoint`. */
 export interface RestoreCheckpointOptions {
+  /** Called with the CheckpointEvent's fields (`recovered`), whether it succeeded or failed. */
   readonly onEvent?: (event: CheckpointEventFields) => void;
 }
 
@@ -182,6 +190,11 @@ const event = (layer: KasminaLayer, seedId: number | null, checkpointId: string,
   error: error === null ? null : error instanceof Error ? error.message : String(error),
 });
 
+/**
+ * Writes the seeds of `layer` (their state-table rows and blueprint weights; not the host's weights, which are
+ * `model.save`'s), the whole layer or one seed, to a file with a sha256, atomically: a temporary file, fsynced, then
+ * renamed. Resolves with the CheckpointEvent fields; rejects with a CheckpointError (`bad_checkpoint_id`, else `io`).
+ */
 export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpointOptions): Promise<CheckpointEventFields> => {
   const checkpointId = options.checkpointId ?? `ckpt-${wallClock()}-${randomUUID().slice(0, 8)}`;
   const seedId = options.seedId ?? null;

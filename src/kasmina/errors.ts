@@ -19,6 +19,11 @@ export type KasminaConfigReason =
   | "bad_blueprint"
   | "bad_layer_id";
 
+/**
+ * A data-plane configuration esper refuses: a KasminaLayer's arguments (units not a multiple of numSeeds, an unknown
+ * activation, initializer or blueprint, a bad layer id...), a blueprint kind `registerBlueprint` cannot take, or a
+ * blueprint a layer holds no bank for. Thrown synchronously, before anything changed; `reason` says which, `message` how to fix it.
+ */
 export class KasminaConfigError extends Data.TaggedError("KasminaConfigError")<{
   readonly reason: KasminaConfigReason;
   readonly message: string;
@@ -35,8 +40,13 @@ export type CheckpointErrorReason =
   | "foreign_layer"
   /** A valid checkpoint of this layer id whose shapes (seeds, chunk, blueprint sizes) differ. */
   | "shape_mismatch"
+  /** A checkpoint id `saveCheckpoint` does not accept (1 to 128 of letters, digits, `_`, `.`, `-`). */
   | "bad_checkpoint_id";
 
+/**
+ * `saveCheckpoint` or `restoreCheckpoint` failed; `reason` says why (see CheckpointErrorReason) and `path` names the file.
+ * A restore that fails changes nothing in the layer; a save that fails leaves no partial file.
+ */
 export class CheckpointError extends Data.TaggedError("CheckpointError")<{
   readonly reason: CheckpointErrorReason;
   readonly message: string;
@@ -44,8 +54,18 @@ export class CheckpointError extends Data.TaggedError("CheckpointError")<{
   readonly cause?: unknown;
 }> {}
 
-export type BackendErrorReason = "unknown_backend" | "missing_package" | "init_failed";
+export type BackendErrorReason =
+  /** ESPER_BACKEND (or the name given) is not one of wasm, cpu, tensorflow. */
+  | "unknown_backend"
+  /** `tensorflow` was asked for but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node is installed. */
+  | "missing_package"
+  /** The backend's package is there but failed to load or register with esper's tfjs-core (e.g. another version). */
+  | "init_failed";
 
+/**
+ * `initBackend` could not start the backend asked for; the message says what to install or set. A wasm backend that
+ * cannot start is not an error: it falls back to cpu with a warning (`BackendInfo.fallbackReason`).
+ */
 export class BackendError extends Data.TaggedError("BackendError")<{
   readonly reason: BackendErrorReason;
   readonly message: string;

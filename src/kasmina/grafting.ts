@@ -19,10 +19,13 @@ export interface GraftSignals {
   readonly performanceDelta: number;
 }
 
+/** What a grafting strategy is given for one seed on one step: the step, the ramp, its alpha, its latest signals (NaN while unknown). */
 export interface GraftInput extends GraftSignals {
   /** Grafting steps taken so far, counting this one (1 on the first step). */
   readonly step: number;
+  /** The ramp length (`GraftingConfig.rampSteps`). */
   readonly rampSteps: number;
+  /** The seed's alpha before this step (0 on the first step). */
   readonly alpha: number;
 }
 
@@ -52,6 +55,7 @@ export const DEFAULT_GRAFTING: GraftingConfig = {
   deltaScale: 0.01,
 };
 
+/** A grafting strategy: the seed's next alpha, in [0, 1], from its GraftInput and the trainer's grafting config. Pure. */
 export type GraftingStrategyFn = (input: GraftInput, config: GraftingConfig) => number;
 
 /**
@@ -102,6 +106,10 @@ const adaptive: GraftingStrategyFn = ({ alpha, rampSteps, performanceDelta }, { 
 const stability: GraftingStrategyFn = ({ alpha, rampSteps, variance }, { maxVariance }) =>
   known(variance) && variance <= maxVariance ? clamp01(alpha + 1 / rampSteps) : clamp01(alpha);
 
+/**
+ * The five built-in grafting strategies by name (`linear`, `drift_controlled`, `momentum`, `adaptive`, `stability`): the ramps
+ * the trainer applies to each GRAFTING seed according to its state-table `strategy`, each mapping a GraftInput to the next alpha.
+ */
 export const GRAFTING: Readonly<Record<GraftingStrategy, GraftingStrategyFn>> = {
   linear,
   drift_controlled: driftControlled,

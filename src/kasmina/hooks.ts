@@ -39,9 +39,16 @@ export interface MetricsWindow {
 export const SEED_METRIC_COLUMNS = ["reconstruction_loss", "performance_delta", "drift", "stability_score", "alpha"] as const;
 export type SeedMetricColumn = (typeof SEED_METRIC_COLUMNS)[number];
 
+/**
+ * The guard metrics of every seed of one layer for one telemetry window, as `KasminaHooks.onSeedMetrics` receives them:
+ * `rows` is `[numSeeds x columns.length]`, row-major, NaN where a metric does not apply (or, under `performanceDelta:
+ * "held_out"`, for performance_delta, which the caller measures). What each column means is listed above SEED_METRIC_COLUMNS.
+ */
 export interface SeedMetricsBatch {
   readonly numSeeds: number;
+  /** Column names, in row order: reconstruction_loss, performance_delta, drift, stability_score, alpha. */
   readonly columns: readonly SeedMetricColumn[];
+  /** Seed s's value of column c is `rows[s * columns.length + c]`. */
   readonly rows: Float32Array;
 }
 

@@ -9,6 +9,7 @@ import { matMul } from "./gradient-ops.ts";
  * Kasmina layer with no grafted seed returns exactly what `tf.layers.dense` would.
  */
 export const HOST_ACTIVATIONS = ["linear", "relu", "relu6", "elu", "selu", "sigmoid", "tanh", "softplus", "softsign", "softmax", "swish"] as const;
+/** An activation a KasminaLayer's host part accepts (`KasminaLayerArgs.activation`): the listed ones of tfjs-layers' Dense. */
 export type HostActivation = (typeof HOST_ACTIVATIONS)[number];
 
 export const INITIALIZERS = ["glorotUniform", "glorotNormal", "heNormal", "heUniform", "leCunNormal", "leCunUniform", "zeros", "ones"] as const;

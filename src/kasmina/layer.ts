@@ -15,13 +15,23 @@ type LayerArgs = NonNullable<ConstructorParameters<typeof layers.Layer>[0]>;
 type Kwargs = Parameters<layers.Layer["call"]>[1];
 type Shape = Parameters<layers.Layer["computeOutputShape"]>[0];
 
+/**
+ * A KasminaLayer's config: Dense's arguments (units, activation, bias, initializers, and tfjs-layers'
+ * `name`, `inputShape`...) plus its seeds and the blueprints they may grow. A bad value throws a
+ * KasminaConfigError from the constructor, its `reason` naming which.
+ */
 export interface KasminaLayerArgs extends LayerArgs {
+  /** Output width, as Dense's; must be a positive multiple of `numSeeds`. */
   readonly units: number;
   /** Seeds; each owns `units / numSeeds` consecutive output units (its chunk). */
   readonly numSeeds: number;
+  /** The host's activation, as Dense's (one of HOST_ACTIVATIONS). Default "linear". */
   readonly activation?: HostActivation;
+  /** Default true. */
   readonly useBias?: boolean;
+  /** Default "glorotNormal". */
   readonly kernelInitializer?: InitializerName;
+  /** Default "zeros". */
   readonly biasInitializer?: InitializerName;
   /**
    * Blueprint ids this layer holds banks for (memory: one `[numSeeds, width]` bank each).

@@ -15,9 +15,11 @@ import { effectiveAlpha } from "./seed-roles.ts";
  * One inference pass per measured seed over `x`: evaluation cost, not a training step's.
  */
 export interface SeedContributionOptions {
+  /** The model to evaluate (inference only: `training: false`). */
   readonly model: LayersModel;
   /** The Kasmina layers of `model` whose seeds are measured. */
   readonly layers: readonly KasminaLayer[];
+  /** Held-out inputs `[rows, features]`, data the model does not train on. */
   readonly x: tf.Tensor2D;
   /** One-hot targets `[rows, classes]`. */
   readonly y: tf.Tensor2D;
@@ -31,14 +33,17 @@ export interface SeedContributionOptions {
   readonly output?: "logits" | "probabilities";
 }
 
+/** One seed's worth on the held-out data: the loss and accuracy with it ablated, and the differences it makes. */
 export interface SeedContribution {
   readonly layerId: string;
   readonly seedId: number;
+  /** The blueprint kind the seed runs (the layer's default when its row names none). */
   readonly blueprintId: string | null;
   /** The alpha the seed blends with in its state (what ablation took away). */
   readonly alpha: number;
   /** Mean categorical cross-entropy and accuracy with this seed ablated. */
   readonly loss: number;
+  /** Fraction of rows classified right (argmax) with this seed ablated. */
   readonly accuracy: number;
   /** loss without the seed - loss with every seed: > 0 means the seed helps, in loss units. */
   readonly performanceDelta: number;
@@ -46,9 +51,11 @@ export interface SeedContribution {
   readonly accuracyDelta: number;
 }
 
+/** What `measureSeedContributions` measured: the whole model's loss and accuracy, and one entry per blended seed. */
 export interface SeedContributions {
   /** Mean categorical cross-entropy and accuracy with every seed as its state says. */
   readonly loss: number;
+  /** Fraction of rows classified right (argmax) with every seed as its state says. */
   readonly accuracy: number;
   /** One entry per seed whose state blends its blueprint at alpha > 0, layers in the given order, seeds ascending. */
   readonly seeds: readonly SeedContribution[];
@@ -86,6 +93,12 @@ const evaluate = (options: SeedContributionOptions, batchSize: number): { loss: 
   }
 };
 
+/**
+ * Measures every seed whose state blends its blueprint (alpha > 0) on held-out data: one inference pass with every
+ * seed, then one per seed with that seed ablated; the state table is left untouched. Report each seed's
+ * `performanceDelta` as its `performance_delta` guard metric (with the trainer's `performanceDelta: "held_out"`).
+ * Synchronous; a `batchSize` that is not a positive integer throws a RangeError.
+ */
 export const measureSeedContributions = (options: SeedContributionOptions): SeedContributions => {
   const batchSize = options.batchSize ?? DEFAULT_BATCH;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be a positive integer, got ${batchSize}`);

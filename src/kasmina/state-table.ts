@@ -9,22 +9,37 @@ import { stateCode, stateOf, GRAFTING_STRATEGIES, type GraftingStrategy, type Se
  *
  * `version` increases on every write, so a reader can cache the tensors it built from the
  * table and rebuild them only when the table changed.
+ *
+ * A SeedRow is one seed's row as `StateTable.row(seedId)` returns it, with its codes decoded.
  */
 export interface SeedRow {
   readonly state: SeedState;
   /** Index into the blueprint registry, or -1 for none. */
   readonly blueprint: number;
+  /** Epochs (ticks) the seed has spent in its state. */
   readonly epochsInState: number;
+  /** The blend of the seed's blueprint into the layer's output, 0 to 1 (the data plane ramps it while GRAFTING). */
   readonly alpha: number;
+  /** How the seed's alpha ramps while GRAFTING. */
   readonly strategy: GraftingStrategy;
+  /** Errors the data plane reported for the seed (the cull validator reads it). */
   readonly errorCount: number;
 }
 
+/**
+ * One layer's seeds as dense columns (one typed array per field, one entry per seed): what the
+ * forward pass of a KasminaLayer reads. Its layer actor writes it on every transition, so leave
+ * writes to the control plane (`LayerSpec.table`, `layerSpecOf`); read it with `row(seedId)`.
+ * A seed id outside 0..numSeeds-1 throws a RangeError.
+ */
 export class StateTable {
+  /** Each seed's lifecycle state, as its index in SEED_STATES (0 = DORMANT). */
   readonly state: Uint8Array;
+  /** Each seed's blueprint, as its index in the blueprint registry; -1 for none. */
   readonly blueprint: Int32Array;
   readonly epochsInState: Uint32Array;
   readonly alpha: Float32Array;
+  /** Each seed's grafting strategy, as its index in GRAFTING_STRATEGIES (0 = linear). */
   readonly strategy: Uint8Array;
   readonly errorCount: Uint32Array;
   private _version = 0;
@@ -40,10 +55,12 @@ export class StateTable {
     this.errorCount = new Uint32Array(numSeeds);
   }
 
+  /** Increases on every write: a reader that cached tensors built from the table rebuilds them when it changed. */
   get version(): number {
     return this._version;
   }
 
+  /** One seed's row, decoded. */
   row(seedId: number): SeedRow {
     this.check(seedId);
     return {
@@ -123,6 +140,7 @@ export class StateTable {
     };
   }
 
+  /** Overwrites every column from a snapshot of a table of the same size (else a RangeError); row listeners are not called. */
   restore(snapshot: StateTableSnapshot): void {
     if (snapshot.numSeeds !== this.numSeeds) {
       throw new RangeError(`snapshot has ${snapshot.numSeeds} seeds, this table has ${this.numSeeds}`);
@@ -143,6 +161,7 @@ export class StateTable {
   }
 }
 
+/** A StateTable's columns copied into plain arrays (`snapshot()`), in the table's codes; `restore` takes it back. */
 export interface StateTableSnapshot {
   readonly numSeeds: number;
   readonly state: number[];

@@ -22,10 +22,13 @@ import { TELEMETRY_COLUMNS, type TelemetryColumn } from "./telemetry.ts";
  * rather than switching the dwell guards off.
  */
 export interface KasminaTrainerOptions {
+  /** The Kasmina layers of the model it trains. */
   readonly layers: readonly KasminaLayer[];
+  /** Where epochs, guard metrics and telemetry go; `trainerHooks(system)` sends them to a system's layer actors. Default: nowhere. */
   readonly hooks?: KasminaHooks;
   /** Steps per telemetry window (the K of "read out every K steps"). 0 turns telemetry off. Default 10. */
   readonly telemetryEvery?: number;
+  /** Grafting ramp parameters (rampSteps 50, maxDrift 0.1, maxVariance 0.05, momentum 0.9...); what is not given keeps its default. */
   readonly grafting?: Partial<GraftingConfig>;
   /** Weight of the newest window in the activation-norm statistics behind stability. Default 0.3. */
   readonly stabilitySmoothing?: number;
@@ -63,6 +66,12 @@ interface LayerTrack {
 const col = (c: TelemetryColumn): number => TELEMETRY_COLUMNS.indexOf(c);
 const WIDTH = TELEMETRY_COLUMNS.length;
 
+/**
+ * Drives the seeds of some KasminaLayers from a training loop (see KasminaTrainerOptions): ramps
+ * grafting seeds' alpha every step, reads telemetry every `telemetryEvery` steps, and reports
+ * epochs and per-seed guard metrics through its hooks. Call `beforeStep`, `afterStep` and
+ * `endEpoch` around your own steps, or pass `callback()` to `model.fit`. Bad option values throw a RangeError.
+ */
 export class KasminaTrainer {
   private readonly tracks: LayerTrack[];
   private readonly grafting: GraftingConfig;

@@ -33,9 +33,13 @@ import type { BatchableCommand, Command } from "../protocol/messages.ts";
 import { answerOf, resultFor, seedIdOf, transitionsOf, type Answer, type Crash, type Said, type Situation } from "./answer.ts";
 import { blueprintUpdatesOf, layerEventOf, orderOf } from "./orders.ts";
 
+/** What a `LayerHost` is made of. `startSystem` makes its hosts from each `LayerSpec`; make one yourself to drive a layer directly. */
 export interface LayerHostOptions {
+  /** The layer's id, stamped on every answer and event it writes. */
   readonly layerId: string;
+  /** Number of seed actors (ids 0 to numSeeds - 1); a `table` given must have as many, or the constructor throws a RangeError. */
   readonly numSeeds: number;
+  /** Validator thresholds for the seeds; what is not given keeps its default (DEFAULT_GUARDS). */
   readonly guards?: GuardOverrides;
   /** The table the data plane reads; one is made when not given. */
   readonly table?: StateTable;
@@ -43,8 +47,9 @@ export interface LayerHostOptions {
   readonly seedLogic?: SeedMachine;
   /** A seed crashed and was restarted from its last snapshot. */
   readonly onSeedRestart?: (seedId: number, error: unknown, restoredState: SeedState) => void;
+  /** Receives the XState inspection events of the layer actor and every seed actor (e.g. `@statelyai/inspect`'s `inspect`). */
   readonly inspect?: Observer<InspectionEvent> | ((event: InspectionEvent) => void);
-  /** `source` of the messages the layer writes. Default `esper.layer.{layerId}`. */
+  /** `source` of the messages the layer writes, at most 256 characters (else a RangeError). Default `esper.layer.{layerId}`. */
   readonly source?: string;
   /** Maps a blueprint id to the integer the state table stores (the data plane's registry). Default: -1 for none, else first-seen order. */
   readonly blueprintIndex?: (blueprintId: string | null) => number;
@@ -69,6 +74,13 @@ export interface Applied extends Answer {
 
 const errorText = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
+/**
+ * One layer: its layer actor, its seed actors and the state table they keep, driven synchronously.
+ * `apply(command)` returns the command's one CommandResult, the transitions it caused and the seeds
+ * it changed; `tick` and `reportMetrics` feed the guards. `actor` and `seedActor(id)` are the live
+ * XState actors, to watch (`subscribe`, `waitFor`), not to send to. A seed that throws is restarted
+ * from its snapshot. `stop()` stops every actor. In a system, `EsperSystem.layer(id)` returns it.
+ */
 export class LayerHost {
   readonly layerId: string;
   readonly numSeeds: number;
@@ -132,6 +144,7 @@ export class LayerHost {
     return { epoch, stopReason: this.isStopped ? stopReason : null };
   }
 
+  /** How many times a crashed seed actor has been restarted since this host was made. */
   get restartCount(): number {
     return this.restarts;
   }
@@ -279,6 +292,7 @@ export class LayerHost {
     this.takeChanged();
   }
 
+  /** Stops the layer actor and every seed actor; the state table keeps its last rows. */
   stop(): void {
     stopLayer(this.layer);
   }

@@ -24,8 +24,11 @@ import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 
+/** One layer of a system: its id, its number of seeds, and optionally its guards and the state table its data plane reads. */
 export interface LayerSpec {
+  /** Layer id: letters, digits, `_` and `-`, at most 64 characters, unique within the system. */
   readonly id: string;
+  /** Number of seed actors: a positive integer (it must equal the `numSeeds` of a `table` given). */
   readonly seeds: number;
   /** Validator thresholds for this layer's seeds (defaults in machines/lifecycle.ts). */
   readonly guards?: GuardOverrides;
@@ -35,11 +38,13 @@ export interface LayerSpec {
   readonly blueprintIndex?: (blueprintId: string | null) => number;
 }
 
+/** What `startSystem` / `makeSystem` spawn: at least one layer, on the bus given or a fresh MemoryBus. */
 export interface SystemConfig {
+  /** The layers to host, at least one; each gets a LayerHost and a bridge on the bus. */
   readonly layers: readonly LayerSpec[];
   /** `source` of the messages this system writes. Default "esper". */
   readonly source?: string;
-  /** Inspection target (see inspection.ts); default: ESPER_INSPECT. */
+  /** Inspection target (see inspection.ts): `ws://host:port` (Stately's inspector) or `file:PATH` (JSON lines); default: ESPER_INSPECT. */
   readonly inspect?: string;
   /** The bus to run on. Default: a fresh MemoryBus (the embedded bus). */
   readonly bus?: Bus;
@@ -47,29 +52,54 @@ export interface SystemConfig {
   readonly namespace?: string;
 }
 
+/**
+ * What `EsperSystem.subscribe` listeners hear. Transitions and results are read from the layers'
+ * event streams, as a remote controller would see them; the other kinds say something went wrong.
+ */
 export type SystemEvent =
+  /** A seed changed state (one StateTransitionEvent from a layer's event stream). */
   | { readonly type: "transition"; readonly event: StateTransitionEvent }
+  /** A command's answer, from a layer's event stream (or the system's own refusal of a command for a layer it does not host). */
   | { readonly type: "result"; readonly result: CommandResult }
+  /** A seed actor threw and was restarted from its last snapshot, in `state`; the command that made it throw is answered `internal`. */
   | { readonly type: "seed_restarted"; readonly layerId: string; readonly seedId: number; readonly state: SeedState; readonly error: unknown }
   /** An entry on a layer's event stream that could not be read (written by something else). */
   | { readonly type: "undecodable"; readonly layerId: string; readonly entryId: string; readonly code: string; readonly error: string }
   /** A layer stopped for good: Redis lost its data (see docs/operations.md). */
   | { readonly type: "layer_failed"; readonly layerId: string; readonly error: string };
 
+/**
+ * A `SystemConfig` that cannot be started: no layers, a layer id that is invalid or appears twice,
+ * or a seed count that is not a positive integer. `reason` says which and `message` how to fix it;
+ * `startSystem` rejects with it (`makeSystem` fails with it), before anything is spawned.
+ */
 export class SystemConfigError extends Data.TaggedError("SystemConfigError")<{
   readonly reason: "invalid_layer_id" | "duplicate_layer" | "invalid_seed_count" | "no_layers";
   readonly message: string;
 }> {}
 
+/** Options of `EsperSystem.transition`, carried by the LifecycleTransitionCommand it sends. */
 export interface TransitionOptions {
+  /** Skip the guards' validators (epochs in state, metrics thresholds); it never adds an edge to the graph. Default false. */
   readonly force?: boolean;
+  /** Why, recorded in the seed's history and its transition events (up to 256 characters). Default "". */
   readonly reason?: string;
   /** Metrics for the validators, e.g. `{ reconstruction_loss: 0.004 }`. */
   readonly metrics?: Metrics;
+  /**
+   * The command's `timeout_ms`: a layer that takes it in later than this after it was sent answers
+   * `timeout` without applying it, and the call waits this long plus 1 s for its answer. Default 5000.
+   */
   readonly timeoutMs?: number;
 }
 
+/**
+ * A running system: send commands to its layers and await their answers, feed them epochs and
+ * guard metrics, and watch what happens. Made by `makeSystem` (Effect) or `startSystem` (Promise).
+ * Calls never reject for a refused command: the CommandResult's `code` says why.
+ */
 export interface EsperSystem {
+  /** The ids of the layers this system hosts, in config order. */
   readonly layerIds: readonly string[];
   /** The host of one layer (its state table, seeds' snapshots); throws for an unknown id. */
   readonly layer: (layerId: string) => LayerHost;
@@ -319,8 +349,7 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     return system;
   });
 
-/** A running system outside Effect code: `await using`-friendly, or call `close()`. */
-/** A system started from Promise code; `close()` stops its actors, bridges and client. */
+/** A system started from Promise code: `await using`-friendly, or call `close()`, which stops its actors, bridges and client. */
 export interface RunningSystem extends EsperSystem, Closeable {}
 
 /** Starts a system for Promise-based callers; rejects with SystemConfigError on a bad config. */

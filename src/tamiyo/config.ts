@@ -6,6 +6,7 @@
  */
 
 export const STRATEGIES = ["conservative", "balanced", "aggressive", "adaptive"] as const;
+/** How boldly Tamiyo grows the network: a preset of StrategyKnobs (docs/tamiyo.md "Strategies"); `adaptive` moves between them. */
 export type Strategy = (typeof STRATEGIES)[number];
 
 /** What a strategy sets. */
@@ -34,13 +35,22 @@ export const STRATEGY_KNOBS: Readonly<Record<Exclude<Strategy, "adaptive">, Stra
   aggressive: { maxActiveSeeds: 4, paramBudget: 0.25, plateauPatience: 1, germinatePerRound: 4, growWithoutPlateau: true },
 };
 
+/**
+ * Tamiyo's knobs, all optional: `strategy` presets five of them, any given explicitly overrides the preset, and the
+ * rest default to TAMIYO_DEFAULTS. Out-of-range values are refused when Tamiyo starts (a RangeError naming the option).
+ */
 export interface TamiyoConfig {
   /** Default "balanced". `adaptive` starts balanced and moves toward aggressive while seeds fossilize, toward conservative while they fail. */
   readonly strategy?: Strategy;
+  /** Most seeds growing at once across all layers. Default: the strategy's (balanced: 2). */
   readonly maxActiveSeeds?: number;
+  /** Parameters growth may add, as a fraction of the host's. Default: the strategy's (balanced: 0.2). */
   readonly paramBudget?: number;
+  /** Validation losses without progress (`plateauImprovement`) before a plateau; at least 1. Default: the strategy's (balanced: 2). */
   readonly plateauPatience?: number;
+  /** Seeds germinated in one round at most. Default: the strategy's (balanced: 2). */
   readonly germinatePerRound?: number;
+  /** Germinate on struggle signals without waiting for a plateau. Default: the strategy's (only `aggressive`: true). */
   readonly growWithoutPlateau?: boolean;
   /** Relative improvement of the best validation loss that counts as progress. Default 0.01 (1%). */
   readonly plateauImprovement?: number;
@@ -73,6 +83,7 @@ export interface TamiyoConfig {
 
 export type ResolvedTamiyoConfig = Required<TamiyoConfig>;
 
+/** The default of every TamiyoConfig option that its strategy does not set (docs/tamiyo.md cites them). */
 export const TAMIYO_DEFAULTS: Omit<ResolvedTamiyoConfig, keyof StrategyKnobs> = {
   strategy: "balanced",
   plateauImprovement: 0.01,

@@ -39,11 +39,17 @@ export interface TamiyoLink {
   readonly subscribe: (listener: (event: LinkEvent) => void) => () => void;
 }
 
+/** What `makeTamiyo` / `startTamiyo` need: the bus, a link to the layers, their profiles, and how to decide (docs/tamiyo.md). */
 export interface TamiyoOptions {
+  /** The bus the layers' streams live on: Tamiyo reads their telemetry streams there, in consumer group `tamiyo`. */
   readonly bus: Bus;
+  /** How commands go out and transitions and results come back: an EsperSystem is one. */
   readonly link: TamiyoLink;
+  /** The layers to steer: per layer its seeds, host parameters, and the blueprint kinds that may grow there with their cost. */
   readonly layers: readonly LayerProfile[];
+  /** Strategy and knobs; every value not given has its default (TAMIYO_DEFAULTS, and the strategy's). */
   readonly config?: TamiyoConfig;
+  /** Key namespace P of the layers' streams. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
   /** `source` of Tamiyo's commands. Default "tamiyo". */
   readonly source?: string;
@@ -57,6 +63,7 @@ export interface TamiyoOptions {
    * to `onAlert` (e.g. to publish them on the event stream).
    */
   readonly alerts?: AlertSource;
+  /** Every alert `alerts` raised, as Tamiyo takes it in (e.g. to write it on its event stream with `publishAlerts`); a throw is ignored. */
   readonly onAlert?: (alert: PerformanceAlert) => void;
 }
 
@@ -65,15 +72,22 @@ export interface AlertSource {
   readonly flush: (nowMs: number) => readonly PerformanceAlert[];
 }
 
+/**
+ * One decision Tamiyo made: what it asked of which seed (`action`), why (`reason`), the numbers it
+ * read, and, once the layer answered, the `outcome`. `Tamiyo.log()` holds them all, oldest first.
+ */
 export interface DecisionLogEntry extends Plan {
   /** When it was decided, ms since the epoch (Tamiyo's clock). */
   readonly at: number;
   /** The layer's tick count then. */
   readonly tick: number;
+  /** The message_id of the command sent for it (the CommandResult's correlation_id). */
   readonly commandId: string;
+  /** The layer's answer, set when it came: a command not answered within `commandTimeoutMs` gets code `timeout`. */
   outcome?: { readonly success: boolean; readonly code: string; readonly error: string | null };
 }
 
+/** Tamiyo's counters since it started (`Tamiyo.stats()`; docs/tamiyo.md). */
 export interface TamiyoStats {
   readonly rounds: number;
   readonly decisions: number;
@@ -89,29 +103,47 @@ export interface TamiyoStats {
   readonly lastError: string | null;
 }
 
+/** `transitionPopulation` was asked about a layer this Tamiyo does not steer (reason `unknown_layer`); its message lists those it does. */
 export class TamiyoError extends Data.TaggedError("TamiyoError")<{
   readonly reason: "unknown_layer";
   readonly message: string;
 }> {}
 
+/** What `Tamiyo.transitionPopulation` did: which seeds it picked, how many moved, and each BatchCommand's answer. */
 export interface PopulationResult {
+  /** Ids of the seeds the criteria picked (busy seeds left out), in the order they were sent. */
   readonly selected: readonly number[];
+  /** Seeds that reached the target state. */
   readonly transitioned: number;
+  /** Seeds whose transition was refused, or whose batch was refused whole. */
   readonly failed: number;
+  /** One CommandResult per BatchCommand sent (at most `batchSize` seeds each). */
   readonly results: readonly CommandResult[];
 }
 
+/**
+ * The running controller (docs/tamiyo.md): reads the layers' telemetry and events, decides which
+ * seeds germinate, move on or end, and sends those decisions as commands. Call `round()` at fixed
+ * points of a training loop for reproducible decisions, or give `decideEveryMs`. Made by
+ * `makeTamiyo` (Effect, in a Scope) or `startTamiyo` (Promise).
+ */
 export interface Tamiyo {
   /** Catches up with telemetry, decides once, sends, and waits for the answers. Resolves with what was decided. */
   readonly round: () => Promise<readonly DecisionLogEntry[]>;
   /** Every decision so far, oldest first. */
   readonly log: () => readonly DecisionLogEntry[];
+  /** Tamiyo's picture of every layer and seed, built from telemetry and events. */
   readonly population: Population;
   /** What Tamiyo learned about blueprint kinds from the seeds it decided. */
   readonly outcomes: () => readonly KindOutcome[];
+  /** The config in force: every default and the strategy's knobs filled in. */
   readonly config: ResolvedTamiyoConfig;
+  /** Counters: rounds, decisions, refusals, timeouts, alerts, dropped frames, rounds that missed the catch-up, policy errors. */
   readonly stats: () => TamiyoStats;
-  /** The reference's transition_population: seeds of a layer picked by `criteria`, moved in batches. */
+  /**
+   * The reference's transition_population: seeds of a layer picked by `criteria`, moved in BatchCommands of at most
+   * `batchSize` (default `maxBatchSize`). Rejects with a TamiyoError for a layer Tamiyo does not steer.
+   */
   readonly transitionPopulation: (layerId: string, target: SeedState, criteria?: SelectionCriteria, batchSize?: number) => Promise<PopulationResult>;
 }
 
@@ -125,6 +157,11 @@ const idAfterOrAt = (a: string, b: string): boolean => {
   return ia !== undefined && ib !== undefined && compareStreamIds(ia, ib) >= 0;
 };
 
+/**
+ * Starts Tamiyo in the current Scope: the controller actor, its telemetry consumer (group `tamiyo`) and, with
+ * `decideEveryMs`, its rounds; all stop when the Scope closes. Fails with a BusError when the streams cannot be read;
+ * a config value out of range is a RangeError naming the option. Promise code uses `startTamiyo`.
+ */
 export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusError, Scope.Scope> =>
   Effect.gen(function* () {
     const config = resolveTamiyoConfig(options.config);
@@ -226,11 +263,11 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
       notify(entry);
     };
 
-    /** Sends one command and waits for its answer, `commandTimeoutMs` at most: a link that never answers cannot hold a round. */
     /** The answer a command gets when its layer's cannot be had. */
     const failed = (command: Command, layerId: string, code: "timeout" | "internal", error: string): CommandResult =>
       commandResult({ source, timestamp: now() / 1000, correlation_id: command.message_id, layer_id: layerId, seed_id: null, success: false, code, error, details: {}, execution_time_ms: 0 });
 
+    /** Sends one command and waits for its answer, `commandTimeoutMs` at most: a link that never answers cannot hold a round. */
     const sendOne = async (command: Command, layerId: string): Promise<CommandResult> => {
       const answer = await run(
         Effect.tryPromise(() => Promise.resolve().then(() => options.link.send(command))).pipe(

@@ -13,11 +13,19 @@ import { TelemetryAggregator, type TelemetryAggregatorOptions } from "./aggregat
 import { AnomalyDetector, type AnomalyDetectorOptions } from "./anomaly.ts";
 import type { TelemetryFrame } from "./frame.ts";
 
+/**
+ * Aggregation and anomaly detection as one AlertSource, made by `telemetryAlerts()`: pass it as
+ * Tamiyo's `alerts`. Frames go into per-layer windows (1000 ms by default); `flush` closes the
+ * windows that ended and judges each metric's window mean by a rolling z-score (docs/tamiyo.md "Alerts").
+ */
 export interface TelemetryAlerts {
+  /** Folds a telemetry frame into its layer's current window. */
   readonly add: (frame: TelemetryFrame) => void;
   /** Closes the windows ended by `nowMs` and judges them; the alerts they raise. */
   readonly flush: (nowMs: number) => readonly PerformanceAlert[];
+  /** The windows, and each seed's latest metrics. */
   readonly aggregator: TelemetryAggregator;
+  /** The rolling z-score baselines the windows are judged against. */
   readonly detector: AnomalyDetector;
 }
 
@@ -35,6 +43,7 @@ export const telemetryAlerts = (
   };
 };
 
+/** How `publishAlerts` writes alerts: the streams' namespace, the codec, and the key to sign with. */
 export interface PublishAlertsOptions {
   /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
