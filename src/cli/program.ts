@@ -10,6 +10,7 @@ import { UsageError } from "./flags.ts";
 import { demoCommand } from "./demo.ts";
 import { dlqCommand } from "./dlq.ts";
 import { eventsCommand } from "./events.ts";
+import { inspectCommand } from "./inspect.ts";
 import { layerCommand } from "./layer.ts";
 import { machinesCommand } from "./machines.ts";
 import { sendCommand } from "./send.ts";
@@ -28,10 +29,10 @@ export const runCli = async (argv: readonly string[]): Promise<number> => {
     .addHelpText(
       "after",
       "\nRedis defaults to REDIS_URL, else redis://127.0.0.1:6379; --namespace to ESPER_NAMESPACE, else morphogenetic.\n" +
-        "Environment: ESPER_INSPECT=ws://host:port | file:PATH (Stately inspection, opt-in)\n\n" +
+        "Environment: ESPER_INSPECT=ws://host:port | file:PATH (Stately inspection, opt-in; esper inspect relays it to a browser)\n\n" +
         "Examples:\n  esper demo --quick\n  esper worker --layer dense1 --seeds 64\n  esper send --layer dense1 --seed 3 --target GERMINATED\n  esper events --layer dense1",
     );
-  for (const command of [demoCommand(done), machinesCommand(done), workerCommand(done), sendCommand(done), eventsCommand(done), dlqCommand(done), layerCommand(done)]) {
+  for (const command of [demoCommand(done), machinesCommand(done), workerCommand(done), sendCommand(done), eventsCommand(done), dlqCommand(done), layerCommand(done), inspectCommand(done)]) {
     program.addCommand(command);
   }
   // Every command, however deep, exits through here instead of calling process.exit.

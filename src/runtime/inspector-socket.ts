@@ -16,6 +16,7 @@
 import type { StatelyInspectionEvent } from "@statelyai/inspect";
 import { configure } from "safe-stable-stringify";
 import { WebSocket } from "ws";
+import { ActorRegistry } from "./actor-registry.ts";
 
 export interface InspectorSocketOptions {
   /** Events (other than actor registrations) kept while no socket is open. Default 10,000. */
@@ -32,8 +33,6 @@ export interface InspectorSocketOptions {
 
 export const INSPECTOR_SOCKET_DEFAULTS = { maxQueued: 10_000, maxActors: 100_000, retryMs: 2_000, depthLimit: 10 } as const;
 
-type Registration = Extract<StatelyInspectionEvent, { type: "@xstate.actor" }>;
-
 export class InspectorSocket {
   private socket: WebSocket | null = null;
   private open = false;
@@ -41,7 +40,7 @@ export class InspectorSocket {
   private warned = false;
   private everOpen = false;
   private retry: ReturnType<typeof setTimeout> | null = null;
-  private readonly actors = new Map<string, Registration>();
+  private readonly actors: ActorRegistry<StatelyInspectionEvent>;
   private queue: StatelyInspectionEvent[] = [];
   private readonly options: Required<Omit<InspectorSocketOptions, "warn">> & Pick<InspectorSocketOptions, "warn">;
   private readonly stringify: (value: unknown) => string | undefined;
@@ -51,6 +50,7 @@ export class InspectorSocket {
   constructor(readonly url: string, options: InspectorSocketOptions = {}) {
     this.options = { ...INSPECTOR_SOCKET_DEFAULTS, ...options };
     this.stringify = configure({ maximumDepth: this.options.depthLimit });
+    this.actors = new ActorRegistry(this.options.maxActors);
   }
 
   /** How many actors a receiver would be told of on connecting. */
@@ -65,17 +65,13 @@ export class InspectorSocket {
 
   send(event: StatelyInspectionEvent): void {
     if (this.stopped) return;
-    if (event.type === "@xstate.actor") this.remember(event);
-    else if (event.type === "@xstate.snapshot") {
-      const known = this.actors.get(event.sessionId);
-      if (known) this.actors.set(event.sessionId, { ...known, snapshot: event.snapshot });
-    }
+    const registration = this.actors.note(event);
     if (this.open) {
       this.write(event);
       return;
     }
     // Registrations are replayed from `actors` on open; only the rest waits here.
-    if (event.type === "@xstate.actor") return;
+    if (registration) return;
     this.queue.push(event);
     if (this.queue.length > this.options.maxQueued) {
       this.queue.shift();
@@ -83,30 +79,44 @@ export class InspectorSocket {
     }
   }
 
-  /** Stops retrying, sends what it can, and closes: resolves within a second whatever the socket does. */
+  /**
+   * Stops retrying, sends what it can, and closes: resolves within a second whatever the socket
+   * does. A socket still connecting is given that second to open, so a system that closes before
+   * its inspector answered still delivers everything it registered (its registrations are
+   * replayed, and its queue flushed, on open).
+   */
   stop(): Promise<void> {
-    // A process whose work ended before its connection attempt failed still hears, once, that nothing was delivered.
-    if (!this.everOpen && !this.warned) this.warnOnce(`stopped before any inspector answered; ${this.actors.size} actor registration(s) were not delivered`);
     this.stopped = true;
     if (this.retry) clearTimeout(this.retry);
     this.retry = null;
     const socket = this.socket;
-    this.socket = null;
-    this.queue = [];
-    if (!socket) return Promise.resolve();
+    if (!socket) {
+      this.noneAnswered();
+      return Promise.resolve();
+    }
     return new Promise<void>((resolve) => {
-      const done = setTimeout(() => {
+      const finish = () => {
+        clearTimeout(deadline);
+        this.socket = null;
+        this.queue = [];
+        this.noneAnswered();
+        resolve();
+      };
+      const deadline = setTimeout(() => {
         socket.terminate();
-        resolve();
+        finish();
       }, 1_000);
-      done.unref();
-      socket.once("close", () => {
-        clearTimeout(done);
-        resolve();
-      });
-      if (socket.readyState === WebSocket.CONNECTING) socket.terminate();
+      deadline.unref();
+      socket.once("close", finish);
+      // Opening flushes (see connect); then it closes, after what it sent.
+      if (socket.readyState === WebSocket.CONNECTING) socket.once("open", () => socket.close());
       else socket.close();
     });
+  }
+
+  /** A process whose work ended before any inspector answered still hears, once, that nothing was delivered. */
+  private noneAnswered(): void {
+    if (!this.everOpen) this.warnOnce(`stopped before any inspector answered; ${this.actors.size} actor registration(s) were not delivered`);
   }
 
   private warnOnce(why: string): void {
@@ -114,14 +124,6 @@ export class InspectorSocket {
     this.warned = true;
     const warn = this.options.warn ?? ((line: string) => void process.stderr.write(`${line}\n`));
     warn(`esper: no Stately inspector at ${this.url} (${why})`);
-  }
-
-  private remember(event: Registration): void {
-    if (!this.actors.has(event.sessionId) && this.actors.size >= this.options.maxActors) {
-      // The oldest registration goes: Maps iterate in insertion order.
-      this.actors.delete(this.actors.keys().next().value!);
-    }
-    this.actors.set(event.sessionId, event);
   }
 
   private write(event: StatelyInspectionEvent): void {
@@ -138,7 +140,7 @@ export class InspectorSocket {
       this.open = true;
       this.everOpen = true;
       this.warned = false;
-      for (const registration of this.actors.values()) this.write(registration);
+      for (const registration of this.actors.registrations()) this.write(registration);
       const waiting = this.queue;
       this.queue = [];
       for (const event of waiting) this.write(event);
