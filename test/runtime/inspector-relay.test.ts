@@ -7,7 +7,7 @@ import { afterEach, describe, expect, test } from "vitest";
 import { WebSocket } from "ws";
 import { startSystem } from "../../src/runtime/system.ts";
 import { startInspectorRelay, type InspectorRelay } from "../../src/runtime/inspector-relay.ts";
-import { esperRunning } from "../support/esper-cli.ts";
+import { esper, esperRunning } from "../support/esper-cli.ts";
 
 interface Recorded {
   readonly type: string;
@@ -119,10 +119,7 @@ describe("esper inspect", () => {
   test("a port that is taken: says so and what to do, exit 1", async () => {
     relay = await startInspectorRelay({ port: 0 });
     const port = new URL(relay.pageUrl).port;
-    const running = esperRunning(["inspect", "--port", port]);
-    const done = await new Promise<Awaited<ReturnType<typeof running.stop>>>((resolve) => {
-      void running.until("an error", (_, err) => err.includes("is taken")).then(() => resolve(running.stop()));
-    });
+    const done = await esper(["inspect", "--port", port]);
     expect(done.code).toBe(1);
     expect(done.stderr).toMatch(new RegExp(`esper inspect: port ${port} on 127\\.0\\.0\\.1 is taken; choose another with --port`));
   }, 30_000);
