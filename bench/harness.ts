@@ -1,6 +1,6 @@
 /**
  * What every benchmark shares. A benchmark is a module `bench/<name>.ts` whose default export
- * is a `Benchmark`: it measures esper and its baseline alternately (../shared/BENCHMARKS.md),
+ * is a `Benchmark`: it measures esper and its baseline alternately (docs/benchmarks.md),
  * logs progress through `log` (stderr) and returns its figures; the runner prints them as one
  * JSON line `{"bench": name, ...figures}` last on stdout.
  */

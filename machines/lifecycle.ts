@@ -147,7 +147,7 @@ export const guardConfig = (overrides: GuardOverrides = {}): GuardConfig => ({
 });
 
 /**
- * Codes a command can end with. The wire contract (PROTOCOL.md "Command results") lists them;
+ * Codes a command can end with. The wire contract (docs/protocol.md "Command results") lists them;
  * the machines produce the first four kinds, the runtime and bus the rest.
  */
 export const RESULT_CODES = [

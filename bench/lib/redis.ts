@@ -1,10 +1,10 @@
 /**
  * Redis for benchmarks: an admin connection, a namespace of their own, and deleting its keys
- * afterwards (BENCHMARKS.md "How to run").
+ * afterwards (docs/benchmarks.md "How to run").
  */
 import { Redis } from "ioredis";
 
-/** A namespace no other run uses: `b-<tag>-<pid>-<time>`, at most 32 characters (PROTOCOL.md). */
+/** A namespace no other run uses: `b-<tag>-<pid>-<time>`, at most 32 characters (docs/protocol.md). */
 export const benchNamespace = (tag: string): string => `b-${tag}-${process.pid}-${Date.now().toString(36)}`.slice(0, 32).replace(/-$/, "");
 
 export const connectAdmin = async (url: string): Promise<Redis> => {

@@ -58,7 +58,7 @@ const forLayer = (command: Command, layerId: string): Command =>
 /**
  * A command whose sender has stopped waiting (timeout_ms since it was sent) is answered, not
  * applied. Not an emergency stop: stopping is never too late, and a layer whose worker was down
- * when a stop was sent must still apply it when it comes back (PROTOCOL.md, P.control.all).
+ * when a stop was sent must still apply it when it comes back (docs/protocol.md, P.control.all).
  */
 const overdue = (command: Command, now: number): { readonly error: string; readonly waited: number } | null => {
   if (command.message_type === "EmergencyStopCommand") return null;

@@ -10,7 +10,7 @@
  * and puts the layer back when a commit does not land. `P.telemetry.layer.{L}` (group
  * `kasmina`) brings the trainer's epoch ticks and guard metrics (intake.ts).
  *
- * What it guarantees (PROTOCOL.md "Consumer groups and delivery"):
+ * What it guarantees (docs/protocol.md "Consumer groups and delivery"):
  * - Exactly one answer per command and each command's effects once: answers, snapshots, events
  *   and acks land in one atomic commit, and the dedupe table in the same commit makes a
  *   redelivery harmless.
@@ -349,7 +349,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   rollback(changed);
                   if (isLost(landing.error)) return yield* failAfterConflict;
                   if (landing.error.reason === "closed") return yield* Effect.interrupt;
-                  // Telemetry may be dropped (PROTOCOL.md): counted, logged, and acked so the stream moves on.
+                  // Telemetry may be dropped (docs/protocol.md): counted, logged, and acked so the stream moves on.
                   stats.telemetryRejected += entries.length;
                   yield* Effect.logWarning(`layer ${layerId}: dropping ${entries.length} telemetry entries that could not be committed: ${landing.error.message}`);
                   yield* Effect.ignore(bus.ack(keys.telemetry, GROUPS.kasmina, entries.map((e) => e.id)));

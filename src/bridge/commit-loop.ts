@@ -1,7 +1,7 @@
 /**
  * How a bridge gets a planned commit into the store. A batch, once read, is held until its
  * commit lands or its entries are dead-lettered: nothing newer is read meanwhile, so a layer's
- * commands are applied in stream order whatever happens (PROTOCOL.md "Order").
+ * commands are applied in stream order whatever happens (docs/protocol.md "Order").
  *
  * - Redis away (`unavailable`), the outbox full, or Redis refusing writes (`OOM`, maxmemory with
  *   noeviction): not the batch's fault. It waits, on a capped backoff, and tries again, saying so

@@ -1,5 +1,5 @@
 /**
- * What a layer takes from its telemetry stream (PROTOCOL.md: a layer owner reads
+ * What a layer takes from its telemetry stream (docs/protocol.md: a layer owner reads
  * `P.telemetry.layer.{L}` in group `kasmina`): the trainer's epoch count, from a
  * LayerHealthReport's `performance_summary.epoch`, and the metrics its seeds' guards read, from
  * the reports' `health_metrics` and from SeedMetricsSnapshots. Pure.

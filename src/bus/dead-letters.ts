@@ -2,7 +2,7 @@ import { Effect } from "effect";
 import { BusError, type Bus, type CommitOp, type DeadLetter, type Entry, type EntryFields } from "./bus.ts";
 
 /**
- * Dead letters as PROTOCOL.md fixes them: the original fields plus `stream`, `id`, `code`,
+ * Dead letters as docs/protocol.md fixes them: the original fields plus `stream`, `id`, `code`,
  * `error`, `deliveries`, `failed_at` (ms since the epoch). Both buses build letters from these
  * definitions (MemoryBus here, RedisBus in its commit script, which copies the entry on the
  * server), so listing and replay work against any Bus.

@@ -4,7 +4,7 @@ import type { Bus, BusError, Entry } from "./bus.ts";
 /**
  * The janitor takes back what dead consumers left: entries pending longer than `idleMs` are
  * claimed by a live consumer and handed back for processing, and an entry that has already been
- * delivered `maxDeliveries` times goes to the dead-letter stream instead (PROTOCOL.md, "Consumer
+ * delivered `maxDeliveries` times goes to the dead-letter stream instead (docs/protocol.md, "Consumer
  * groups and delivery"). It needs nothing but the Bus interface, so both buses share it.
  */
 export interface JanitorOptions {

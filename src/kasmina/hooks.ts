@@ -55,7 +55,7 @@ export interface SeedMetricsBatch {
 export const seedMetric = (batch: SeedMetricsBatch, seed: number, column: SeedMetricColumn): number =>
   batch.rows[seed * batch.columns.length + batch.columns.indexOf(column)]!;
 
-/** PROTOCOL.md CheckpointEvent, the fields the data plane knows (the runtime adds the envelope). */
+/** docs/protocol.md CheckpointEvent, the fields the data plane knows (the runtime adds the envelope). */
 export interface CheckpointEventFields {
   readonly layer_id: string;
   /** The seed a seed-scoped checkpoint holds; null for a whole-layer checkpoint. */
@@ -67,7 +67,7 @@ export interface CheckpointEventFields {
   readonly error: string | null;
 }
 
-/** PROTOCOL.md BlueprintEvent, the fields the data plane knows. */
+/** docs/protocol.md BlueprintEvent, the fields the data plane knows. */
 export interface BlueprintEventFields {
   readonly layer_id: string;
   readonly seed_id: number;

@@ -3,7 +3,7 @@ import { deflateSync, inflateSync } from "node:zlib";
 import { DEFAULT_MAX_INFLATED_BYTES } from "./limits.ts";
 
 /**
- * How a message map becomes the bytes of an entry's `data` field (PROTOCOL.md "Stream entries").
+ * How a message map becomes the bytes of an entry's `data` field (docs/protocol.md "Stream entries").
  * `enc` names the codec on the entry; "reference" writes no `enc` and plain JSON, exactly what
  * the Python implementation writes, and is how a reader treats an entry without `enc`.
  */
@@ -77,7 +77,7 @@ export const decodeBody = (data: Uint8Array, enc: string | undefined, maxInflate
 
 /**
  * A zlib stream starts with CMF 0x78 (deflate, 32K window) and a check byte making the pair a
- * multiple of 31: 0x78 0x9C is the default level, the one PROTOCOL.md names, and other levels
+ * multiple of 31: 0x78 0x9C is the default level, the one docs/protocol.md names, and other levels
  * (0x01, 0x5E, 0xDA) are zlib too. JSON text never starts with 'x', so this cannot misread one.
  */
 export const isZlib = (data: Uint8Array): boolean => data.length >= 2 && data[0] === 0x78 && ((0x78 << 8) | data[1]!) % 31 === 0;

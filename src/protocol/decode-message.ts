@@ -109,7 +109,7 @@ const commandBreach = (type: MessageType, parsed: Readonly<Record<string, unknow
  */
 export const decodeMessage = (parsed: unknown, typeField?: string): Result.Result<Message, ProtocolError> => {
   try {
-    if (!isMap(parsed)) return invalid("data is not a map; a message is a map with snake_case keys (PROTOCOL.md)", parsed, typeField);
+    if (!isMap(parsed)) return invalid("data is not a map; a message is a map with snake_case keys (docs/protocol.md)", parsed, typeField);
     const type = parsed.message_type;
     if (typeField !== undefined && type !== typeField) {
       return invalid(`entry type ${show(typeField)} differs from message_type ${show(type)}; the writer must set both to the same name`, parsed, typeField);

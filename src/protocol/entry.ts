@@ -11,7 +11,7 @@ import { attribute, ProtocolError } from "./protocol-error.ts";
 import { isControlStream } from "./streams.ts";
 
 /**
- * A message to and from the fields of one stream entry (PROTOCOL.md "Stream entries"):
+ * A message to and from the fields of one stream entry (docs/protocol.md "Stream entries"):
  * `data` (the encoded message), `type`, `enc`, and `sig` when the deployment has a key.
  */
 
@@ -34,7 +34,7 @@ export interface DecodeOptions {
   readonly maxInflatedBytes?: number;
   /** The deployment's key. Without one, `sig` is not checked. */
   readonly hmacKey?: HmacKey;
-  /** Refuse entries without `sig`. Default: when a key is set, on control streams (PROTOCOL.md). */
+  /** Refuse entries without `sig`. Default: when a key is set, on control streams (docs/protocol.md). */
   readonly requireSig?: boolean;
 }
 

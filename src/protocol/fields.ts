@@ -4,7 +4,7 @@ import { GRAFTING_STRATEGY_ALIASES, type GraftingStrategy as Strategy } from "..
 import { MAX_MESSAGE_ID_LENGTH, MAX_SOURCE_LENGTH } from "./limits.ts";
 
 /**
- * The field vocabulary of the wire protocol (PROTOCOL.md "Messages"): ids, enums, and the two
+ * The field vocabulary of the wire protocol (docs/protocol.md "Messages"): ids, enums, and the two
  * field shapes every message uses, "optional" (absent or null, decoded as absent) and
  * "defaulted" (absent or null, decoded as the default).
  */
@@ -29,7 +29,7 @@ export const PROTOCOL_VERSION = "1.0";
 export const VERSION_PATTERN = /^1(\.[0-9]+)?$/;
 export const Version = Schema.String.check(Schema.isPattern(VERSION_PATTERN, { expected: 'protocol version "1.0"' }));
 
-/** Lifecycle states travel upper-case but are matched case-insensitively (PROTOCOL.md). */
+/** Lifecycle states travel upper-case but are matched case-insensitively (docs/protocol.md). */
 export const SeedStateName = Schema.String.pipe(
   Schema.decodeTo(Schema.Literals(SEED_STATES), {
     // The cast is checked: decodeTo validates the upper-cased string against the literals.
@@ -128,7 +128,7 @@ export const emptyList = (): never[] => [];
 /** Who wrote a message. Bounded: a layer keeps a rate counter per source. */
 export const Source = Schema.String.check(Schema.isMaxLength(MAX_SOURCE_LENGTH));
 
-/** Fields every message carries (PROTOCOL.md "Messages"); `message_type` is added per message. */
+/** Fields every message carries (docs/protocol.md "Messages"); `message_type` is added per message. */
 export const commonFields = {
   message_id: MessageId,
   timestamp: Timestamp,

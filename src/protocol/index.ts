@@ -1,4 +1,4 @@
-/** The wire protocol (PROTOCOL.md): message schemas, codecs, entries, stream names, limits. */
+/** The wire protocol (docs/protocol.md): message schemas, codecs, entries, stream names, limits. */
 export * from "./codec.ts";
 export * from "./decode-message.ts";
 export * from "./entry.ts";

@@ -1,4 +1,4 @@
-/** The protocol's size limits and the numbers PROTOCOL.md fixes, written down once. */
+/** The protocol's size limits and the numbers docs/protocol.md fixes, written down once. */
 
 /** Largest `data` field a reader accepts, checked on the raw bytes before any decoding. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
@@ -9,7 +9,7 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_576;
  */
 export const DEFAULT_MAX_INFLATED_BYTES = 16 * DEFAULT_MAX_MESSAGE_BYTES;
 
-/** Deliveries after which an entry goes to the dead-letter stream (PROTOCOL.md "Consumer groups"). */
+/** Deliveries after which an entry goes to the dead-letter stream (docs/protocol.md "Consumer groups"). */
 export const DEFAULT_MAX_DELIVERIES = 5;
 
 export const MAX_LAYER_ID_LENGTH = 64;

@@ -95,7 +95,7 @@ export const telemetryBatch = (
 
 /**
  * The failed CommandResult answering an entry that did not decode, when it can be attributed
- * to a command (PROTOCOL.md: "a CommandResult when the command can be attributed, otherwise a
+ * to a command (docs/protocol.md: "a CommandResult when the command can be attributed, otherwise a
  * dead-letter entry"). undefined: dead-letter it.
  * @param layer_id the layer whose stream the entry was read from.
  */

@@ -26,14 +26,14 @@ import {
 import { MAX_BATCH_COMMANDS } from "./limits.ts";
 
 /**
- * The 16 messages of PROTOCOL.md as Effect Schemas. Keys are snake_case exactly as on the wire;
+ * The 16 messages of docs/protocol.md as Effect Schemas. Keys are snake_case exactly as on the wire;
  * a decoded message is the wire map with defaults filled in and nulls of optional fields removed,
  * so it can be encoded again as it is.
  *
- * Where PROTOCOL.md names no default: a field documented as "or null" decodes absent to null,
+ * Where docs/protocol.md names no default: a field documented as "or null" decodes absent to null,
  * a map decodes absent to {}, a list to [], a free-text reason to ""; everything else is required.
  *
- * Readers are tolerant where the reference implementation (the Python bus PROTOCOL.md descends
+ * Readers are tolerant where the reference implementation (the Python bus docs/protocol.md descends
  * from) writes looser types than ours: an optional number it writes as null (PerformanceAlert
  * `threshold`, CoordinationResponse `wait_time_ms`), Heartbeat `load` as a map of loads, a
  * SeedMetricsSnapshot `blueprint_id` as an integer (read as its decimal string), and its grafting
@@ -125,7 +125,7 @@ export const EmergencyStopCommand = tagged("EmergencyStopCommand", {
 export type EmergencyStopCommand = typeof EmergencyStopCommand.Type;
 
 /**
- * esper's extension to PROTOCOL.md: lifts a layer's emergency stop, so it accepts growth again.
+ * esper's extension to docs/protocol.md: lifts a layer's emergency stop, so it accepts growth again.
  * The reference protocol can stop a layer but never restart it; only layer owners read control
  * streams, so a reader that does not know this type is never asked to.
  */
@@ -150,8 +150,10 @@ const commandResultFields = {
 };
 
 /**
- * `code` absent (a reference-implementation result predates codes) is derived from `success`:
- * "ok" or "internal". Decoded, `code` is always present.
+ * Event: the one answer to a command, on its layer's event stream, correlated by `correlation_id`.
+ * `success` and `code` ("ok", or why it was not applied: RESULT_CODES) say what happened; `error`
+ * says why in words and `details` carries the numbers. A result from the reference implementation
+ * (which predates codes) decodes with `code` derived from `success`: "ok" or "internal".
  */
 export const CommandResult = tagged("CommandResult", {
   ...commandResultFields,
@@ -348,7 +350,7 @@ export const MESSAGE_SCHEMAS = {
   CoordinationResponse,
 } as const;
 
-/** The `message_type` of every message esper reads and writes: PROTOCOL.md's sixteen and esper's ResumeCommand. */
+/** The `message_type` of every message esper reads and writes: docs/protocol.md's sixteen and esper's ResumeCommand. */
 export type MessageType = keyof typeof MESSAGE_SCHEMAS;
 /** Every MessageType, in the order of MESSAGE_SCHEMAS. */
 export const MESSAGE_TYPES = Object.keys(MESSAGE_SCHEMAS) as readonly MessageType[];
@@ -366,7 +368,7 @@ export type MessageOf<T extends MessageType> = (typeof MESSAGE_SCHEMAS)[T]["Type
 export const Message = Schema.Union(Object.values(MESSAGE_SCHEMAS));
 export type Message = MessageOf<MessageType>;
 
-/** The control-stream commands: PROTOCOL.md's four, and esper's ResumeCommand. */
+/** The control-stream commands: docs/protocol.md's four, and esper's ResumeCommand. */
 export type Command = LifecycleTransitionCommand | BlueprintUpdateCommand | BatchCommand | EmergencyStopCommand | ResumeCommand;
 /** What a layer publishes on its event stream. */
 export type Event = CommandResult | StateTransitionEvent | BlueprintEvent | CheckpointEvent | PerformanceAlert;

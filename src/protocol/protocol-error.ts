@@ -3,7 +3,7 @@ import { LAYER_ID_PATTERN } from "./fields.ts";
 import { MAX_MESSAGE_ID_LENGTH } from "./limits.ts";
 
 /**
- * Why an entry could not become a message. The codes are CommandResult codes (PROTOCOL.md
+ * Why an entry could not become a message. The codes are CommandResult codes (docs/protocol.md
  * "Command results"), so a reader can answer with them unchanged.
  */
 export const PROTOCOL_ERROR_CODES = ["too_large", "bad_signature", "invalid_message"] as const;

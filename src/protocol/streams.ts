@@ -1,7 +1,7 @@
 import { LAYER_ID_PATTERN } from "./fields.ts";
 
 /**
- * Redis key names (PROTOCOL.md "Names"), built here and nowhere else. Every key of one layer
+ * Redis key names (docs/protocol.md "Names"), built here and nowhere else. Every key of one layer
  * carries the hash tag `{L}`, so one layer lives in one Redis Cluster slot and its MULTI/EXEC
  * (snapshot + event + result + ack) stays on one node.
  */
@@ -26,7 +26,7 @@ export const namespaceFromEnv = (env: Readonly<Record<string, string | undefined
 export const GROUPS = { kasmina: "kasmina", tamiyo: "tamiyo" } as const;
 export type Group = (typeof GROUPS)[keyof typeof GROUPS];
 
-/** The per-layer key kinds of PROTOCOL.md, plus `results` and `results_old` (the command dedupe table, in two generations). */
+/** The per-layer key kinds of docs/protocol.md, plus `results` and `results_old` (the command dedupe table, in two generations). */
 export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results", "results_old"] as const;
 export type LayerKeyKind = (typeof LAYER_KEY_KINDS)[number];
 

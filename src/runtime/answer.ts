@@ -1,7 +1,7 @@
 /**
  * What a command comes to, as a pure function of the command and what the machines answered
  * while the layer handled it: the layer's own refusals (`result` emissions), the seeds'
- * `outcome`s, and any seed that crashed. One CommandResult per command (PROTOCOL.md "Command
+ * `outcome`s, and any seed that crashed. One CommandResult per command (docs/protocol.md "Command
  * results") and one StateTransitionEvent per seed that moved.
  */
 import type { LayerResult } from "../../machines/layer.ts";

@@ -1,6 +1,6 @@
 /**
  * What a layer writes must be readable by every reader, and readers refuse entries over their
- * size limit (PROTOCOL.md "too_large"). A command up to that limit can make an answer over it:
+ * size limit (docs/protocol.md "too_large"). A command up to that limit can make an answer over it:
  * a 1 MB stop reason is quoted by every refusal while the layer is stopped, twice in a batch's
  * result. So an answer or event that comes out too large is shrunk before it is written: long
  * strings are clipped, and if that is not enough, its free-form map (`details`,

@@ -1,7 +1,7 @@
 /**
  * From telemetry to alerts on the event stream: aggregation (aggregate.ts) and anomaly
  * detection (anomaly.ts) put together as Tamiyo's AlertSource, and the PerformanceAlerts written
- * to `P.event.layer.{L}`, where operators and other controllers read events (PROTOCOL.md).
+ * to `P.event.layer.{L}`, where operators and other controllers read events (docs/protocol.md).
  */
 import { Effect } from "effect";
 import type { Bus, BusError, EntryFields } from "../bus/bus.ts";
@@ -49,7 +49,7 @@ export interface PublishAlertsOptions {
   readonly namespace?: string;
   /** Default the protocol's (msgpack); "json" for reference readers. */
   readonly codec?: Codec;
-  /** The deployment's key: entries are signed (PROTOCOL.md `sig`). */
+  /** The deployment's key: entries are signed (docs/protocol.md `sig`). */
   readonly hmacKey?: HmacKey;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Anomalies in a layer's telemetry: each window's mean of a metric judged by its z-score against
  * the means of the windows before it (a rolling baseline of `history` windows), per layer and
- * metric. The verdicts are PerformanceAlerts (PROTOCOL.md), layer-level (`seed_id` null).
+ * metric. The verdicts are PerformanceAlerts (docs/protocol.md), layer-level (`seed_id` null).
  *
  * Why these rules:
  * - A rolling baseline follows a slow drift: a metric moving by the same step every window sits

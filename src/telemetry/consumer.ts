@@ -1,11 +1,11 @@
 /**
  * Tamiyo's side of telemetry: reads layers' telemetry streams in group `tamiyo`, decodes each
  * entry (decode.ts), fetches claim-checked payloads, hands the content to a listener, then acks.
- * An entry that can never be read goes to the dead-letter stream with its reason (PROTOCOL.md),
+ * An entry that can never be read goes to the dead-letter stream with its reason (docs/protocol.md),
  * and so does a claim-check reference whose payload is gone or unreadable: the reference is all
  * that is left of those seeds, and an operator needs it to see what was lost and why.
  *
- * Dead-letter codes: Bus and PROTOCOL.md fix no set for a letter's `code`; esper's other letters
+ * Dead-letter codes: Bus and docs/protocol.md fix no set for a letter's `code`; esper's other letters
  * use CommandResult codes because a command's letter may also be answered with one. A telemetry
  * entry is never answered, so `claim_expired` (a payload trimmed before it was read) names its
  * case rather than hiding it under `internal`; a payload that is there but cannot be decoded

@@ -14,7 +14,7 @@ import { frameOfReport, type TelemetryFrame } from "./frame.ts";
  * columns) and SeedMetricsSnapshots. With fast paths on (protocol/fast/switch.ts), the entries
  * esper writes take the fast path (protocol/fast/telemetry-scanner.ts); anything else (JSON,
  * the reference format, snapshots, unusual msgpack), and every entry with fast paths off, takes
- * the protocol's decodeEntry, so a reader accepts every entry PROTOCOL.md allows and refuses the
+ * the protocol's decodeEntry, so a reader accepts every entry docs/protocol.md allows and refuses the
  * rest with the same code and message.
  */
 export interface TelemetryContent {

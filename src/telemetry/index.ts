@@ -1,4 +1,4 @@
-/** Telemetry (ARCHITECTURE.md "Data flow"): the publisher for Kasmina layers, the reader for Tamiyo. */
+/** Telemetry (docs/architecture.md "Data flow"): the publisher for Kasmina layers, the reader for Tamiyo. */
 export { CLAIM_EXPIRED, makeTelemetryConsumer, type TelemetryConsumer, type TelemetryConsumerOptions, type TelemetryConsumerStats } from "./consumer.ts";
 export { claimOf, type ClaimCheck } from "./claim-check.ts";
 export { decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";

@@ -19,7 +19,7 @@ export interface TelemetryPublisherOptions {
   readonly batchSize?: number;
   /**
    * Most bytes of one entry's `data` before compression: a batch is cut before it grows past
-   * this. Default 512 KiB, half the 1 MiB every reader accepts (PROTOCOL.md), so an entry never
+   * this. Default 512 KiB, half the 1 MiB every reader accepts (docs/protocol.md), so an entry never
    * needs the claim check unless a single seed's record is that large.
    */
   readonly maxEntryBytes?: number;
@@ -97,7 +97,7 @@ export const resolveTelemetryOptions = (options: TelemetryPublisherOptions): Res
   positive("maxLen", o.maxLen);
   positive("claimMaxLen", o.claimMaxLen);
   positive("entriesPerWrite", o.entriesPerWrite);
-  // Past these every reader would refuse the entries (PROTOCOL.md, DECODE_LIMITS), and the general path's builders throw.
+  // Past these every reader would refuse the entries (docs/protocol.md, DECODE_LIMITS), and the general path's builders throw.
   if (o.source.length > MAX_SOURCE_LENGTH) throw new RangeError(`telemetry option source is ${o.source.length} characters, over the limit of ${MAX_SOURCE_LENGTH}`);
   if (o.batchSize > DECODE_LIMITS.maxEntries) throw new RangeError(`telemetry option batchSize must be at most ${DECODE_LIMITS.maxEntries} (seeds a report may hold), got ${o.batchSize}`);
   if (o.batchWindowMs < 0) throw new RangeError(`telemetry option batchWindowMs must be >= 0, got ${o.batchWindowMs}`);

@@ -90,7 +90,7 @@ export interface TelemetryPublisher {
 }
 
 export interface TelemetryPublisherConfig extends TelemetryPublisherOptions {
-  /** The deployment's key: entries are signed (PROTOCOL.md `sig`). */
+  /** The deployment's key: entries are signed (docs/protocol.md `sig`). */
   readonly hmacKey?: HmacKey;
 }
 

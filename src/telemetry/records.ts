@@ -39,7 +39,7 @@ export interface WindowInfo {
   readonly activeSeeds?: number;
   /**
    * `performance_summary`, e.g. `{ epoch, loss }`: a layer owner reads `epoch` as the epoch
-   * tick (PROTOCOL.md), so set it only on the window that ends an epoch.
+   * tick (docs/protocol.md), so set it only on the window that ends an epoch.
    */
   readonly performanceSummary?: Readonly<Record<string, unknown>>;
   readonly anomalies?: readonly unknown[];

@@ -6,9 +6,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { connectOrFail } from "../support/redis.ts";
 
 /**
- * Every benchmark of BENCHMARKS.md still runs: a smoke run (--quick) of each, in one process as
+ * Every benchmark of docs/benchmarks.md still runs: a smoke run (--quick) of each, in one process as
  * `npm run bench -- NAMES --quick` would, checked for the shape of its JSON line (its name, and
- * every field BENCHMARKS.md requires present as a finite number). Never its speed.
+ * every field docs/benchmarks.md requires present as a finite number). Never its speed.
  */
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -62,7 +62,7 @@ describe("benchmarks, --quick", () => {
     expect(run.lines.map((l) => l.bench)).toEqual(NAMES);
   });
 
-  it.each(NAMES)("%s prints every field BENCHMARKS.md names, as finite numbers", (name) => {
+  it.each(NAMES)("%s prints every field docs/benchmarks.md names, as finite numbers", (name) => {
     const line = run.lines.find((l) => l.bench === name);
     expect(line, `no JSON line for ${name}; stderr:\n${run.stderr.slice(-4_000)}`).toBeDefined();
     expect(line!.quick).toBe(true);

@@ -1,5 +1,5 @@
 /**
- * What the black-box tests know of esper: only the wire (PROTOCOL.md). They write entries with
+ * What the black-box tests know of esper: only the wire (docs/protocol.md). They write entries with
  * raw ioredis and msgpackr, as a Python trainer or an operator's script would, read the event
  * and dead-letter streams back the same way, and run `esper worker` as a child process
  * (test/support/worker-process.ts). Nothing here imports esper's own code, so these tests ran
@@ -42,7 +42,7 @@ export const resume = (layer: string) => envelope("ResumeCommand", { layer_id: l
 
 export type Message = ReturnType<typeof envelope> & Record<string, unknown>;
 
-/** The fields of an entry carrying `message` as msgpack, signed when a key is given (PROTOCOL.md "Stream entries"). */
+/** The fields of an entry carrying `message` as msgpack, signed when a key is given (docs/protocol.md "Stream entries"). */
 export const entryFields = (stream: string, message: { readonly message_type: string }, key?: string): (string | Buffer)[] => {
   const data = pack(message);
   const fields: (string | Buffer)[] = ["data", data, "type", message.message_type, "enc", "msgpack"];

@@ -2,7 +2,7 @@
  * Black-box finding 3: an emergency stop waited behind the backlog. With 50,000 commands queued
  * for a layer, 49,920 (worker down) and 47,104 (worker running) were applied before the stop sent
  * on the layer's own stream: the `urgency` sort reordered only within one batch of 256.
- * PROTOCOL.md: "an EmergencyStopCommand overtakes everything still queued for its layer".
+ * docs/protocol.md: "an EmergencyStopCommand overtakes everything still queued for its layer".
  */
 import { describe, expect, test } from "vitest";
 import { emergencyStop, entryFields, keysOf, lifecycle, results, until, xadd, xaddMany } from "./outside.ts";

@@ -1,5 +1,5 @@
 /**
- * Delivery through the bridge (PROTOCOL.md "Consumer groups and delivery"): at least once on the
+ * Delivery through the bridge (docs/protocol.md "Consumer groups and delivery"): at least once on the
  * wire, exactly once in effect; stream order within a layer; emergency stops before what was
  * queued with them; what a dead consumer left pending, taken over by its successor; a batch whose
  * commit keeps failing, dead-lettered; a graceful close that commits the batch in hand. Each

@@ -40,7 +40,7 @@ export interface Fixture {
 export const FAST: BridgeOptions = { blockMs: 50, maxRetryDelayMs: 50, houseKeepingMs: 200 };
 
 let counter = 0;
-/** A namespace no other test uses, within PROTOCOL.md's `[a-z0-9_-]{1,32}`. */
+/** A namespace no other test uses, within docs/protocol.md's `[a-z0-9_-]{1,32}`. */
 export const testNamespace = (): string =>
   `bt${process.pid.toString(36)}x${(counter++).toString(36)}x${Math.random().toString(36).slice(2, 8)}`;
 

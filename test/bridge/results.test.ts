@@ -1,5 +1,5 @@
 /**
- * Every code of PROTOCOL.md "Command results", as a client sees it: a command goes through the
+ * Every code of docs/protocol.md "Command results", as a client sees it: a command goes through the
  * control stream, the bridge and the layer, and its one CommandResult comes back on the event
  * stream. Entries that cannot be attributed to a command become dead letters instead. Each
  * behaviour runs on the embedded bus and on a real Redis.

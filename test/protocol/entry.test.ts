@@ -29,7 +29,7 @@ describe("every message type round-trips through every codec", () => {
     expect(message(P.decodeEntry(CONTROL, fields))).toEqual(m);
   });
 
-  it("covers PROTOCOL.md's 16 types and esper's ResumeCommand", () => {
+  it("covers docs/protocol.md's 16 types and esper's ResumeCommand", () => {
     expect(new Set(ALL_SAMPLES.map((m) => m.message_type))).toEqual(new Set(P.MESSAGE_TYPES));
     expect(P.MESSAGE_TYPES).toHaveLength(17);
   });

@@ -60,7 +60,7 @@ describe("the fast LifecycleTransitionCommand decoder agrees with the Schema", (
     expect(verdicts.filter((v) => !v).length).toBeGreaterThan(10);
   });
 
-  it("applies PROTOCOL.md's defaults to a minimal command", () => {
+  it("applies docs/protocol.md's defaults to a minimal command", () => {
     const minimal = { message_type: "LifecycleTransitionCommand", message_id: "m-1", timestamp: 1, source: "s", version: "1.0", layer_id: "layer_1", target_state: "training", correlation_id: null, metadata: null };
     const decoded = decodeLifecycleTransitionCommand(minimal);
     expect(decoded).toStrictEqual({

@@ -120,7 +120,7 @@ describe.each(cases)("the fast $type decoder agrees with the Schema", (c) => {
 describe("defaults", () => {
   const head = { message_id: "m-1", timestamp: 1, source: "s", version: "1.0", metadata: null };
 
-  it("a minimal CommandResult gets PROTOCOL.md's defaults, and its code from success", () => {
+  it("a minimal CommandResult gets docs/protocol.md's defaults, and its code from success", () => {
     const minimal = { message_type: "CommandResult", ...head, correlation_id: "c-1", layer_id: "layer_1", success: true, execution_time_ms: 0 };
     expect(decodeCommandResult(minimal)).toStrictEqual({
       message_type: "CommandResult",
@@ -143,7 +143,7 @@ describe("defaults", () => {
     agrees(cases[0], failed);
   });
 
-  it("a minimal StateTransitionEvent gets PROTOCOL.md's defaults, its states upper-cased", () => {
+  it("a minimal StateTransitionEvent gets docs/protocol.md's defaults, its states upper-cased", () => {
     const minimal = {
       message_type: "StateTransitionEvent",
       ...head,

@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import * as P from "../../src/protocol/index.ts";
 import { common, decoded, rejection, SAMPLES } from "./samples.ts";
 
-describe("defaults of PROTOCOL.md are applied on decode", () => {
+describe("defaults of docs/protocol.md are applied on decode", () => {
   it("LifecycleTransitionCommand without options gets priority normal, timeout_ms 5000, force false", () => {
     expect(decoded({ ...common("LifecycleTransitionCommand"), layer_id: "L", seed_id: 1, target_state: "TRAINING" })).toEqual({
       ...common("LifecycleTransitionCommand"),

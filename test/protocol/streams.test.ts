@@ -2,7 +2,7 @@ import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
 import { DEFAULT_NAMESPACE, GROUPS, isControlStream, isTelemetryStream, layerOf, namespaceFromEnv, parseKey, streams } from "../../src/protocol/streams.ts";
 
-describe("key names are exactly PROTOCOL.md's", () => {
+describe("key names are exactly docs/protocol.md's", () => {
   const s = streams("morphogenetic");
   it.each([
     [s.control("L1"), "morphogenetic.control.layer.{L1}"],

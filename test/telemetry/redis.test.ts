@@ -9,7 +9,7 @@ import { connectOrFail, deleteNamespace, REDIS_URL } from "../support/redis.ts";
 import { canonical } from "./support.ts";
 
 let admin: Redis | undefined;
-// Namespaces are at most 32 characters (PROTOCOL.md).
+// Namespaces are at most 32 characters (docs/protocol.md).
 const NS = `tt${process.pid}${Date.now().toString(36)}`.slice(0, 32);
 afterAll(async () => {
   if (admin) {

@@ -8,7 +8,7 @@
  * plane's rows, a seed costs ~0.1-0.2 µs, metric names are copied from pre-encoded bytes, and a
  * value goes out in the smallest form that reads back exactly (fixint, float32, else float64):
  * telemetry values come from a Float32Array, so float32 loses nothing and saves 4 bytes a value.
- * The output is plain msgpack; any reader decodes it (PROTOCOL.md `enc: msgpack`).
+ * The output is plain msgpack; any reader decodes it (docs/protocol.md `enc: msgpack`).
  */
 
 const encoder = new TextEncoder();

@@ -7,7 +7,7 @@ import { MsgpackWriter, encodeKey, type EncodedKey } from "./msgpack-writer.ts";
 import type { RecordWriter } from "./telemetry-record-writer.ts";
 
 /**
- * The fast path's bytes of the telemetry messages the publisher writes (PROTOCOL.md
+ * The fast path's bytes of the telemetry messages the publisher writes (docs/protocol.md
  * LayerHealthReport and TelemetryBatch), written field by field into a MsgpackWriter instead of
  * built as messages and packed (~2 µs a seed saved, msgpack-writer.ts). `health_metrics` goes
  * last, so the seeds can be streamed in and their count patched once the batch is cut. What it
