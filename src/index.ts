@@ -74,7 +74,7 @@ export type {
 } from "./protocol/messages.ts";
 
 // ---- Tamiyo ------------------------------------------------------------------------------------
-export { startTamiyo, type Tamiyo, type RunningTamiyo, type TamiyoOptions, type TamiyoLink, type DecisionLogEntry, type PopulationResult } from "./tamiyo/tamiyo.ts";
-export { STRATEGIES, TAMIYO_DEFAULTS, type TamiyoConfig, type Strategy } from "./tamiyo/config.ts";
+export { startTamiyo, TamiyoError, type Tamiyo, type RunningTamiyo, type TamiyoOptions, type TamiyoLink, type DecisionLogEntry, type PopulationResult } from "./tamiyo/tamiyo.ts";
+export { STRATEGIES, TAMIYO_DEFAULTS, TamiyoConfigError, type TamiyoConfig, type Strategy } from "./tamiyo/config.ts";
 export type { LayerProfile, SelectionCriteria } from "./tamiyo/population.ts";
 export { telemetryAlerts, type TelemetryAlerts } from "./telemetry/alerts.ts";

@@ -193,7 +193,7 @@ const event = (layer: KasminaLayer, seedId: number | null, checkpointId: string,
 /**
  * Writes the seeds of `layer` (their state-table rows and blueprint weights; not the host's weights, which are
  * `model.save`'s), the whole layer or one seed, to a file with a sha256, atomically: a temporary file, fsynced, then
- * renamed. Resolves with the CheckpointEvent fields; rejects with a CheckpointError (`bad_checkpoint_id`, else `io`).
+ * renamed. Resolves with the CheckpointEvent fields; rejects with a CheckpointError (`bad_checkpoint_id`, `unknown_seed`, else `io`).
  */
 export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpointOptions): Promise<CheckpointEventFields> => {
   const checkpointId = options.checkpointId ?? `ckpt-${wallClock()}-${randomUUID().slice(0, 8)}`;
@@ -202,7 +202,9 @@ export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpoin
   const temp = `${path}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
   try {
     if (!CHECKPOINT_ID.test(checkpointId)) fail("bad_checkpoint_id", `checkpoint id "${checkpointId}" must match ${CHECKPOINT_ID}`, path);
-    if (seedId !== null) layer.table.row(seedId); // range check before writing anything
+    if (seedId !== null && !(Number.isInteger(seedId) && seedId >= 0 && seedId < layer.numSeeds)) {
+      fail("unknown_seed", `seed ${seedId} is not a seed of layer ${layer.layerId} (0 to ${layer.numSeeds - 1})`, path);
+    }
     const bytes = encodeCheckpoint(layer, seedId, checkpointId);
     await mkdir(options.dir, { recursive: true });
     const handle = await open(temp, "w");

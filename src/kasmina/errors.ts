@@ -41,7 +41,9 @@ export type CheckpointErrorReason =
   /** A valid checkpoint of this layer id whose shapes (seeds, chunk, blueprint sizes) differ. */
   | "shape_mismatch"
   /** A checkpoint id `saveCheckpoint` does not accept (1 to 128 of letters, digits, `_`, `.`, `-`). */
-  | "bad_checkpoint_id";
+  | "bad_checkpoint_id"
+  /** `seedId` names no seed of the layer. */
+  | "unknown_seed";
 
 /**
  * `saveCheckpoint` or `restoreCheckpoint` failed; `reason` says why (see CheckpointErrorReason) and `path` names the file.

@@ -98,7 +98,10 @@ export const TAMIYO_DEFAULTS: Omit<ResolvedTamiyoConfig, keyof StrategyKnobs> = 
   graftingStrategy: "linear",
 };
 
-export class TamiyoConfigError extends RangeError {}
+/** A TamiyoConfig that cannot work (a value out of its range, an unknown strategy); its message names the field and what it takes. */
+export class TamiyoConfigError extends RangeError {
+  readonly _tag = "TamiyoConfigError";
+}
 
 export const knobsOf = (strategy: Strategy): StrategyKnobs => STRATEGY_KNOBS[strategy === "adaptive" ? "balanced" : strategy];
 

@@ -23,7 +23,7 @@ import { streams } from "../protocol/streams.ts";
 import { makeTelemetryConsumer } from "../telemetry/consumer.ts";
 import type { TelemetryFrame } from "../telemetry/frame.ts";
 import { commandOf, populationCommands } from "./commands.ts";
-import { resolveTamiyoConfig, type ResolvedTamiyoConfig, type TamiyoConfig } from "./config.ts";
+import { resolveTamiyoConfig, TamiyoConfigError, type ResolvedTamiyoConfig, type TamiyoConfig } from "./config.ts";
 import { decide, type AlertView, type KindOutcome, type Plan } from "./policy.ts";
 import { Population, selectSeeds, type LayerProfile, type SelectionCriteria } from "./population.ts";
 
@@ -162,9 +162,13 @@ const idAfterOrAt = (a: string, b: string): boolean => {
  * `decideEveryMs`, its rounds; all stop when the Scope closes. Fails with a BusError when the streams cannot be read;
  * a config value out of range is a RangeError naming the option. Promise code uses `startTamiyo`.
  */
-export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusError, Scope.Scope> =>
+export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusError | TamiyoConfigError, Scope.Scope> =>
   Effect.gen(function* () {
-    const config = resolveTamiyoConfig(options.config);
+    // A bad config is a failure the caller can match, not a defect.
+    const config = yield* Effect.try({
+      try: () => resolveTamiyoConfig(options.config),
+      catch: (error) => (error instanceof TamiyoConfigError ? error : new TamiyoConfigError(String(error))),
+    });
     const source = options.source ?? "tamiyo";
     const clock = yield* Clock.Clock;
     const now = () => clock.currentTimeMillisUnsafe();

@@ -1,4 +1,5 @@
 import * as tf from "@tensorflow/tfjs-core";
+import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -133,5 +134,11 @@ describe("checkpoints", () => {
 
   it("refuses a checkpoint id that is not a plain file name", async () => {
     expect(await reasonOf(saveCheckpoint(grown(), { dir, checkpointId: "../escape" }))).toBe("bad_checkpoint_id");
+  });
+
+  it("refuses a seed the layer does not have as unknown_seed, not as a write failure, and writes nothing", async () => {
+    const layer = grown();
+    for (const seedId of [layer.numSeeds, -1, 1.5]) expect(await reasonOf(saveCheckpoint(layer, { dir, checkpointId: "s", seedId }))).toBe("unknown_seed");
+    expect(existsSync(checkpointPath(dir, layer.layerId, "s"))).toBe(false);
   });
 });

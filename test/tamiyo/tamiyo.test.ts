@@ -3,12 +3,12 @@
  * telemetry streams and steering a real layer actor on the embedded bus. No data plane: the
  * numbers a trainer would report are reported by the test.
  */
-import { Effect, Exit, Scope } from "effect";
+import { Cause, Effect, Exit, Scope } from "effect";
 import { afterEach, describe, expect, it } from "vitest";
 import { MemoryBus } from "../../src/bus/memory-bus.ts";
-import { makeSystem, type EsperSystem } from "../../src/runtime/system.ts";
-import { makeTamiyo, TamiyoError, type DecisionLogEntry, type Tamiyo, type TamiyoLink } from "../../src/tamiyo/tamiyo.ts";
-import type { TamiyoConfig } from "../../src/tamiyo/config.ts";
+import { makeSystem, startSystem, type EsperSystem } from "../../src/runtime/system.ts";
+import { makeTamiyo, startTamiyo, TamiyoError, type DecisionLogEntry, type Tamiyo, type TamiyoLink } from "../../src/tamiyo/tamiyo.ts";
+import { TamiyoConfigError, type TamiyoConfig } from "../../src/tamiyo/config.ts";
 import type { LayerProfile } from "../../src/tamiyo/population.ts";
 
 const GUARDS = { minEpochs: { TRAINING: 4, GRAFTING: 2, STABILIZATION: 1, EVALUATING: 1, FINE_TUNING: 2 } };
@@ -171,5 +171,23 @@ describe("Tamiyo on a live layer", () => {
     expect(tamiyo.population.seed("hidden", 3)).toMatchObject({ state: "GERMINATED", blueprint: "lateral_wide", busy: false });
     await system.tick("hidden", 1);
     expect((await tamiyo.round()).map((d) => [d.action, d.outcome?.code])).toEqual([["GERMINATED -> TRAINING", "ok"]]);
+  });
+});
+
+describe("a config Tamiyo cannot work with", () => {
+  it("is a typed failure of makeTamiyo (not a defect), and startTamiyo rejects with the same TamiyoConfigError", async () => {
+    const bus = new MemoryBus();
+    const system = await startSystem({ layers: [{ id: "hidden", seeds: 4 }], bus, inspect: "" });
+    try {
+      const options = { bus, link: system, layers: [PROFILE], config: { strategy: "reckless" as never } };
+      const exit = await Effect.runPromiseExit(Effect.scoped(makeTamiyo(options)));
+      expect(Exit.isFailure(exit) && Cause.hasFails(exit.cause)).toBe(true);
+      const failure = Exit.isFailure(exit) ? Cause.squash(exit.cause) : null;
+      expect(failure).toBeInstanceOf(TamiyoConfigError);
+      await expect(startTamiyo(options)).rejects.toThrow(/strategy must be one of conservative, balanced, aggressive, adaptive/);
+      await expect(startTamiyo(options)).rejects.toBeInstanceOf(TamiyoConfigError);
+    } finally {
+      await system.close();
+    }
   });
 });
