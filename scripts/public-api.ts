@@ -4,6 +4,7 @@
  * emitted from). docs/api.md is written from it (`npm run docs:api`), and a test holds both the
  * doc comments and that file to it.
  */
+import { writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import type * as TS from "typescript5";
@@ -100,7 +101,6 @@ export const apiReference = (names: readonly PublicName[] = publicNames()): stri
 
 // `tsx scripts/public-api.ts`: writes docs/api.md.
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { writeFileSync } = await import("node:fs");
   writeFileSync(REPO + "docs/api.md", apiReference());
   console.log("wrote docs/api.md");
 }
