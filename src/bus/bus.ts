@@ -150,6 +150,37 @@ export type CommitOp =
   | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] }
   | { readonly op: "rotate"; readonly key: string; readonly to: string; readonly atFields: number };
 
+/** Who holds a lease, and the fencing token of that holding (Bus.lease). */
+export interface Lease {
+  /** Whether the holder that asked holds it now. */
+  readonly held: boolean;
+  /** Who holds it; null when nobody does. */
+  readonly holder: string | null;
+  /** The holding's fencing token: it grows with every new holding and never repeats (0: nobody holds it). */
+  readonly token: number;
+  /** How long the holding lasts unless renewed, in ms (0: nobody holds it). */
+  readonly ttlMs: number;
+}
+
+/**
+ * A lease request. The lease is a hash at `key` whose `owner` field holds `holder#token` while the
+ * holding lasts: a commit that `expect`s that value lands only while its writer still holds the
+ * lease (fencing), since a new holding changes it and an expired one removes it.
+ */
+export interface LeaseRequest {
+  /** `acquire` takes a free lease or renews one's own; `release` gives one's own up (anything else is left alone). */
+  readonly op: "acquire" | "release";
+  readonly key: string;
+  /** Where tokens are counted; kept for good, so a token is never handed out twice. */
+  readonly counter: string;
+  /** Who asks: unique to one process's holding (a restarted process is a new holder). */
+  readonly holder: string;
+  readonly ttlMs: number;
+}
+
+/** The field of a lease hash that commits `expect` (`holder#token`). */
+export const LEASE_OWNER_FIELD = "owner";
+
 export interface GroupInfo {
   readonly lastDeliveredId: string;
   readonly pending: number;
@@ -239,6 +270,8 @@ export interface Bus {
   readonly deadLetter: (letter: DeadLetter) => Effect.Effect<string, BusError>;
   /** Applies every op or none. Returns the ids of the `xadd` and `deadletter` ops, in order. */
   readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<readonly string[], BusError>;
+  /** Takes, renews or gives up a lease with a fencing token, atomically (see LeaseRequest). */
+  readonly lease: (request: LeaseRequest) => Effect.Effect<Lease, BusError>;
   /** Entries with start <= id <= end ("-" and "+" are the ends, "(" before an id excludes it), at most `count`. */
   readonly range: (stream: string, start?: string, end?: string, count?: number) => Effect.Effect<readonly Entry[], BusError>;
   /** Plain XREAD: entries after `afterId`, waiting up to `blockMs` (0 = do not wait). For followers outside groups. */

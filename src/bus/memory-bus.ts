@@ -16,6 +16,9 @@ import {
   type EntryFields,
   type GroupInfo,
   type HashValue,
+  type Lease,
+  type LeaseRequest,
+  LEASE_OWNER_FIELD,
   type PendingEntry,
   type Reader,
   type ReaderOptions,
@@ -94,6 +97,9 @@ export class MemoryBus implements Bus {
   private readonly streams = new Map<string, Stream>();
   /** Values stay as committed (a DeferredBytes is encoded on its first read, see `bytesOf`). */
   private readonly hashes = new Map<string, Map<string, Uint8Array | DeferredBytes>>();
+  /** When each lease hash expires (Redis: its PEXPIRE); looked at whenever a lease or a commit reads it. */
+  private readonly expiries = new Map<string, number>();
+  private readonly counters = new Map<string, number>();
   /** Blocked readers by stream key; a key may have waiters before it exists. */
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Streams appended to whose blocked readers have not been woken yet. */
@@ -247,11 +253,48 @@ export class MemoryBus implements Bus {
   readonly deadLetter = (letter: DeadLetter): Effect.Effect<string, BusError> =>
     withNow((now) => Effect.map(this.commit([deadLetterOp(letter, now)]), (ids) => ids[0]!));
 
+  readonly lease = (request: LeaseRequest): Effect.Effect<Lease, BusError> =>
+    withNow((now): Effect.Effect<Lease, BusError> => {
+      this.expireDue(request.key, now);
+      const hash = this.hashes.get(request.key);
+      const field = (name: string): string | null => {
+        const bytes = hash === undefined ? null : bytesOf(hash, name);
+        return bytes === null ? null : Buffer.from(bytes).toString("utf8");
+      };
+      const current = field("holder");
+      if (request.op === "release") {
+        if (current === request.holder) {
+          this.hashes.delete(request.key);
+          this.expiries.delete(request.key);
+        }
+        return Effect.succeed({ held: false, holder: null, token: 0, ttlMs: 0 });
+      }
+      if (current === request.holder) {
+        this.expiries.set(request.key, now + request.ttlMs);
+        return Effect.succeed({ held: true, holder: current, token: Number(field("token")), ttlMs: request.ttlMs });
+      }
+      if (current !== null) return Effect.succeed({ held: false, holder: current, token: Number(field("token")), ttlMs: Math.max(0, this.expiries.get(request.key)! - now) });
+      const token = (this.counters.get(request.counter) ?? 0) + 1;
+      this.counters.set(request.counter, token);
+      this.hashes.set(request.key, new Map([["holder", encoder.encode(request.holder)], ["token", encoder.encode(String(token))], [LEASE_OWNER_FIELD, encoder.encode(`${request.holder}#${token}`)]]));
+      this.expiries.set(request.key, now + request.ttlMs);
+      return Effect.succeed({ held: true, holder: request.holder, token, ttlMs: request.ttlMs });
+    });
+
+  private expireDue(key: string, now: number): void {
+    const at = this.expiries.get(key);
+    if (at !== undefined && at <= now) {
+      this.expiries.delete(key);
+      this.hashes.delete(key);
+    }
+  }
+
   readonly commit = (ops: readonly CommitOp[]): Effect.Effect<readonly string[], BusError> =>
     withNow((now) => {
       const invalid = this.validate(ops);
       if (invalid !== undefined) return Effect.fail(invalid);
       for (const op of ops) {
+        if (op.op === "expect" || op.op === "absent") this.expireDue(op.key, now);
         if (op.op === "absent") {
           const hash = this.hashes.get(op.key);
           const present = hash === undefined ? [] : op.fields.filter((field) => hash.has(field));

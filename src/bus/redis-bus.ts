@@ -15,7 +15,7 @@ import { commitShapeError, effectiveOps } from "./commit.ts";
 import { deadLetterOp } from "./dead-letters.ts";
 import { Outbox, type Settled } from "./outbox.ts";
 import { runCommit } from "./redis-commit.ts";
-import { CLAIM, runScript, SCAN_FOR, SCRIPT_RELOADED, TAKE_OVER, TRIM_DELIVERED, type Script } from "./redis-scripts.ts";
+import { CLAIM, LEASE, runScript, SCAN_FOR, SCRIPT_RELOADED, TAKE_OVER, TRIM_DELIVERED, type Script } from "./redis-scripts.ts";
 import { awaitStatus, closeConnection, makeBlockingPool, openConnection, reconnect } from "./redis-connection.ts";
 import { makeGuard, toBusError } from "./redis-guard.ts";
 import { resolveOptions, type RedisBusOptions } from "./redis-options.ts";
@@ -222,6 +222,12 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           script(`XCLAIM ${stream}`, CLAIM, [stream], [group, consumer, String(minIdleMs), String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]),
           (rows) => scriptEntries(stream, rows as unknown[]),
         ),
+      lease: (request) =>
+        Effect.map(script(`lease ${request.key}`, LEASE, [request.key, request.counter], [request.op, request.holder, String(request.ttlMs)]), (reply) => {
+          const [held, holder, token, ttlMs] = reply as [number, Buffer, Buffer, number];
+          const who = holder.toString("utf8");
+          return { held: held === 1, holder: who === "" ? null : who, token: Number(token.toString("latin1")), ttlMs: Number(ttlMs) };
+        }),
       takeOver: (stream, group, consumer) => Effect.map(script(`XCLAIM JUSTID ${stream}`, TAKE_OVER, [stream], [group, consumer]), Number),
       scanFor: (stream, afterId, type, count, maxEntryBytes = Number.POSITIVE_INFINITY) =>
         Effect.map(script(`XRANGE ${stream}`, SCAN_FOR, [stream], [afterId, type, String(count), String(maxEntryBytes === Number.POSITIVE_INFINITY ? -1 : maxEntryBytes)]), (reply) => {

@@ -363,6 +363,34 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keepMs, keep
 `,
 );
 
+/**
+ * Bus.lease. KEYS[1] the lease hash, KEYS[2] the token counter; ARGV op, holder, ttl ms.
+ * Returns { held (0|1), holder or '', token, ttl ms }. A new holding takes the next token and
+ * writes `owner` = holder#token, which commits expect (fencing).
+ */
+export const LEASE = script(
+  "lease",
+  `
+local op, holder, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local current = redis.call('HGET', KEYS[1], 'holder')
+if op == 'release' then
+  if current == holder then redis.call('DEL', KEYS[1]) end
+  return {0, '', '0', 0}
+end
+if current == holder then
+  redis.call('PEXPIRE', KEYS[1], ttl)
+  return {1, holder, redis.call('HGET', KEYS[1], 'token'), ttl}
+end
+if current then
+  return {0, current, redis.call('HGET', KEYS[1], 'token'), math.max(redis.call('PTTL', KEYS[1]), 0)}
+end
+local token = tostring(redis.call('INCR', KEYS[2]))
+redis.call('HSET', KEYS[1], 'holder', holder, 'token', token, 'owner', holder .. '#' .. token)
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {1, holder, token, ttl}
+`,
+);
+
 /** The cause of a call refused because Redis lacked the script (now loaded): nothing ran. */
 export const SCRIPT_RELOADED = "esper.script-reloaded";
 

@@ -1,6 +1,6 @@
 import { Effect, Exit, Schedule, Scope } from "effect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import type { Bus, BusError, Entry, EntryFields, Reader, ReaderOptions } from "../../src/bus/bus.ts";
+import { LEASE_OWNER_FIELD, type Bus, type BusError, type Entry, type EntryFields, type Reader, type ReaderOptions } from "../../src/bus/bus.ts";
 import { listDeadLetters, replayDeadLetter } from "../../src/bus/dead-letters.ts";
 import { maxDeliveriesError, runJanitor, sweep } from "../../src/bus/janitor.ts";
 
@@ -744,6 +744,39 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await Effect.runPromise(Scope.close(scope, Exit.void));
       expect(seqs(handled)).toEqual(["1", "2"]);
       expect(await run(bus.pending(s, "kasmina"))).toEqual([]);
+    });
+
+    it("a lease: one holder at a time, renewed by its holder, its token new with every holding, fencing commits, and free again on release or expiry", async () => {
+      const key = h.key("lease.layer.{L9}");
+      const counter = h.key("fence.layer.{L9}");
+      const meta = h.key("meta.layer.{L9}");
+      const ask = (holder: string, op: "acquire" | "release" = "acquire", ttlMs = 60_000) => run(bus.lease({ op, key, counter, holder, ttlMs }));
+      expect(await ask("a")).toEqual({ held: true, holder: "a", token: 1, ttlMs: 60_000 });
+      const other = await ask("b");
+      expect(other).toMatchObject({ held: false, holder: "a", token: 1 });
+      expect(other.ttlMs).toBeGreaterThan(0);
+      expect(await ask("a")).toMatchObject({ held: true, holder: "a", token: 1 }); // a renewal keeps the token
+      // Fencing: a commit that expects its holding lands while it lasts...
+      const fenced = (owner: string) => [
+        { op: "expect" as const, key, field: LEASE_OWNER_FIELD, value: owner },
+        { op: "hset" as const, key: meta, values: { by: owner } },
+      ];
+      await run(bus.commit(fenced("a#1")));
+      // ...and a release by someone else changes nothing, the holder's own frees it.
+      await ask("b", "release");
+      expect(await ask("b")).toMatchObject({ held: false, holder: "a" });
+      await ask("a", "release");
+      expect(await ask("b")).toEqual({ held: true, holder: "b", token: 2, ttlMs: 60_000 });
+      // The deposed holder's commit is refused whole, naming the lease.
+      const refused = await failure(bus.commit(fenced("a#1")));
+      expect(refused).toMatchObject({ reason: "conflict", key });
+      expect(new TextDecoder().decode((await run(bus.hmget(meta, ["by"])))[0]!)).toBe("a#1"); // only the holder's write is there
+      // A holding that is not renewed expires, and the next one gets a new token.
+      await ask("b", "release");
+      expect(await ask("c", "acquire", 50)).toMatchObject({ held: true, holder: "c", token: 3 });
+      await h.letIdle(120);
+      expect(await ask("d")).toMatchObject({ held: true, holder: "d", token: 4 });
+      expect((await failure(bus.commit(fenced("c#3")))).reason).toBe("conflict");
     });
   });
 };
