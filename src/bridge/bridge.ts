@@ -90,6 +90,13 @@ export interface LayerBridge {
   readonly settled: (stream: string, id: string) => Effect.Effect<void>;
   /** Fails when the bridge has stopped for good because the layer's data was lost; never succeeds. */
   readonly failed: Effect.Effect<never, LayerDataLost>;
+  /**
+   * Resolves when the bridge stopped because it no longer holds the layer's lease (options.fence):
+   * another owner took the layer over, and this bridge's commit was refused whole.
+   */
+  readonly fenced: Effect.Effect<void>;
+  /** The generation marker of the store the layer was restored from (see BridgeOptions.generation). */
+  readonly generation: string;
 }
 
 const later = (a: string, b: string): string => (compareStreamIds(parseStreamId(a)!, parseStreamId(b)!) >= 0 ? a : b);
@@ -112,9 +119,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const decodeOptions = { maxBytes: o.maxBytes, hmacKey: o.hmacKey, maxSignedAgeMs: o.maxSignedAgeMs };
     const rates = new SourceRates({ perSecond: o.ratePerSource });
     const lost = yield* Deferred.make<never, LayerDataLost>();
+    const fenced = yield* Deferred.make<void>();
     const tokenField = markerField(o.consumer);
 
-    const stored: Stored = yield* restoreLayer(bus, layerId, host.numSeeds, keys, tokenField);
+    const stored: Stored = yield* restoreLayer(bus, layerId, host.numSeeds, keys, tokenField, o.generation);
     host.restore(stored.seeds, stored.record);
 
     // Everything written stays within the size every reader accepts (bounded-message.ts). In
@@ -136,13 +144,16 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       if (record !== undefined) stored.record = record;
     };
     /** The next commit's token, chained to the last one that landed. */
-    const nextMarker = (): CommitMarker => ({ field: tokenField, previous: stored.lastCommit, token: newMessageId() });
+    const nextMarker = (): CommitMarker => ({ field: tokenField, previous: stored.lastCommit, token: newMessageId(), ...(o.fence !== undefined ? { fence: o.fence } : {}) });
     const landed = (m: CommitMarker) => Effect.map(bus.hmget(keys.meta, [tokenField]), ([held]) => text(held) === m.token);
     const policy = (what: string): CommitPolicy => ({ maxCommitAttempts: o.maxCommitAttempts, maxRetryDelayMs: o.maxRetryDelayMs, what: `layer ${layerId}: ${what}` });
     const isLost = (error: BusError) => error.reason === "conflict" && error.key === keys.meta;
+    /** A commit refused on the lease: another owner holds the layer now, and this bridge wrote nothing. */
+    const isFenced = (error: BusError) => o.fence !== undefined && error.reason === "conflict" && error.key === keys.lease;
     const marks = new SettledMarks();
     yield* Effect.addFinalizer(() => marks.release);
     const stop = (error: LayerDataLost) => Effect.andThen(Effect.andThen(Deferred.fail(lost, error), marks.release), Effect.interrupt);
+    const stopFenced = Effect.andThen(Effect.andThen(Deferred.succeed(fenced, undefined), marks.release), Effect.interrupt);
     const failLost = (what: string) => stop(dataLost(layerId, what));
     /** A commit's meta precondition failed: which one says what was lost. */
     const failAfterConflict = Effect.flatMap(Effect.orElseSucceed(generationHolds(bus, keys, stored.generation), () => false), (holds) =>
@@ -208,6 +219,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
             stored.lastCommit = m.token;
             break;
           }
+          if (isFenced(landing.error)) return yield* stopFenced;
           if (isLost(landing.error)) return yield* failAfterConflict;
           if (landing.error.reason === "closed") return yield* Effect.interrupt;
           if (answered) {
@@ -254,6 +266,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                     return yield* markRead(reads);
                   }
                   rollback(settlement.changed);
+                  if (isFenced(landing.error)) return yield* stopFenced;
                   if (isLost(landing.error)) return yield* failAfterConflict;
                   // The bus is closing under us: the batch stays pending for whoever reads next.
                   if (landing.error.reason === "closed") return yield* Effect.interrupt;
@@ -347,6 +360,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                 );
                 if (!landing.landed) {
                   rollback(changed);
+                  if (isFenced(landing.error)) return yield* stopFenced;
                   if (isLost(landing.error)) return yield* failAfterConflict;
                   if (landing.error.reason === "closed") return yield* Effect.interrupt;
                   // Telemetry may be dropped (docs/protocol.md): counted, logged, and acked so the stream moves on.
@@ -431,7 +445,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     yield* Effect.forkScoped(telemetryLoop);
     yield* Effect.forkScoped(Effect.repeat(houseKeeping, Schedule.spaced(Math.max(10, o.houseKeepingMs))));
 
-    return { layerId, host, stats: () => ({ ...stats }), settled: (stream, id) => marks.wait(stream, id), failed: Deferred.await(lost) };
+    return { layerId, host, stats: () => ({ ...stats }), settled: (stream, id) => marks.wait(stream, id), failed: Deferred.await(lost), fenced: Deferred.await(fenced), generation: stored.generation };
   });
 
 /**

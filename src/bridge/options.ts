@@ -56,6 +56,18 @@ export interface BridgeOptions {
   readonly maxRetryDelayMs?: number;
   /** Entries a look-ahead for emergency stops reads per call. Default 1000. */
   readonly scanCount?: number;
+  /**
+   * The layer's lease holding this bridge runs under (`holder#token`, from Bus.lease): every commit
+   * requires it, so once another owner takes the layer over this bridge writes nothing more and
+   * stops with LayerFenced. Set by runLayerOwner; absent, the bridge runs without a lease.
+   */
+  readonly fence?: string;
+  /**
+   * The generation marker of the store this process served the layer from before (LayerBridge.generation):
+   * a store that lacks it lost its data meanwhile, and the bridge refuses to start (LayerDataLost)
+   * instead of taking the empty store for a new layer.
+   */
+  readonly generation?: string;
 }
 
 /** The default of every BridgeOptions field that has a fixed one (`namespace`, `consumer` and `hmacKey` do not). */
@@ -80,9 +92,11 @@ export type ResolvedBridgeOptions = typeof BRIDGE_DEFAULTS & {
   readonly namespace: string | undefined;
   readonly consumer: string;
   readonly hmacKey: HmacKey | undefined;
+  readonly fence: string | undefined;
+  readonly generation: string | undefined;
 };
 
 export const resolveBridgeOptions = (options: BridgeOptions, defaultConsumer: string): ResolvedBridgeOptions => {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as BridgeOptions;
-  return { ...BRIDGE_DEFAULTS, ...given, namespace: options.namespace, consumer: options.consumer ?? defaultConsumer, hmacKey: options.hmacKey } as ResolvedBridgeOptions;
+  return { ...BRIDGE_DEFAULTS, ...given, namespace: options.namespace, consumer: options.consumer ?? defaultConsumer, hmacKey: options.hmacKey, fence: options.fence, generation: options.generation } as ResolvedBridgeOptions;
 };

@@ -11,7 +11,7 @@
  *    the layer's record when it changed, the commit's token (see bridge.ts `landed`);
  * 4. the acks (an entry found ahead of its group is deleted instead: it was never delivered).
  */
-import type { CommitOp, EntryFields, HashValue } from "../bus/bus.ts";
+import { LEASE_OWNER_FIELD, type CommitOp, type EntryFields, type HashValue } from "../bus/bus.ts";
 import type { PersistedSeed } from "../../machines/seed.ts";
 import type { CommandResult, Message } from "../protocol/messages.ts";
 import type { LayerRecord } from "../runtime/layer-host.ts";
@@ -40,16 +40,23 @@ export interface CommitMarker {
   readonly field: string;
   readonly previous: string | null;
   readonly token: string;
+  /** The lease holding the bridge commits under (`holder#token`, see Bus.lease); absent: it runs without one. */
+  readonly fence?: string;
 }
 
 /**
  * The preconditions every commit of the layer starts with: the store is still the one restored
- * (its generation marker), and it holds this bridge's last commit (else Redis lost recent writes).
+ * (its generation marker), it holds this bridge's last commit (else Redis lost recent writes),
+ * and, under a lease, the bridge still holds it (else another owner took the layer over: fencing).
  */
-export const sameStore = (keys: LayerKeys, generation: string, marker: CommitMarker): CommitOp[] => [
-  { op: "expect", key: keys.meta, field: GENERATION_FIELD, value: generation },
-  { op: "expect", key: keys.meta, field: marker.field, value: marker.previous },
-];
+export const sameStore = (keys: LayerKeys, generation: string, marker: CommitMarker): CommitOp[] => {
+  const ops: CommitOp[] = [
+    { op: "expect", key: keys.meta, field: GENERATION_FIELD, value: generation },
+    { op: "expect", key: keys.meta, field: marker.field, value: marker.previous },
+  ];
+  if (marker.fence !== undefined) ops.push({ op: "expect", key: keys.lease, field: LEASE_OWNER_FIELD, value: marker.fence });
+  return ops;
+};
 
 export const planCommit = (settlement: Settlement, context: PlanContext): CommitOp[] => {
   const { keys } = context;

@@ -63,13 +63,17 @@ export interface Stored {
   lastCommit: string | null;
 }
 
-/** Reads the layer back from the store. `markerField`: where this consumer's commit token lives in the meta key. */
+/**
+ * Reads the layer back from the store. `markerField`: where this consumer's commit token lives in
+ * the meta key; `expected`: the generation this process served the layer from before, if it did.
+ */
 export const restoreLayer = (
   bus: Bus,
   layerId: string,
   numSeeds: number,
   keys: LayerKeys,
   markerField: string,
+  expected?: string,
 ): Effect.Effect<Stored, BusError | BridgeRestoreError | LayerDataLost> =>
   Effect.gen(function* () {
     const meta = yield* bus.hgetall(keys.meta);
@@ -90,6 +94,9 @@ export const restoreLayer = (
     if (Result.isFailure(record)) return yield* new BridgeRestoreError({ message: `${keys.meta}: ${record.failure}` });
 
     let generation = text(meta[GENERATION_FIELD]);
+    if (expected !== undefined && generation !== expected) {
+      return yield* dataLost(layerId, `${keys.meta} holds ${generation === null ? "no generation marker" : `generation ${generation}`}, not the ${expected} this process served it from`);
+    }
     if (generation === null) {
       // Something of the layer is stored but not its marker: what held the marker was lost.
       const results = Object.keys(yield* bus.hgetall(keys.results)).length + Object.keys(yield* bus.hgetall(keys.resultsOld)).length;

@@ -33,6 +33,9 @@ export interface LayerKeys {
   readonly meta: string;
   readonly dlq: string;
   readonly dlqAll: string;
+  /** The layer's ownership lease (Bus.lease) and its token counter: one owner commits at a time. */
+  readonly lease: string;
+  readonly fence: string;
 }
 
 export const layerKeys = (names: Streams, layerId: string): LayerKeys => ({
@@ -47,6 +50,8 @@ export const layerKeys = (names: Streams, layerId: string): LayerKeys => ({
   meta: names.layerKey("meta", layerId),
   dlq: names.dlq(layerId),
   dlqAll: names.dlqAll,
+  lease: names.layerKey("lease", layerId),
+  fence: names.layerKey("fence", layerId),
 });
 
 export const GENERATION_FIELD = "generation";

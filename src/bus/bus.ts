@@ -168,8 +168,13 @@ export interface Lease {
  * lease (fencing), since a new holding changes it and an expired one removes it.
  */
 export interface LeaseRequest {
-  /** `acquire` takes a free lease or renews one's own; `release` gives one's own up (anything else is left alone). */
-  readonly op: "acquire" | "release";
+  /**
+   * `acquire` takes a free lease, or renews one's own; `renew` extends one's own holding `token`
+   * only (a holding that ran out is not taken anew: it was lost); `release` gives one's own up.
+   */
+  readonly op: "acquire" | "renew" | "release";
+  /** For `renew`: the holding to extend. */
+  readonly token?: number;
   readonly key: string;
   /** Where tokens are counted; kept for good, so a token is never handed out twice. */
   readonly counter: string;

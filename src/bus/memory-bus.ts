@@ -269,10 +269,11 @@ export class MemoryBus implements Bus {
         }
         return Effect.succeed({ held: false, holder: null, token: 0, ttlMs: 0 });
       }
-      if (current === request.holder) {
+      if (current === request.holder && (request.op === "acquire" || Number(field("token")) === request.token)) {
         this.expiries.set(request.key, now + request.ttlMs);
         return Effect.succeed({ held: true, holder: current, token: Number(field("token")), ttlMs: request.ttlMs });
       }
+      if (request.op === "renew" && current === null) return Effect.succeed({ held: false, holder: null, token: 0, ttlMs: 0 });
       if (current !== null) return Effect.succeed({ held: false, holder: current, token: Number(field("token")), ttlMs: Math.max(0, this.expiries.get(request.key)! - now) });
       const token = (this.counters.get(request.counter) ?? 0) + 1;
       this.counters.set(request.counter, token);

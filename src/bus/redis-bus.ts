@@ -223,7 +223,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
           (rows) => scriptEntries(stream, rows as unknown[]),
         ),
       lease: (request) =>
-        Effect.map(script(`lease ${request.key}`, LEASE, [request.key, request.counter], [request.op, request.holder, String(request.ttlMs)]), (reply) => {
+        Effect.map(script(`lease ${request.key}`, LEASE, [request.key, request.counter], [request.op, request.holder, String(request.ttlMs), String(request.token ?? 0)]), (reply) => {
           const [held, holder, token, ttlMs] = reply as [number, Buffer, Buffer, number];
           const who = holder.toString("utf8");
           return { held: held === 1, holder: who === "" ? null : who, token: Number(token.toString("latin1")), ttlMs: Number(ttlMs) };

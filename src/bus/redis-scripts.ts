@@ -364,7 +364,7 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keepMs, keep
 );
 
 /**
- * Bus.lease. KEYS[1] the lease hash, KEYS[2] the token counter; ARGV op, holder, ttl ms.
+ * Bus.lease. KEYS[1] the lease hash, KEYS[2] the token counter; ARGV op, holder, ttl ms, token (renew).
  * Returns { held (0|1), holder or '', token, ttl ms }. A new holding takes the next token and
  * writes `owner` = holder#token, which commits expect (fencing).
  */
@@ -377,10 +377,11 @@ if op == 'release' then
   if current == holder then redis.call('DEL', KEYS[1]) end
   return {0, '', '0', 0}
 end
-if current == holder then
+if current == holder and (op == 'acquire' or redis.call('HGET', KEYS[1], 'token') == ARGV[4]) then
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, holder, redis.call('HGET', KEYS[1], 'token'), ttl}
 end
+if op == 'renew' and not current then return {0, '', '0', 0} end
 if current then
   return {0, current, redis.call('HGET', KEYS[1], 'token'), math.max(redis.call('PTTL', KEYS[1]), 0)}
 end

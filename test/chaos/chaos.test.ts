@@ -9,23 +9,20 @@
  * transition and exactly one result not flagged as a duplicate; the state hash must agree; the
  * dead-letter streams must be empty.
  */
-import { decodeSeed } from "../bridge/harness.ts";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Effect, Exit, Fiber, Schedule, Scope } from "effect";
-import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import type { Entry } from "../../src/bus/bus.ts";
 import { listDeadLetters } from "../../src/bus/dead-letters.ts";
 import { makeRedisBus, type RedisBus } from "../../src/bus/redis-bus.ts";
 import { REDIS_BUS_DEFAULTS } from "../../src/bus/redis-options.ts";
-import { decodeEntry } from "../../src/protocol/entry.ts";
-import { GROUPS, streams } from "../../src/protocol/streams.ts";
+import { streams } from "../../src/protocol/streams.ts";
 import { startRedisServer, type RedisServer } from "../support/redis-server.ts";
 import { planCommands, type CommandPlan } from "./command-plan.ts";
 import { Driver } from "./driver.ts";
 import { audit, Ledger } from "./ledger.ts";
+import { follow, quiesce, readAll, record, seedsNotAtTheirEnd } from "./streams-audit.ts";
 import { WorkerProcess } from "../support/worker-process.ts";
 
 const COMMANDS = 10_000;
@@ -151,13 +148,13 @@ describe("chaos: Redis and the worker SIGKILLed under 10,000 commands", () => {
 
     // Re-sent commands may still wait in the control streams: let the worker finish them, so
     // nothing it still writes can be missed by the audit below.
-    await quiesce(redis!.url, plan, startedAt + RUN_LIMIT_MS);
+    await quiesce(redis!.url, names, plan, startedAt + RUN_LIMIT_MS);
     for (const fiber of followers.splice(0)) await run(Fiber.interrupt(fiber));
 
     const ledger = new Ledger(plan);
     for (const layer of LAYERS) for (const entry of await readAll(bus, names.events(layer))) record(ledger, entry);
     const result = audit(plan, ledger);
-    const wrongStates = await seedsNotAtTheirEnd(bus, plan);
+    const wrongStates = await seedsNotAtTheirEnd(bus, names, plan);
     const deadLetters = await Promise.all([...LAYERS.map((l) => names.dlq(l)), names.dlqAll].map((dlq) => run(listDeadLetters(bus, dlq, { count: 20 }))));
     const letters = deadLetters.flat();
     const seconds = ((Date.now() - startedAt) / 1000).toFixed(1);
@@ -188,77 +185,3 @@ describe("chaos: Redis and the worker SIGKILLed under 10,000 commands", () => {
     expect(worker!.unplannedExits.filter((e) => e.wasReady), report).toEqual([]);
   }, 240_000);
 });
-
-/** Records every message the event stream gets from now on, through outages. */
-const follow = (bus: RedisBus, stream: string, ledger: Ledger) =>
-  Effect.gen(function* () {
-    let last = "0-0";
-    for (;;) {
-      const entries = yield* bus
-        .readAfter(stream, last, 1_000, 500)
-        .pipe(Effect.catchTag("BusError", (e) => (e.reason === "closed" ? Effect.interrupt : Effect.as(Effect.sleep(100), [] as readonly Entry[]))));
-      for (const entry of entries) {
-        last = entry.id;
-        record(ledger, entry);
-      }
-    }
-  });
-
-const record = (ledger: Ledger, entry: Entry): void => {
-  const decoded = decodeEntry(entry.stream, entry.fields);
-  if (decoded._tag !== "Success") throw new Error(`${entry.stream} ${entry.id} does not decode: ${decoded.failure.message}`);
-  ledger.record(decoded.success);
-};
-
-const readAll = async (bus: RedisBus, stream: string): Promise<Entry[]> => {
-  const all: Entry[] = [];
-  for (let start = "-"; ; ) {
-    const page = await run(bus.range(stream, start, "+", 2_000));
-    all.push(...page);
-    if (page.length < 2_000) return all;
-    start = `(${page[page.length - 1]!.id}`;
-  }
-};
-
-/** Waits until the worker has read and acked everything in the control streams. */
-const quiesce = async (url: string, plan: CommandPlan, deadline: number): Promise<void> => {
-  const admin = new Redis(url, { maxRetriesPerRequest: 1 });
-  try {
-    const layers = [...new Set(plan.seeds.map((s) => s.layerId))];
-    for (;;) {
-      const busy: string[] = [];
-      for (const layer of layers) {
-        const groups = (await admin.xinfo("GROUPS", names.control(layer))) as unknown[][];
-        for (const group of groups) {
-          const info = Object.fromEntries(Array.from({ length: group.length / 2 }, (_, i) => [String(group[2 * i]), group[2 * i + 1]]));
-          if (info.name === GROUPS.kasmina && (Number(info.pending) > 0 || Number(info.lag) > 0)) busy.push(`${layer}: ${info.pending} pending, lag ${info.lag}`);
-        }
-      }
-      if (busy.length === 0) return;
-      if (Date.now() > deadline) throw new Error(`the worker did not drain its control streams: ${busy.join("; ")}`);
-      await sleep(100);
-    }
-  } finally {
-    admin.disconnect();
-  }
-};
-
-/** Seeds whose stored snapshot is not the end of their path, or whose history is not exactly their path. */
-const seedsNotAtTheirEnd = async (bus: RedisBus, plan: CommandPlan): Promise<string[]> => {
-  const wrong: string[] = [];
-  const stored = new Map<string, Readonly<Record<string, Uint8Array>>>();
-  for (const seed of plan.seeds) {
-    let hash = stored.get(seed.layerId);
-    if (hash === undefined) stored.set(seed.layerId, (hash = await run(bus.hgetall(names.state(seed.layerId)))));
-    const bytes = hash[String(seed.seedId)];
-    if (bytes === undefined) {
-      wrong.push(`${seed.layerId}/${seed.seedId}: no snapshot in ${names.state(seed.layerId)}`);
-      continue;
-    }
-    const snapshot = decodeSeed(bytes);
-    const walked = snapshot.context.history.map((h) => h.to).join(" ");
-    const path = seed.commands.map((c) => c.to).join(" ");
-    if (snapshot.state !== seed.finalState || walked !== path) wrong.push(`${seed.layerId}/${seed.seedId}: stored ${snapshot.state}, history [${walked}], planned [${path}]`);
-  }
-  return wrong;
-};

@@ -750,7 +750,8 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       const key = h.key("lease.layer.{L9}");
       const counter = h.key("fence.layer.{L9}");
       const meta = h.key("meta.layer.{L9}");
-      const ask = (holder: string, op: "acquire" | "release" = "acquire", ttlMs = 60_000) => run(bus.lease({ op, key, counter, holder, ttlMs }));
+      const ask = (holder: string, op: "acquire" | "renew" | "release" = "acquire", ttlMs = 60_000, token?: number) =>
+        run(bus.lease({ op, key, counter, holder, ttlMs, ...(token !== undefined ? { token } : {}) }));
       expect(await ask("a")).toEqual({ held: true, holder: "a", token: 1, ttlMs: 60_000 });
       const other = await ask("b");
       expect(other).toMatchObject({ held: false, holder: "a", token: 1 });
@@ -775,8 +776,12 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await ask("b", "release");
       expect(await ask("c", "acquire", 50)).toMatchObject({ held: true, holder: "c", token: 3 });
       await h.letIdle(120);
+      // A renewal extends only the holding it names: one that ran out is lost, not taken anew.
+      expect(await ask("c", "renew", 50, 3)).toMatchObject({ held: false, holder: null });
       expect(await ask("d")).toMatchObject({ held: true, holder: "d", token: 4 });
       expect((await failure(bus.commit(fenced("c#3")))).reason).toBe("conflict");
+      expect(await ask("d", "renew", 60_000, 4)).toMatchObject({ held: true, token: 4 });
+      expect(await ask("d", "renew", 60_000, 3)).toMatchObject({ held: false, holder: "d" });
     });
   });
 };

@@ -1,7 +1,7 @@
 /** The work of `esper worker`, loaded only when it runs (so `--help` loads none of it). */
 import { hostname } from "node:os";
 import { Effect } from "effect";
-import { runLayerBridge } from "../../bridge/bridge.ts";
+import { runLayerOwner } from "../../bridge/owner.ts";
 import { isLayerId } from "../../protocol/streams.ts";
 import { inspectionFrom, InspectionConfigError, type Inspection } from "../../runtime/inspection.ts";
 import { LayerHost } from "../../runtime/layer-host.ts";
@@ -37,25 +37,32 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
       // Stopped last (acquired first): the actors' final events reach the inspector before it closes.
       if (inspection) yield* Effect.addFinalizer(() => Effect.promise(() => inspection.stop()));
       const bus = yield* connectWaiting(connection.url, `esper worker ${consumer}`);
-      const bridges = [];
+      const say = (line: string) => console.error(`esper worker ${consumer}: ${line}`);
+      const placed = new Set<string>();
+      let ready = false;
+      const owners = [];
       for (const layerId of layers) {
-        const host = yield* Effect.acquireRelease(
-          Effect.sync(() => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) })),
-          (h) => Effect.sync(() => h.stop()),
-        );
-        bridges.push(
-          yield* runLayerBridge(bus, host, {
+        owners.push(
+          yield* runLayerOwner(bus, layerId, () => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) }), {
             namespace: connection.namespace,
             codec: connection.codec,
             consumer,
             ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
+            onRole: (change) => {
+              say(change.role === "owner" ? `layer ${layerId}: owner (lease token ${change.token})` : `layer ${layerId}: standby (held by ${change.holder ?? "nobody"})`);
+              placed.add(layerId);
+              // Ready once every layer is served here or waits here as a standby.
+              if (!ready && placed.size === layers.length) {
+                ready = true;
+                console.log("ready");
+                say(`hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}; SIGTERM to stop`);
+              }
+            },
           }),
         );
       }
-      console.log("ready");
-      console.error(`esper worker ${consumer}: hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}; SIGTERM to stop`);
       // Runs until a signal; a layer whose data Redis lost ends the worker (and says how to recover).
-      return yield* Effect.raceAll(bridges.map((b) => b.failed));
+      return yield* Effect.raceAll(owners.map((owner) => owner.failed));
     }),
     connection.url,
   );
