@@ -10,7 +10,7 @@ export interface WorkerFlags extends ConnectionFlags {
 export const workerCommand = (done: (code: number) => void): Command =>
   withConnection(
     new Command("worker")
-      .description("host layers on Redis: prints 'ready' once every layer consumes, runs until SIGTERM; exit 3 when Redis lost a layer's data")
+      .description("host layers on Redis: serves each layer while it holds the layer's lease, waits as a standby otherwise; prints 'ready' once every layer is served or waited for, runs until SIGTERM; exit 3 when Redis lost a layer's data")
       .requiredOption("--layer <ids>", "the layers to host, comma-separated")
       .requiredOption("--seeds <n>", "seeds of each layer")
       .option("--consumer <name>", "consumer name in group kasmina (default: host-pid)"),
