@@ -385,15 +385,17 @@ export class MemoryBus implements Bus {
     });
 
   readonly hmget = (key: string, fields: readonly string[]): Effect.Effect<readonly (Uint8Array | null)[], BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       if (this.streams.has(key)) return Effect.fail(wrongType(key));
+      this.expireDue(key, now);
       const hash = this.hashes.get(key);
       return Effect.succeed(fields.map((field) => (hash === undefined ? null : bytesOf(hash, field))));
     });
 
   readonly hgetall = (key: string): Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError> =>
-    Effect.suspend(() => {
+    withNow((now) => {
       if (this.streams.has(key)) return Effect.fail(wrongType(key));
+      this.expireDue(key, now);
       const hash = this.hashes.get(key);
       const all: Record<string, Uint8Array> = {};
       if (hash !== undefined) for (const field of hash.keys()) all[field] = bytesOf(hash, field)!;

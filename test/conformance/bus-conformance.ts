@@ -776,6 +776,7 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       await ask("b", "release");
       expect(await ask("c", "acquire", 50)).toMatchObject({ held: true, holder: "c", token: 3 });
       await h.letIdle(120);
+      expect(await run(bus.hgetall(key))).toEqual({}); // an expired lease is gone for readers too
       // A renewal extends only the holding it names: one that ran out is lost, not taken anew.
       expect(await ask("c", "renew", 50, 3)).toMatchObject({ held: false, holder: null });
       expect(await ask("d")).toMatchObject({ held: true, holder: "d", token: 4 });

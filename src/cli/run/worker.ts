@@ -1,7 +1,8 @@
 /** The work of `esper worker`, loaded only when it runs (so `--help` loads none of it). */
 import { hostname } from "node:os";
 import { Effect } from "effect";
-import { runLayerOwner } from "../../bridge/owner.ts";
+import { runLayerOwner, type LayerOwner } from "../../bridge/owner.ts";
+import { announcePresence } from "../../coordination/presence.ts";
 import { isLayerId } from "../../protocol/streams.ts";
 import { inspectionFrom, InspectionConfigError, type Inspection } from "../../runtime/inspection.ts";
 import { LayerHost } from "../../runtime/layer-host.ts";
@@ -40,7 +41,17 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
       const say = (line: string) => console.error(`esper worker ${consumer}: ${line}`);
       const placed = new Set<string>();
       let ready = false;
-      const owners = [];
+      const owners: LayerOwner[] = [];
+      // Announced first, so its last heartbeat (stopped) goes out after the layers stopped.
+      yield* announcePresence(bus, {
+        namespace: connection.namespace,
+        serviceType: "esper.worker",
+        serviceId: consumer,
+        capabilities: layers.map((l) => `layer:${l}`),
+        metrics: () => ({ owner: owners.filter((o) => o.role() === "owner").length, standby: owners.filter((o) => o.role() === "standby").length }),
+        codec: connection.codec,
+        ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
+      });
       for (const layerId of layers) {
         owners.push(
           yield* runLayerOwner(bus, layerId, () => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) }), {
