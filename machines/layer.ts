@@ -33,6 +33,8 @@ export interface LifecycleOrder {
   readonly metrics?: Metrics;
   readonly reason?: string;
   readonly at?: number;
+  /** The fencing token of the leading Tamiyo that sent it (`metadata.leader_token`); absent: not sent by a leader. */
+  readonly leader?: number;
 }
 
 export interface BlueprintOrder {
@@ -41,6 +43,7 @@ export interface BlueprintOrder {
   readonly seedId: number;
   readonly blueprintId: string;
   readonly strategy?: GraftingStrategy;
+  readonly leader?: number;
 }
 
 export type SeedOrder = LifecycleOrder | BlueprintOrder;
@@ -71,7 +74,7 @@ export type LayerEvent =
   /** The host replaced some seed actors (a crashed seed restarted, seeds restored): the layer holds the new refs. */
   | { readonly type: "seeds.replaced"; readonly seeds: ReadonlyMap<number, SeedActorRef> }
   /** The layer is put back to what its store holds (a commit did not land): its epoch count and its stop. */
-  | { readonly type: "restored"; readonly epoch: number; readonly stopReason: string | null };
+  | { readonly type: "restored"; readonly epoch: number; readonly stopReason: string | null; readonly leaderToken?: number };
 
 /** Why a layer refused an order itself, or how a batch went, for the host to report. */
 export interface LayerResult {
@@ -95,6 +98,8 @@ export interface LayerInput {
   readonly seeds: readonly SeedActorRef[];
   /** Restored: the layer's epoch count. Default 0. (A stop in force is restored with the `restored` event.) */
   readonly epoch?: number;
+  /** Restored: the newest leader token the layer has seen. Default 0. */
+  readonly leaderToken?: number;
 }
 
 export interface LayerContext {
@@ -104,6 +109,11 @@ export interface LayerContext {
   readonly seeds: readonly SeedActorRef[];
   readonly epoch: number;
   readonly stopReason: string | null;
+  /**
+   * The newest fencing token of a leading Tamiyo the layer has seen (0: none). An order from an
+   * older one comes from a deposed leader and is refused (`deposed_leader`).
+   */
+  readonly leaderToken: number;
 }
 
 export const seedActorId = (seedId: number): string => `seed-${seedId}`;
@@ -131,6 +141,14 @@ export const screen = (
   order: SeedOrder,
   stateOf: (seedId: number) => SeedState = (seedId) => stateOfRef(context.seeds[seedId]!),
 ): LayerResult | null => {
+  if (order.leader !== undefined && order.leader < context.leaderToken) {
+    return refuse(
+      order.commandId,
+      order.seedId,
+      "deposed_leader",
+      `sent by a deposed Tamiyo: its leader token ${order.leader} is older than ${context.leaderToken}, which layer ${context.layerId} has seen; only the leading Tamiyo steers`,
+    );
+  }
   if (order.seedId !== null && (!Number.isInteger(order.seedId) || order.seedId < 0 || order.seedId >= context.numSeeds)) {
     return refuse(order.commandId, order.seedId, "unknown_seed", `layer ${context.layerId} has seeds 0..${context.numSeeds - 1}; there is no seed ${order.seedId}`);
   }
@@ -150,6 +168,10 @@ export const screen = (
   }
   return null;
 };
+
+/** The orders an event carries (a command's one, a batch's, a run's). */
+const ordersOf = (event: LayerEvent): readonly SeedOrder[] =>
+  event.type === "command" ? [event.order] : event.type === "batch" || event.type === "orders" ? event.orders : [];
 
 /** A stop aimed at one seed the layer does not have: refused, as any order to it is (a stop that did nothing must not say ok). */
 const stopTargetUnknown = (context: LayerContext, seedId: number | null): boolean =>
@@ -213,9 +235,9 @@ export const dryRun = (context: LayerContext, stopped: boolean, orders: readonly
 /** How a command is taken in each state: refused by the layer, or sent to every seed, or to its one seed. */
 const commandIn = (stopped: boolean) =>
   [
-    { guard: { type: "refused", params: { stopped } }, actions: { type: "refuse", params: { stopped } } },
-    { guard: "wholeLayer", actions: "deliverToAll" },
-    { actions: "deliver" },
+    { guard: { type: "refused", params: { stopped } }, actions: ["noteLeader", { type: "refuse", params: { stopped } }] },
+    { guard: "wholeLayer", actions: ["noteLeader", "deliverToAll"] },
+    { actions: ["noteLeader", "deliver"] },
   ] as const;
 
 /** A layer-level refusal (no seed will answer it), as opposed to a seed's own rejection. */
@@ -347,8 +369,10 @@ export const layerMachine = setup({
     /** The stored epoch and stop reason of a restored layer (its state is the transition's target). */
     restore: assign(({ event }) => {
       const e = event as Extract<LayerEvent, { type: "restored" }>;
-      return { epoch: e.epoch, stopReason: e.stopReason === null ? null : recordedReason(e.stopReason) };
+      return { epoch: e.epoch, stopReason: e.stopReason === null ? null : recordedReason(e.stopReason), leaderToken: e.leaderToken ?? 0 };
     }),
+    /** A newer leader's token, once seen, deposes every older one (orders are screened against it after this). */
+    noteLeader: assign({ leaderToken: ({ context, event }) => Math.max(context.leaderToken, ...ordersOf(event).map((o) => o.leader ?? 0)) }),
     recordStop: assign({ stopReason: ({ event }) => recordedReason((event as Extract<LayerEvent, { type: "emergency_stop" }>).reason) }),
     clearStop: assign({ stopReason: null }),
     replaceSeeds: assign({
@@ -369,6 +393,7 @@ export const layerMachine = setup({
     seeds: input.seeds,
     epoch: input.epoch ?? 0,
     stopReason: null,
+    leaderToken: input.leaderToken ?? 0,
   }),
   initial: "running",
   on: {
@@ -385,8 +410,8 @@ export const layerMachine = setup({
     running: {
       on: {
         command: commandIn(false),
-        orders: { actions: { type: "runOrders", params: { stopped: false } } },
-        batch: { actions: { type: "runBatch", params: { stopped: false } } },
+        orders: { actions: ["noteLeader", { type: "runOrders", params: { stopped: false } }] },
+        batch: { actions: ["noteLeader", { type: "runBatch", params: { stopped: false } }] },
         emergency_stop: [
           { guard: "unknownStopTarget", actions: "refuseStop" },
           // A stop for the whole layer also closes it to growth until resumed.
@@ -399,8 +424,8 @@ export const layerMachine = setup({
     stopped: {
       on: {
         command: commandIn(true),
-        orders: { actions: { type: "runOrders", params: { stopped: true } } },
-        batch: { actions: { type: "runBatch", params: { stopped: true } } },
+        orders: { actions: ["noteLeader", { type: "runOrders", params: { stopped: true } }] },
+        batch: { actions: ["noteLeader", { type: "runBatch", params: { stopped: true } }] },
         // A second stop while stopped still sweeps the seeds (a seed restarted meanwhile is caught too).
         emergency_stop: [{ guard: "unknownStopTarget", actions: "refuseStop" }, { actions: "stopSeeds" }],
         resume: { target: "running", actions: "clearStop" },

@@ -163,6 +163,7 @@ export const RESULT_CODES = [
   "rate_limited",
   "timeout",
   "emergency_stopped",
+  "deposed_leader",
   "internal",
 ] as const;
 /** The `code` of a CommandResult: `ok`, or why the command was not applied (RESULT_CODES; docs/protocol.md says when each is given). */

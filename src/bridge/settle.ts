@@ -8,7 +8,7 @@
 import { newMessageId } from "../protocol/message-id.ts";
 import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
 import { resultFor, seedIdOf, type Answer } from "../runtime/answer.ts";
-import type { LayerHost, LayerRecord } from "../runtime/layer-host.ts";
+import { sameRecord, type LayerHost, type LayerRecord } from "../runtime/layer-host.ts";
 import type { Admission } from "./admit.ts";
 import type { Read } from "./decode.ts";
 
@@ -106,6 +106,6 @@ export const settle = (admissions: readonly Admission[], host: LayerHost, contex
     }
   });
   const recordAfter = host.record;
-  const recordChanged = recordAfter.epoch !== recordBefore.epoch || recordAfter.stopReason !== recordBefore.stopReason;
+  const recordChanged = !sameRecord(recordAfter, recordBefore);
   return { settled, changed, record: recordChanged ? recordAfter : undefined };
 };

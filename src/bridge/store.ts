@@ -68,7 +68,8 @@ class Deferred implements DeferredBytes {
 /** Snapshots and answers are immutable values, so they can be encoded later. */
 export const deferredValue = (value: unknown): DeferredBytes => new Deferred(value);
 
-export const recordValue = (record: LayerRecord): Uint8Array => encodeBody({ epoch: record.epoch, stop_reason: record.stopReason }, "msgpack");
+export const recordValue = (record: LayerRecord): Uint8Array =>
+  encodeBody({ epoch: record.epoch, stop_reason: record.stopReason, ...((record.leaderToken ?? 0) > 0 ? { leader_token: record.leaderToken } : {}) }, "msgpack");
 
 const Finite = Schema.Finite;
 const PersistedSeedSchema = Schema.Struct({
@@ -95,7 +96,7 @@ const PersistedSeedSchema = Schema.Struct({
   }),
 });
 const decodeSeedShape = Schema.decodeUnknownResult(PersistedSeedSchema);
-const RecordSchema = Schema.Struct({ epoch: Finite, stop_reason: Schema.NullOr(Schema.String) });
+const RecordSchema = Schema.Struct({ epoch: Finite, stop_reason: Schema.NullOr(Schema.String), leader_token: Schema.optional(Finite) });
 const decodeRecordShape = Schema.decodeUnknownResult(RecordSchema);
 
 /** A stored snapshot, or why it is not one. */
@@ -114,11 +115,11 @@ export const readSeed = (bytes: Uint8Array, seedId: number): Result.Result<Persi
 
 /** The stored record, or why it is not one; absent: a layer with nothing recorded yet. */
 export const readRecord = (bytes: Uint8Array | undefined): Result.Result<LayerRecord, string> => {
-  if (bytes === undefined) return Result.succeed({ epoch: 0, stopReason: null });
+  if (bytes === undefined) return Result.succeed({ epoch: 0, stopReason: null, leaderToken: 0 });
   try {
     const shaped = decodeRecordShape(decodeBody(bytes, "msgpack"));
     return Result.isSuccess(shaped)
-      ? Result.succeed({ epoch: shaped.success.epoch, stopReason: shaped.success.stop_reason })
+      ? Result.succeed({ epoch: shaped.success.epoch, stopReason: shaped.success.stop_reason, leaderToken: shaped.success.leader_token ?? 0 })
       : Result.fail(`the layer record is not one: ${shaped.failure.message}`);
   } catch (error) {
     return Result.fail(`the layer record is not msgpack (${error instanceof Error ? error.message : String(error)})`);

@@ -60,7 +60,13 @@ export interface LayerRecord {
   readonly epoch: number;
   /** The reason of an emergency stop in force, or null. */
   readonly stopReason: string | null;
+  /** The newest leading Tamiyo's fencing token the layer has seen (0: none); absent in records written before leaders. */
+  readonly leaderToken?: number;
 }
+
+/** Whether two records say the same (a missing leader token is 0). */
+export const sameRecord = (a: LayerRecord, b: LayerRecord): boolean =>
+  a.epoch === b.epoch && a.stopReason === b.stopReason && (a.leaderToken ?? 0) === (b.leaderToken ?? 0);
 
 /** A command the host could not process (a bug, not an answer): why. */
 export interface Failed {
@@ -140,8 +146,8 @@ export class LayerHost {
 
   /** What the store keeps of the layer itself. */
   get record(): LayerRecord {
-    const { epoch, stopReason } = this.layer.getSnapshot().context;
-    return { epoch, stopReason: this.isStopped ? stopReason : null };
+    const { epoch, stopReason, leaderToken } = this.layer.getSnapshot().context;
+    return { epoch, stopReason: this.isStopped ? stopReason : null, leaderToken };
   }
 
   /** How many times a crashed seed actor has been restarted since this host was made. */
@@ -283,8 +289,8 @@ export class LayerHost {
     for (const [seedId, persisted] of seeds) if (seedId >= 0 && seedId < this.numSeeds) fresh.set(seedId, this.makeSeed(seedId, persisted));
     if (fresh.size > 0) this.layer.send({ type: "seeds.replaced", seeds: fresh });
     const now = this.record;
-    if (now.epoch !== record.epoch || now.stopReason !== record.stopReason || this.isStopped !== (record.stopReason !== null)) {
-      this.layer.send({ type: "restored", epoch: record.epoch, stopReason: record.stopReason });
+    if (!sameRecord(now, record) || this.isStopped !== (record.stopReason !== null)) {
+      this.layer.send({ type: "restored", epoch: record.epoch, stopReason: record.stopReason, leaderToken: record.leaderToken ?? 0 });
     }
     for (const seedId of fresh.keys()) (live[seedId] as Actor<SeedMachine>).stop();
     // Alpha only for the seeds put back: for the others it is the data plane's (a GRAFTING ramp).
@@ -353,12 +359,12 @@ export class LayerHost {
   private install(stored: ReadonlyMap<number, PersistedSeed>, record: LayerRecord): void {
     const seeds = Array.from({ length: this.numSeeds }, (_, seedId) => this.makeSeed(seedId, stored.get(seedId)));
     const layer = createActor(layerMachine, {
-      input: { layerId: this.layerId, numSeeds: this.numSeeds, guards: this.guards, seeds, epoch: record.epoch },
+      input: { layerId: this.layerId, numSeeds: this.numSeeds, guards: this.guards, seeds, epoch: record.epoch, leaderToken: record.leaderToken ?? 0 },
       ...(this.options.inspect ? { inspect: this.options.inspect } : {}),
     });
     layer.on("result", (refusal: LayerEmitted) => void this.refusals.push(refusal));
     layer.start();
-    if (record.stopReason !== null) layer.send({ type: "restored", epoch: record.epoch, stopReason: record.stopReason });
+    if (record.stopReason !== null) layer.send({ type: "restored", epoch: record.epoch, stopReason: record.stopReason, leaderToken: record.leaderToken ?? 0 });
     this.layer = layer;
     for (let seedId = 0; seedId < this.numSeeds; seedId++) this.mirror(seedId, true);
   }

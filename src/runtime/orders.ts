@@ -23,7 +23,14 @@ export const metricsOf = (parameters: Readonly<Record<string, unknown>>): Metric
   return metrics;
 };
 
-export const orderOf = (c: BatchableCommand, at: number): SeedOrder =>
+/** The leading Tamiyo's fencing token a command carries in `metadata.leader_token` (docs/protocol.md), if any. */
+export const leaderOf = (c: { readonly metadata?: Readonly<Record<string, unknown>> | null }): number | undefined => {
+  const token = c.metadata?.leader_token;
+  return typeof token === "number" && Number.isFinite(token) ? token : undefined;
+};
+
+/** `leader`: the batch's token, for the commands of a batch (they are fenced as the batch is). */
+export const orderOf = (c: BatchableCommand, at: number, leader: number | undefined = leaderOf(c)): SeedOrder =>
   c.message_type === "LifecycleTransitionCommand"
     ? {
         kind: "lifecycle",
@@ -34,8 +41,9 @@ export const orderOf = (c: BatchableCommand, at: number): SeedOrder =>
         metrics: metricsOf(c.parameters),
         reason: c.reason,
         at,
+        ...(leader !== undefined ? { leader } : {}),
       }
-    : { kind: "blueprint", commandId: c.message_id, seedId: c.seed_id, blueprintId: c.blueprint_id, strategy: c.grafting_strategy };
+    : { kind: "blueprint", commandId: c.message_id, seedId: c.seed_id, blueprintId: c.blueprint_id, strategy: c.grafting_strategy, ...(leader !== undefined ? { leader } : {}) };
 
 /** The layer event a command becomes; `at` is the time it is applied (ms), recorded in the seeds' history. */
 export const layerEventOf = (command: Command, at: number): LayerEvent => {
@@ -47,7 +55,7 @@ export const layerEventOf = (command: Command, at: number): LayerEvent => {
       return {
         type: "batch",
         commandId: command.message_id,
-        orders: command.commands.map((c) => orderOf(c, at)),
+        orders: command.commands.map((c) => orderOf(c, at, leaderOf(command) ?? leaderOf(c))),
         atomic: command.atomic,
         stopOnError: command.stop_on_error,
       };

@@ -537,3 +537,35 @@ describe("StateTransitionEvent", () => {
     expect(heard).toEqual(["0:DORMANT->GERMINATED", "1:DORMANT->GERMINATED", "0:GERMINATED->TRAINING"]);
   });
 });
+
+describe("a deposed Tamiyo (metadata.leader_token)", () => {
+  const led = (seedId: number, target: string, token: number) => lifecycle(L, seedId, target, { metadata: { leader_token: token } });
+
+  test("once a layer saw a leader's token, an older one's commands are refused deposed_leader and change nothing; newer and unfenced ones apply", () => {
+    const h = host(4);
+    expect(h.apply(led(0, "GERMINATED", 2)).result).toMatchObject({ success: true, code: "ok" });
+    expect(h.record.leaderToken).toBe(2);
+    const stale = h.apply(led(1, "GERMINATED", 1));
+    expect(stale.result).toMatchObject({ success: false, code: "deposed_leader" });
+    expect(stale.result.error).toMatch(/leader token 1 is older than 2/);
+    expect(stale.transitions).toEqual([]);
+    expect(states(h)).toEqual(["GERMINATED", "DORMANT", "DORMANT", "DORMANT"]);
+    expect(h.apply(led(1, "GERMINATED", 3)).result.code).toBe("ok");
+    expect(h.apply(led(2, "GERMINATED", 2)).result.code).toBe("deposed_leader");
+    // An operator's command (no token) is not a leader's: it applies.
+    expect(h.apply(lifecycle(L, 2, "GERMINATED")).result.code).toBe("ok");
+    expect(h.record.leaderToken).toBe(3);
+  });
+
+  test("a batch is fenced by its own token, and the token the layer saw comes back with its record", () => {
+    const h = host(4);
+    h.apply(led(0, "GERMINATED", 5));
+    const old = batch([lifecycle(L, 1, "GERMINATED"), lifecycle(L, 2, "GERMINATED")], { atomic: true });
+    const stale = h.apply({ ...old, metadata: { leader_token: 4 } });
+    expect(stale.result.code).toBe("deposed_leader");
+    expect(states(h)).toEqual(["GERMINATED", "DORMANT", "DORMANT", "DORMANT"]);
+    const restored = new LayerHost({ layerId: L, numSeeds: 4 }, { seeds: new Map(), record: h.record });
+    expect(restored.apply(led(3, "GERMINATED", 4)).result.code).toBe("deposed_leader");
+    expect(restored.apply(led(3, "GERMINATED", 5)).result.code).toBe("ok");
+  });
+});
