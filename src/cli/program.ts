@@ -15,6 +15,7 @@ import { layerCommand } from "./layer.ts";
 import { machinesCommand } from "./machines.ts";
 import { sendCommand } from "./send.ts";
 import { statusCommand } from "./status.ts";
+import { tamiyoCommand } from "./tamiyo.ts";
 import { workerCommand } from "./worker.ts";
 
 // By the package's own name, so it resolves the same from src/ (a clone) and from dist/ (installed).
@@ -33,7 +34,7 @@ export const runCli = async (argv: readonly string[]): Promise<number> => {
         "Environment: ESPER_INSPECT=ws://host:port | file:PATH (Stately inspection, opt-in; esper inspect relays it to a browser)\n\n" +
         "Examples:\n  esper demo --quick\n  esper worker --layer dense1 --seeds 64\n  esper send --layer dense1 --seed 3 --target GERMINATED\n  esper events --layer dense1",
     );
-  for (const command of [demoCommand(done), machinesCommand(done), workerCommand(done), sendCommand(done), eventsCommand(done), dlqCommand(done), layerCommand(done), statusCommand(done), inspectCommand(done)]) {
+  for (const command of [demoCommand(done), machinesCommand(done), workerCommand(done), tamiyoCommand(done), sendCommand(done), eventsCommand(done), dlqCommand(done), layerCommand(done), statusCommand(done), inspectCommand(done)]) {
     program.addCommand(command);
   }
   // Every command, however deep, exits through here instead of calling process.exit.

@@ -20,7 +20,7 @@ describe("esper usage errors", () => {
     expect(run.stderr).toMatch(/--count must be a positive integer, got x/);
   });
 
-  test.each(["demo", "machines", "worker", "send", "events", "dlq", "dlq list", "dlq replay", "layer", "layer reset", "status", "inspect"])(
+  test.each(["demo", "machines", "worker", "send", "events", "dlq", "dlq list", "dlq replay", "layer", "layer reset", "status", "inspect", "tamiyo"])(
     "esper %s --help prints its usage and exits 0, doing nothing else",
     async (command) => {
       const run = await esper([...command.split(" "), "--help"]);

@@ -22,6 +22,8 @@ export interface WorkerOptions {
   readonly args?: readonly string[];
   /** More environment, e.g. { ESPER_INSPECT: "file:..." }. */
   readonly env?: Readonly<Record<string, string>>;
+  /** `esper tamiyo` instead of `esper worker` (same flags; the name is its `--name`). Default worker. */
+  readonly command?: "worker" | "tamiyo";
 }
 
 export interface UnplannedExit {
@@ -77,8 +79,9 @@ export class WorkerProcess {
   start(consumer: string | undefined, timeoutMs = 60_000, waitReady = true): Promise<void> {
     if (this.child !== undefined) throw new Error(`a worker is already running (pid ${this.child.pid})`);
     const o = this.options;
-    const args = ["--import", "tsx", MAIN, "worker", "--redis", o.redisUrl, "--namespace", o.namespace, "--layer", o.layers.join(","), "--seeds", String(o.seeds)];
-    if (consumer !== undefined) args.push("--consumer", consumer);
+    const command = o.command ?? "worker";
+    const args = ["--import", "tsx", MAIN, command, "--redis", o.redisUrl, "--namespace", o.namespace, "--layer", o.layers.join(","), "--seeds", String(o.seeds)];
+    if (consumer !== undefined) args.push(command === "tamiyo" ? "--name" : "--consumer", consumer);
     args.push(...(o.args ?? []));
     const { NODE_OPTIONS: _inherited, ...inherited } = process.env;
     const child = spawn(process.execPath, args, { cwd: REPO, env: { ...inherited, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
