@@ -163,7 +163,7 @@ describe("settle and plan", () => {
     const stop = emergencyStopCommand({ layer_id: "a", reason: "overheat", timestamp: NOW / 1000 });
     const stopped = settle(admit(decodeAll([readOf(command(2, "GERMINATED")), readOf(stop)]), context()), host, { now: NOW });
     expect(stopped.settled.map((s) => (s.kind === "answer" ? s.result.code : s.kind))).toEqual(["ok", "emergency_stopped"]);
-    expect(stopped.record).toEqual({ epoch: 0, stopReason: "overheat" });
+    expect(stopped.record).toEqual({ epoch: 0, stopReason: "overheat", leaderToken: 0 });
     expect([...stopped.changed].sort()).toEqual([0, 1]);
     host.stop();
   });
