@@ -13,3 +13,4 @@ export { LayerDataLost, BridgeRestoreError } from "../bridge/restore.ts";
 export { listDeadLetters, replayDeadLetter, type DeadLetterRecord, type ListDeadLettersOptions } from "../bus/dead-letters.ts";
 export { makeTamiyo } from "../tamiyo/tamiyo.ts";
 export { publishAlerts, type PublishAlertsOptions } from "../telemetry/alerts.ts";
+export { coordinate, type CoordinateOptions } from "../coordination/coordinate.ts";
