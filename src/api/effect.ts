@@ -14,3 +14,4 @@ export { listDeadLetters, replayDeadLetter, type DeadLetterRecord, type ListDead
 export { makeTamiyo } from "../tamiyo/tamiyo.ts";
 export { publishAlerts, type PublishAlertsOptions } from "../telemetry/alerts.ts";
 export { coordinate, type CoordinateOptions } from "../coordination/coordinate.ts";
+export { followLayers } from "../runtime/layer-follower.ts";

@@ -13,7 +13,7 @@ export { StateTable, type SeedRow, type StateTableSnapshot } from "../kasmina/st
 export { KasminaTrainer, type KasminaTrainerOptions } from "../kasmina/trainer.ts";
 export type { KasminaHooks, SeedMetricsBatch } from "../kasmina/hooks.ts";
 export type { TelemetrySink } from "../kasmina/telemetry.ts";
-export { trainerHooks, layerSpecOf, type SystemHooks } from "../runtime/trainer-hooks.ts";
+export { trainerHooks, layerSpecOf, type SystemHooks, type LayerReports } from "../runtime/trainer-hooks.ts";
 export { BUILTIN_BLUEPRINTS, registerBlueprint, listBlueprints, type BlueprintKind, type BlueprintActivation } from "../kasmina/blueprints.ts";
 export { blueprintParameterCount } from "../kasmina/blueprint-cost.ts";
 export { GRAFTING, type GraftingStrategyFn, type GraftInput } from "../kasmina/grafting.ts";

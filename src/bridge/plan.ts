@@ -100,6 +100,7 @@ export const planCommit = (settlement: Settlement, context: PlanContext): Commit
     }
     if (s.kind === "answer") {
       for (const t of s.transitions) publish(t);
+      if (s.blueprints) for (const b of s.blueprints) publish(b);
       publish(s.result);
       if (s.first) answers.set(s.result.correlation_id, deferredValue(s.result as CommandResult));
     }

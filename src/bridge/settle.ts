@@ -6,7 +6,7 @@
  * answers bad commands, it does not throw) sets the batch's commands aside as dead letters.
  */
 import { newMessageId } from "../protocol/message-id.ts";
-import type { CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import type { BlueprintEvent, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
 import { resultFor, seedIdOf, type Answer } from "../runtime/answer.ts";
 import { sameRecord, type LayerHost, type LayerRecord } from "../runtime/layer-host.ts";
 import type { Admission } from "./admit.ts";
@@ -21,6 +21,8 @@ export type Settled =
       readonly read: Read;
       readonly result: CommandResult;
       readonly transitions: readonly StateTransitionEvent[];
+      /** Blueprints its seeds took (published after the transitions). */
+      readonly blueprints?: readonly BlueprintEvent[];
       /** The first answer to its message_id: kept in the dedupe table. */
       readonly first: boolean;
       /** It reached the layer (and may have changed it). */
@@ -101,7 +103,7 @@ export const settle = (admissions: readonly Admission[], host: LayerHost, contex
         const answer = answers.get(i);
         if (answer === undefined) return { kind: "dead", read: a.read, code: "internal", error: failed.get(i)! };
         results.set(i, answer.result);
-        return { kind: "answer", read: a.read, result: answer.result, transitions: answer.transitions, first: true, applied: true };
+        return { kind: "answer", read: a.read, result: answer.result, transitions: answer.transitions, ...(answer.blueprints ? { blueprints: answer.blueprints } : {}), first: true, applied: true };
       }
     }
   });

@@ -150,6 +150,12 @@ export type CommitOp =
   | { readonly op: "xdel"; readonly stream: string; readonly ids: readonly string[] }
   | { readonly op: "rotate"; readonly key: string; readonly to: string; readonly atFields: number };
 
+/** See Bus.streamInfo. */
+export interface StreamInfo {
+  readonly entriesAdded: number;
+  readonly lastGeneratedId: string;
+}
+
 /** Who holds a lease, and the fencing token of that holding (Bus.lease). */
 export interface Lease {
   /** Whether the holder that asked holds it now. */
@@ -286,6 +292,13 @@ export interface Bus {
    * with `readAfter` from it sees only what comes next.
    */
   readonly lastId: (stream: string) => Effect.Effect<string, BusError>;
+  /**
+   * How many entries were ever appended to a stream and the id of the last (XINFO STREAM
+   * `entries-added`, `last-generated-id`), read together; `{ 0, "0-0" }` for a missing stream.
+   * A reader that counted what it read since a known point can tell from it whether a trim took
+   * entries it never saw.
+   */
+  readonly streamInfo: (stream: string) => Effect.Effect<StreamInfo, BusError>;
   /** Every field of a hash (`{}` when it is missing). */
   readonly hgetall: (key: string) => Effect.Effect<Readonly<Record<string, Uint8Array>>, BusError>;
   /** Values of some fields of a hash, in the order asked; null for a field (or hash) that is missing. */

@@ -18,6 +18,7 @@ import {
   type HashValue,
   type Lease,
   type LeaseRequest,
+  type StreamInfo,
   LEASE_OWNER_FIELD,
   type PendingEntry,
   type Reader,
@@ -26,7 +27,7 @@ import {
 import { commitShapeError, conflictError } from "./commit.ts";
 import { deadLetterOp, letterFields } from "./dead-letters.ts";
 import { MemoryStream, type Stored } from "./memory-stream.ts";
-import { isStreamId, parseRangeBound, parseStreamId } from "./stream-id.ts";
+import { formatStreamId, isStreamId, parseRangeBound, parseStreamId } from "./stream-id.ts";
 
 /** Options of `new MemoryBus(options)`. */
 export interface MemoryBusOptions {
@@ -382,6 +383,14 @@ export class MemoryBus implements Bus {
       const target = this.streamFor(stream, false);
       if (target instanceof BusError) return Effect.fail(target);
       return Effect.succeed(target?.newest()?.first.id ?? "0-0");
+    });
+
+  readonly streamInfo = (stream: string): Effect.Effect<StreamInfo, BusError> =>
+    Effect.suspend(() => {
+      const target = this.streamFor(stream, false);
+      if (target instanceof BusError) return Effect.fail(target);
+      // Positions survive trims: the end is how many entries were ever appended.
+      return Effect.succeed(target === undefined ? { entriesAdded: 0, lastGeneratedId: "0-0" } : { entriesAdded: target.end, lastGeneratedId: formatStreamId(target.lastId) });
     });
 
   readonly hmget = (key: string, fields: readonly string[]): Effect.Effect<readonly (Uint8Array | null)[], BusError> =>

@@ -267,6 +267,17 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
         guard
           .run(`XREVRANGE ${stream}`, () => main.xrevrangeBuffer(stream, "+", "-", "COUNT", 1), { retry: true })
           .pipe(Effect.map((raw) => (raw.length === 0 ? "0-0" : raw[0]![0].toString("latin1")))),
+      streamInfo: (stream) =>
+        guard
+          .run(`XINFO STREAM ${stream}`, () => main.xinfo("STREAM", stream).catch((e: Error) => (/no such key/i.test(e.message) ? null : Promise.reject(e))), { retry: true })
+          .pipe(
+            Effect.map((reply) => {
+              if (reply === null) return { entriesAdded: 0, lastGeneratedId: "0-0" };
+              const fields = reply as unknown[];
+              const field = (name: string) => fields[fields.indexOf(name) + 1];
+              return { entriesAdded: Number(field("entries-added")), lastGeneratedId: String(field("last-generated-id")) };
+            }),
+          ),
       hgetall: (key) => guard.run(`HGETALL ${key}`, () => main.hgetallBuffer(key), { retry: true }),
       hmget: (key, fields) =>
         fields.length === 0

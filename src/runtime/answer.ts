@@ -6,8 +6,9 @@
  */
 import type { LayerResult } from "../../machines/layer.ts";
 import type { BlueprintAnswer, SeedOutcome } from "../../machines/seed.ts";
-import { commandResult, stateTransitionEvent } from "../protocol/make.ts";
-import type { Command, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import { blueprintEvent, commandResult, stateTransitionEvent } from "../protocol/make.ts";
+import type { BlueprintEvent, Command, CommandResult, StateTransitionEvent } from "../protocol/messages.ts";
+import { blueprintUpdatesOf } from "./orders.ts";
 
 export interface Crash {
   readonly seedId: number;
@@ -39,6 +40,12 @@ export interface Situation {
 export interface Answer {
   readonly result: CommandResult;
   readonly transitions: readonly StateTransitionEvent[];
+  /**
+   * A BlueprintEvent (`updated`) for every seed that took a blueprint: on the event stream in the
+   * same commit, so a trainer that follows the layer from another process learns which blueprint
+   * each seed runs at the same point of the stream as every other follower.
+   */
+  readonly blueprints?: readonly BlueprintEvent[];
 }
 
 type Failed = Extract<SeedOutcome, { ok: false }>;
@@ -215,11 +222,36 @@ const resultOf = (command: Command, said: Said, situation: Situation): CommandRe
   }
 };
 
-/** The answer to `command`: its one result, and an event for every seed that moved. */
-export const answerOf = (command: Command, said: Said, situation: Situation): Answer => ({
-  result: resultOf(command, said, situation),
-  transitions: transitionsOf(command, said, situation),
-});
+/** The answer to `command`: its one result, an event for every seed that moved, and one for every seed that took a blueprint. */
+export const answerOf = (command: Command, said: Said, situation: Situation): Answer => {
+  const blueprints = blueprintEventsOf(command, said, situation);
+  return { result: resultOf(command, said, situation), transitions: transitionsOf(command, said, situation), ...(blueprints.length > 0 ? { blueprints } : {}) };
+};
+
+/** A BlueprintEvent for every blueprint a seed took (its seed said so). */
+export const blueprintEventsOf = (command: Command, said: Pick<Said, "blueprints">, situation: Situation): BlueprintEvent[] => {
+  if (said.blueprints.length === 0) return [];
+  const events: BlueprintEvent[] = [];
+  for (const update of blueprintUpdatesOf(command)) {
+    if (!said.blueprints.some((b) => b.ok && b.commandId === update.message_id && b.seedId === update.seed_id)) continue;
+    events.push(
+      blueprintEvent({
+        source: situation.source,
+        timestamp: situation.now / 1000,
+        correlation_id: command.message_id,
+        layer_id: situation.layerId,
+        seed_id: update.seed_id,
+        blueprint_id: update.blueprint_id,
+        operation: "updated",
+        previous_blueprint_id: null,
+        metrics_delta: {},
+        success: true,
+        details: { grafting_strategy: update.grafting_strategy },
+      }),
+    );
+  }
+  return events;
+};
 
 /** A StateTransitionEvent for every seed that moved. */
 export const transitionsOf = (command: Command, said: Pick<Said, "outcomes">, situation: Situation): StateTransitionEvent[] => {

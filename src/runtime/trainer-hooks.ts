@@ -36,6 +36,9 @@ export const metricsBySeed = (batch: SeedMetricsBatch): Record<number, Metrics> 
   return bySeed;
 };
 
+/** Where a trainer's reports go: a system's layers in process, or layers followed from another process (`followLayers`). */
+export type LayerReports = Pick<EsperSystem, "tick" | "reportMetrics">;
+
 /** Trainer hooks, and a way to wait until the layers have taken in everything they reported. */
 export interface SystemHooks extends KasminaHooks {
   /** Resolves once every tick and metrics report made so far has reached its layer's actor. */
@@ -43,13 +46,13 @@ export interface SystemHooks extends KasminaHooks {
 }
 
 /**
- * Hooks for a KasminaTrainer that feed `system`: an epoch becomes one tick per layer (the
+ * Hooks for a KasminaTrainer that feed `system` (or the followers of remote layers): an epoch becomes one tick per layer (the
  * seeds' minimum-epoch validators count them), a metrics window becomes one metrics message per
  * layer, both on the layer's telemetry stream, and telemetry goes to `telemetry` when given (e.g.
  * a TelemetryPublisher's sink). The trainer does not wait for them (a training step never blocks
  * on the control plane); a command the system sends afterwards does, and so does `settled()`.
  */
-export const trainerHooks = (system: EsperSystem, options: { readonly telemetry?: TelemetrySink } = {}): SystemHooks => {
+export const trainerHooks = (system: LayerReports, options: { readonly telemetry?: TelemetrySink } = {}): SystemHooks => {
   let reported: Promise<unknown> = Promise.resolve();
   const track = (report: Promise<void>) => {
     reported = Promise.all([reported, report]);

@@ -784,5 +784,18 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(await ask("d", "renew", 60_000, 4)).toMatchObject({ held: true, token: 4 });
       expect(await ask("d", "renew", 60_000, 3)).toMatchObject({ held: false, holder: "d" });
     });
+
+    it("streamInfo: every entry ever appended is counted, trims and deletes or not, with the last id generated", async () => {
+      const s = h.key("event.layer.{L10}");
+      expect(await run(bus.streamInfo(s))).toEqual({ entriesAdded: 0, lastGeneratedId: "0-0" });
+      const ids = [];
+      for (let n = 1; n <= 4; n++) ids.push(await run(bus.publish(s, entry(n))));
+      expect(await run(bus.streamInfo(s))).toEqual({ entriesAdded: 4, lastGeneratedId: ids[3] });
+      await run(bus.trim(s, 1));
+      await run(bus.commit([{ op: "xdel", stream: s, ids: [ids[3]!] }]));
+      expect(await run(bus.streamInfo(s))).toEqual({ entriesAdded: 4, lastGeneratedId: ids[3] });
+      ids.push(await run(bus.publish(s, entry(5))));
+      expect(await run(bus.streamInfo(s))).toEqual({ entriesAdded: 5, lastGeneratedId: ids[4] });
+    });
   });
 };

@@ -1,0 +1,198 @@
+/**
+ * A trainer whose layers are owned elsewhere (an `esper worker`): its data plane follows each
+ * layer's event stream instead of holding the layer's actor (docs/architecture.md "Who holds what
+ * across processes"). Each `StateTransitionEvent` and `BlueprintEvent` of `P.event.layer.{L}` is
+ * applied to the KasminaLayer's state table in stream order, so every replica that follows the
+ * layer holds the same table at the same offset. A follower that starts late, or finds that the
+ * stream was trimmed past where it read, rebuilds the table from what the layer stored
+ * (`P.state.layer.{L}`) and follows on from there.
+ *
+ * It also carries the trainer's reports the other way: `tick` and `reportMetrics` write
+ * `LayerHealthReport`s on the layer's telemetry stream, with the epoch as an absolute count (from
+ * the layer's stored record on), so several replicas reporting the same epoch tick it once.
+ * `trainerHooks(followers)` gives a KasminaTrainer those reports.
+ */
+import { Clock, Effect, Result, type Scope } from "effect";
+import { ALPHA_ON_ENTRY } from "../../machines/seed.ts";
+import { parseSeedState } from "../../machines/lifecycle.ts";
+import type { Metrics } from "../../machines/seed-rules.ts";
+import type { Bus, BusError } from "../bus/bus.ts";
+import { layerKeys, readRecord, readSeed, RECORD_FIELD } from "../bridge/store.ts";
+import type { StateTable } from "../kasmina/state-table.ts";
+import type { Codec } from "../protocol/codec.ts";
+import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
+import { GRAFTING_STRATEGIES } from "../../machines/lifecycle.ts";
+import { layerHealthReport } from "../protocol/make.ts";
+import { streams } from "../protocol/streams.ts";
+import { openScoped, type Closeable } from "./scoped.ts";
+import type { LayerSpec } from "./system.ts";
+
+/** How `followLayers` reads the event streams and writes its reports. */
+export interface FollowOptions {
+  readonly namespace?: string;
+  /** How long a read of the event stream waits for news. Default 500 ms. */
+  readonly blockMs?: number;
+  /** Entries a read takes at most. Default 1,000. */
+  readonly readCount?: number;
+  /** `source` of the reports. Default "esper.trainer". */
+  readonly source?: string;
+  readonly codec?: Codec;
+  readonly hmacKey?: HmacKey;
+  /** Told whenever a follower rebuilt its table from the store, and why. */
+  readonly onRebuild?: (layerId: string, why: string) => void;
+}
+
+/** One layer as a trainer follows it. */
+export interface LayerFollower {
+  readonly layerId: string;
+  /** The id of the last event-stream entry applied (`0-0` before any). */
+  readonly offset: () => string;
+  /** Events applied since it started. */
+  readonly applied: () => number;
+  /** Times it rebuilt its table from the store (1 at start). */
+  readonly rebuilds: () => number;
+}
+
+/** The trainer's side of remote layers: what `trainerHooks` needs, and the followers. */
+export interface LayerFollowers {
+  readonly layers: readonly LayerFollower[];
+  /** Reports `epochs` more epochs of training on the layer's telemetry stream. */
+  readonly tick: (layerId: string, epochs?: number) => Promise<void>;
+  /** Reports per-seed metrics (and a performance summary) on the layer's telemetry stream. */
+  readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>, summary?: Readonly<Record<string, number>>) => Promise<void>;
+}
+
+/** The defaults of FollowOptions. */
+export const FOLLOW_DEFAULTS = { blockMs: 500, readCount: 1_000, source: "esper.trainer" } as const;
+
+/**
+ * Follows each layer of `specs` (e.g. `layerSpecOf(kasminaLayer)`: its id, seed count, state table
+ * and blueprint registry) in the current Scope; resolves once every table was built from the store.
+ */
+export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: FollowOptions = {}): Effect.Effect<LayerFollowers, BusError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const names = streams(options.namespace);
+    const clock = yield* Clock.Clock;
+    const epochs = new Map<string, number>();
+    const followers: LayerFollower[] = [];
+    for (const spec of specs) {
+      if (spec.table === undefined) throw new RangeError(`layer ${spec.id}: a follower needs the layer's state table (use layerSpecOf)`);
+      const table = spec.table;
+      const keys = layerKeys(names, spec.id);
+      const indexOf = spec.blueprintIndex ?? (() => -1);
+      let offset = "0-0";
+      /** Entries ever appended to the event stream up to `offset` (XINFO STREAM entries-added). */
+      let added = 0;
+      let applied = 0;
+      let rebuilds = 0;
+
+      /** The table as the layer stored it, and the stream offset to follow on from. */
+      const rebuild = (why: string) =>
+        Effect.gen(function* () {
+          // The offset first: the store is at least as new, and replaying what it already holds changes nothing at the end.
+          const info = yield* bus.streamInfo(keys.events);
+          offset = info.lastGeneratedId;
+          added = info.entriesAdded;
+          const stored = yield* bus.hgetall(keys.state);
+          const meta = yield* bus.hmget(keys.meta, [RECORD_FIELD]);
+          const record = readRecord(meta[0] ?? undefined);
+          const epoch = Result.isSuccess(record) ? record.success.epoch : 0;
+          epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, epoch));
+          for (let seedId = 0; seedId < table.numSeeds; seedId++) {
+            const bytes = stored[String(seedId)];
+            const seed = bytes === undefined ? undefined : readSeed(bytes, seedId);
+            if (seed !== undefined && Result.isSuccess(seed)) {
+              const c = seed.success.context;
+              table.write(seedId, { state: seed.success.state, blueprint: indexOf(c.blueprintId), epochsInState: Math.max(0, epoch - c.enteredAt), alpha: c.alpha, strategy: c.strategy, errorCount: c.errorCount });
+            } else {
+              table.write(seedId, { state: "DORMANT", blueprint: -1, epochsInState: 0, alpha: 0, strategy: "linear", errorCount: 0 });
+            }
+          }
+          rebuilds++;
+          options.onRebuild?.(spec.id, why);
+        });
+
+      /**
+       * Whether entries were appended that this follower never read: once it has read up to the
+       * last id ever generated, the count of entries ever appended must be what it counted.
+       */
+      const missedSome = Effect.map(bus.streamInfo(keys.events), (info) => info.lastGeneratedId === offset && info.entriesAdded !== added);
+
+      const apply = (fields: Parameters<typeof decodeEntry>[1]) => {
+        const decoded = decodeEntry(keys.events, fields);
+        if (decoded._tag !== "Success") return;
+        const m = decoded.success;
+        if (m.message_type === "StateTransitionEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds) {
+          const to = parseSeedState(m.to_state);
+          if (to === undefined) return;
+          table.write(m.seed_id, { state: to, alpha: ALPHA_ON_ENTRY[to], epochsInState: 0, ...(to === "DORMANT" ? { blueprint: -1 } : {}) });
+          applied++;
+        } else if (m.message_type === "BlueprintEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds && m.success && m.operation === "updated") {
+          const strategy = m.details.grafting_strategy;
+          const known = typeof strategy === "string" && (GRAFTING_STRATEGIES as readonly string[]).includes(strategy);
+          table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(known ? { strategy: strategy as (typeof GRAFTING_STRATEGIES)[number] } : {}) });
+          applied++;
+        }
+      };
+
+      yield* rebuild("started");
+      const follow = Effect.gen(function* () {
+        for (;;) {
+          const from = offset;
+          const entries = yield* bus.readAfter(keys.events, from, options.readCount ?? FOLLOW_DEFAULTS.readCount, options.blockMs ?? FOLLOW_DEFAULTS.blockMs);
+          for (const entry of entries) {
+            apply(entry.fields);
+            offset = entry.id;
+          }
+          added += entries.length;
+          // Entries trimmed before they were read are lost to this follower: the store knows what they did.
+          if (yield* missedSome) yield* rebuild(`the event stream was trimmed past ${from}`);
+        }
+      }).pipe(
+        // Redis away: wait, then go on from where it was (a trim meanwhile is caught by the check).
+        Effect.catch((error: BusError) => (error.reason === "closed" ? Effect.interrupt : Effect.sleep(200))),
+        Effect.forever,
+      );
+      yield* Effect.forkScoped(follow);
+      followers.push({ layerId: spec.id, offset: () => offset, applied: () => applied, rebuilds: () => rebuilds });
+    }
+
+    const byId = new Map(specs.map((s) => [s.id, s] as const));
+    const report = (layerId: string, summary: Readonly<Record<string, unknown>>, health: Readonly<Record<string, Metrics>>): Promise<void> => {
+      const spec = byId.get(layerId);
+      if (spec === undefined) return Promise.reject(new RangeError(`this trainer follows no layer ${layerId}`));
+      const stream = names.telemetry(layerId);
+      const t = clock.currentTimeMillisUnsafe() / 1000;
+      const message = layerHealthReport({
+        source: options.source ?? FOLLOW_DEFAULTS.source,
+        timestamp: t,
+        layer_id: layerId,
+        total_seeds: spec.seeds,
+        active_seeds: spec.table?.activeCount() ?? 0,
+        health_metrics: health,
+        performance_summary: summary,
+        telemetry_window: [t, t],
+      });
+      const fields = encodeEntry(message, { stream, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
+      return Effect.runPromise(Effect.asVoid(bus.publish(stream, fields)));
+    };
+    return {
+      layers: followers,
+      tick: (layerId, n = 1) => {
+        const epoch = (epochs.get(layerId) ?? 0) + n;
+        epochs.set(layerId, epoch);
+        return report(layerId, { epoch }, {});
+      },
+      reportMetrics: (layerId, bySeed, summary = {}) => {
+        const { epoch: _epoch, ...rest } = summary;
+        return report(layerId, rest, { ...bySeed });
+      },
+    };
+  });
+
+/** Layers followed from Promise code; `close()` stops following. */
+export interface RunningFollowers extends LayerFollowers, Closeable {}
+
+/** `followLayers` for Promise code (Effect code uses `followLayers` from `esper/effect` in a Scope). */
+export const startFollowing = (bus: Bus, specs: readonly LayerSpec[], options: FollowOptions = {}): Promise<RunningFollowers> =>
+  openScoped(Effect.map(followLayers(bus, specs, options), (followers) => ({ ...followers })));
