@@ -72,7 +72,7 @@ export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHo
         return yield* Effect.raceFirst(Effect.as(bridge.fenced, "another owner's holding refused this one's commit"), bridge.failed);
       }).pipe(
         // Redis away as the layer starts: give the holding up and ask again.
-        Effect.catchTag("BusError", (error) => Effect.succeed(`Redis failed as the layer started (${error.message})`)),
+        Effect.catchTag("BusError", (error) => Effect.as(Effect.sleep(options.pollMs ?? HOLDING_DEFAULTS.pollMs), `Redis failed as the layer started (${error.message})`)),
         Effect.ensuring(Effect.sync(() => (current = null))),
       );
 
