@@ -68,7 +68,19 @@ export interface BridgeOptions {
    * instead of taking the empty store for a new layer.
    */
   readonly generation?: string;
+  /**
+   * `partition` (default): each layer applies its commands in its stream's order. `causal` adds:
+   * a command whose `metadata.depends_on` names another command's message_id (of this layer, or
+   * of `metadata.depends_on_layer`) is applied only once that one was answered; the layer waits
+   * for it (reading nothing newer), and answers `timeout` if it is not answered within the
+   * command's `timeout_ms`.
+   */
+  readonly ordering?: Ordering;
 }
+
+/** How a layer orders the commands it applies (BridgeOptions.ordering). */
+export type Ordering = "partition" | "causal";
+export const ORDERINGS: readonly Ordering[] = ["partition", "causal"];
 
 /** The default of every BridgeOptions field that has a fixed one (`namespace`, `consumer` and `hmacKey` do not). */
 export const BRIDGE_DEFAULTS = {
@@ -86,6 +98,9 @@ export const BRIDGE_DEFAULTS = {
   maxCommitAttempts: 3,
   maxRetryDelayMs: 2_000,
   scanCount: 1_000,
+  ordering: "partition" as Ordering,
+  /** How often a causal command waiting for its dependency looks again. */
+  dependencyPollMs: 25,
 };
 
 export type ResolvedBridgeOptions = typeof BRIDGE_DEFAULTS & {

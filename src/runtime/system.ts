@@ -13,6 +13,7 @@ import type { Metrics } from "../../machines/seed-rules.ts";
 import type { Bus } from "../bus/bus.ts";
 import { MemoryBus } from "../bus/memory-bus.ts";
 import { runLayerBridge, type BridgeStats, type LayerBridge } from "../bridge/bridge.ts";
+import type { Ordering } from "../bridge/options.ts";
 import { makeClient } from "../client/client.ts";
 import { StateTable } from "../kasmina/state-table.ts";
 import { encodeEntry, encodeEntryInProcess } from "../protocol/entry.ts";
@@ -50,6 +51,8 @@ export interface SystemConfig {
   readonly bus?: Bus;
   /** Key namespace on the bus. Default "morphogenetic" (ESPER_NAMESPACE). */
   readonly namespace?: string;
+  /** How each layer orders what it applies (BridgeOptions.ordering). Default partition. */
+  readonly ordering?: Ordering;
 }
 
 /**
@@ -197,7 +200,7 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         (h) => Effect.sync(() => h.stop()),
       );
       hosts.set(spec.id, host);
-      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}) }).pipe(Effect.orDie);
+      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), ...(config.ordering ? { ordering: config.ordering } : {}) }).pipe(Effect.orDie);
       bridges.set(spec.id, bridge);
       epochs.set(spec.id, host.record.epoch);
       yield* Effect.forkScoped(

@@ -58,6 +58,7 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
             namespace: connection.namespace,
             codec: connection.codec,
             consumer,
+            ordering: values.ordering,
             ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
             onRole: (change) => {
               say(change.role === "owner" ? `layer ${layerId}: owner (lease token ${change.token})` : `layer ${layerId}: standby (held by ${change.holder ?? "nobody"})`);
