@@ -4,7 +4,7 @@
  * Every commit of the owner's bridge requires its holding (the fencing token in `fence`), so a
  * deposed owner (paused past its lease, cut off from Redis) writes nothing more: its next commit
  * is refused whole and it steps down. When the owner dies, its lease runs out and a standby takes
- * over within `leaseMs + pollMs`; a owner that stops cleanly gives the lease up at once. The new
+ * over within `leaseMs + pollMs`; an owner that stops cleanly gives the lease up at once. The new
  * owner restores the layer from the store and applies what was pending first (the bridge takes
  * over its groups' pending entries before it reads on), so nothing is lost, applied twice, or
  * reordered across the change.
@@ -15,7 +15,7 @@ import type { Bus } from "../bus/bus.ts";
 import { HOLDING_DEFAULTS, whileHolding } from "../coordination/holding.ts";
 import { streams } from "../protocol/streams.ts";
 import type { LayerHost } from "../runtime/layer-host.ts";
-import { runLayerBridge, type LayerBridge } from "./bridge.ts";
+import { runLayerBridge } from "./bridge.ts";
 import type { BridgeOptions } from "./options.ts";
 import type { BridgeRestoreError, LayerDataLost } from "./restore.ts";
 import { layerKeys } from "./store.ts";
@@ -38,10 +38,6 @@ export interface LayerOwner {
   readonly layerId: string;
   /** Who this process is for the layer now. */
   readonly role: () => "starting" | "owner" | "standby";
-  /** The layer's bridge while this process owns it. */
-  readonly bridge: () => LayerBridge | null;
-  /** How many times this process took the layer over. */
-  readonly holdings: () => number;
   /** Fails when the layer cannot be served by anyone as it is (its data was lost, its store is unreadable); never succeeds. */
   readonly failed: Effect.Effect<never, LayerDataLost | BridgeRestoreError>;
 }
@@ -56,7 +52,6 @@ export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHo
     const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
     const keys = layerKeys(streams(options.namespace), layerId);
     const failed = yield* Deferred.make<never, LayerDataLost | BridgeRestoreError>();
-    let current: LayerBridge | null = null;
     // The generation served before, if any: a store without it lost its data while this process owned the layer.
     let served: string | undefined;
 
@@ -65,7 +60,6 @@ export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHo
       Effect.gen(function* () {
         const host = yield* Effect.acquireRelease(Effect.sync(makeHost), (h) => Effect.sync(() => h.stop()));
         const bridge = yield* runLayerBridge(bus, host, { ...options, consumer, fence, ...(served !== undefined ? { generation: served } : {}) });
-        current = bridge;
         served = bridge.generation;
         options.onRole?.({ role: "owner", token });
         // Until the holding ends (raced outside), a commit is refused on it, or the layer's data is lost (which fails the owner).
@@ -73,7 +67,6 @@ export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHo
       }).pipe(
         // Redis away as the layer starts: give the holding up and ask again.
         Effect.catchTag("BusError", (error) => Effect.as(Effect.sleep(options.pollMs ?? HOLDING_DEFAULTS.pollMs), `Redis failed as the layer started (${error.message})`)),
-        Effect.ensuring(Effect.sync(() => (current = null))),
       );
 
     const holding = yield* whileHolding(
@@ -93,8 +86,6 @@ export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHo
     return {
       layerId,
       role: () => ({ starting: "starting", holder: "owner", standby: "standby" } as const)[holding.role()],
-      bridge: () => current,
-      holdings: holding.holdings,
       failed: Deferred.await(failed),
     };
   });

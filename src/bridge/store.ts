@@ -12,8 +12,8 @@
  * Snapshots read back are checked against a Schema: a store written by something else is a
  * clear error, not a layer in a state nobody can explain.
  */
-import { Result, Schema } from "effect";
-import type { DeferredBytes } from "../bus/bus.ts";
+import { Effect, Result, Schema } from "effect";
+import type { Bus, BusError, DeferredBytes } from "../bus/bus.ts";
 import { GRAFTING_STRATEGIES, SEED_STATES } from "../../machines/lifecycle.ts";
 import type { PersistedSeed } from "../../machines/seed.ts";
 import { decodeBody, encodeBody } from "../protocol/codec.ts";
@@ -127,3 +127,18 @@ export const readRecord = (bytes: Uint8Array | undefined): Result.Result<LayerRe
 };
 
 export const text = (bytes: Uint8Array | null | undefined): string | null => (bytes === null || bytes === undefined ? null : Buffer.from(bytes).toString("utf8"));
+
+/**
+ * The seeds a layer stored that read back as snapshots, by seed id (any other is as it started).
+ * For readers that follow a layer (a trainer, a new leading Tamiyo); the layer's own restore is
+ * stricter and refuses a store it cannot read whole (restore.ts).
+ */
+export const storedSeeds = (bus: Bus, keys: LayerKeys): Effect.Effect<Map<number, PersistedSeed>, BusError> =>
+  Effect.map(bus.hgetall(keys.state), (stored) => {
+    const seeds = new Map<number, PersistedSeed>();
+    for (const [field, bytes] of Object.entries(stored)) {
+      const seed = readSeed(bytes, Number(field));
+      if (Result.isSuccess(seed)) seeds.set(seed.success.context.seedId, seed.success);
+    }
+    return seeds;
+  });

@@ -7,7 +7,7 @@ import { Cause, Effect, Exit, Fiber, type Scope } from "effect";
 import { BusError } from "../bus/bus.ts";
 import { makeRedisBus, type RedisBus } from "../bus/redis-bus.ts";
 import { REDIS_BUS_DEFAULTS } from "../bus/redis-options.ts";
-import { isCodec, type Codec } from "../protocol/codec.ts";
+import { isCodec } from "../protocol/codec.ts";
 import { namespaceFromEnv } from "../protocol/streams.ts";
 import { LayerDataLost } from "../bridge/restore.ts";
 import { UsageError, type ConnectionFlags, type Connection } from "./flags.ts";

@@ -29,8 +29,6 @@ export interface Holding {
   /** The full holder id (`name/random`), as the lease records it. */
   readonly holder: string;
   readonly role: () => "starting" | "holder" | "standby";
-  /** How many times this process has held the lease. */
-  readonly holdings: () => number;
 }
 
 /**
@@ -54,7 +52,6 @@ export const whileHolding = <E>(
     const now = () => clock.currentTimeMillisUnsafe();
     let role: "starting" | "holder" | "standby" = "starting";
     let heldBy: string | null | undefined;
-    let holdings = 0;
 
     /** Renews holding `token` every pollMs; ends when it is lost, or could not be renewed for a whole lease. */
     const keepHolding = (token: number) =>
@@ -86,7 +83,6 @@ export const whileHolding = <E>(
         }
         role = "holder";
         heldBy = holder;
-        holdings++;
         const ended = yield* Effect.scoped(Effect.raceFirst(keepHolding(lease.token), serve(lease.token, `${holder}#${lease.token}`)));
         yield* Effect.logWarning(`${options.key}: ${holder} no longer holds it: ${ended}`);
         role = "standby";
@@ -97,5 +93,5 @@ export const whileHolding = <E>(
     // Given up last (registered first): after `serve` finished and stopped.
     yield* Effect.addFinalizer(() => Effect.ignore(ask("release")));
     yield* Effect.forkScoped(Effect.catch(loop, onFailure));
-    return { holder, role: () => role, holdings: () => holdings };
+    return { holder, role: () => role };
   });

@@ -17,15 +17,14 @@ import { ALPHA_ON_ENTRY } from "../../machines/seed.ts";
 import { parseSeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import type { Bus, BusError } from "../bus/bus.ts";
-import { layerKeys, readRecord, readSeed, RECORD_FIELD } from "../bridge/store.ts";
-import type { StateTable } from "../kasmina/state-table.ts";
+import { layerKeys, readRecord, RECORD_FIELD, storedSeeds } from "../bridge/store.ts";
 import type { Codec } from "../protocol/codec.ts";
 import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import { GRAFTING_STRATEGIES } from "../../machines/lifecycle.ts";
-import { layerHealthReport } from "../protocol/make.ts";
 import { streams } from "../protocol/streams.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
+import { metricsSummary, trainerReport } from "./trainer-report.ts";
 
 /** How `followLayers` reads the event streams and writes its reports. */
 export interface FollowOptions {
@@ -93,17 +92,16 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           const info = yield* bus.streamInfo(keys.events);
           offset = info.lastGeneratedId;
           added = info.entriesAdded;
-          const stored = yield* bus.hgetall(keys.state);
+          const stored = yield* storedSeeds(bus, keys);
           const meta = yield* bus.hmget(keys.meta, [RECORD_FIELD]);
           const record = readRecord(meta[0] ?? undefined);
           const epoch = Result.isSuccess(record) ? record.success.epoch : 0;
           epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, epoch));
           for (let seedId = 0; seedId < table.numSeeds; seedId++) {
-            const bytes = stored[String(seedId)];
-            const seed = bytes === undefined ? undefined : readSeed(bytes, seedId);
-            if (seed !== undefined && Result.isSuccess(seed)) {
-              const c = seed.success.context;
-              table.write(seedId, { state: seed.success.state, blueprint: indexOf(c.blueprintId), epochsInState: Math.max(0, epoch - c.enteredAt), alpha: c.alpha, strategy: c.strategy, errorCount: c.errorCount });
+            const seed = stored.get(seedId);
+            if (seed !== undefined) {
+              const c = seed.context;
+              table.write(seedId, { state: seed.state, blueprint: indexOf(c.blueprintId), epochsInState: Math.max(0, epoch - c.enteredAt), alpha: c.alpha, strategy: c.strategy, errorCount: c.errorCount });
             } else {
               table.write(seedId, { state: "DORMANT", blueprint: -1, epochsInState: 0, alpha: 0, strategy: "linear", errorCount: 0 });
             }
@@ -162,16 +160,14 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       const spec = byId.get(layerId);
       if (spec === undefined) return Promise.reject(new RangeError(`this trainer follows no layer ${layerId}`));
       const stream = names.telemetry(layerId);
-      const t = clock.currentTimeMillisUnsafe() / 1000;
-      const message = layerHealthReport({
+      const message = trainerReport({
         source: options.source ?? FOLLOW_DEFAULTS.source,
-        timestamp: t,
-        layer_id: layerId,
-        total_seeds: spec.seeds,
-        active_seeds: spec.table?.activeCount() ?? 0,
-        health_metrics: health,
-        performance_summary: summary,
-        telemetry_window: [t, t],
+        layerId,
+        totalSeeds: spec.seeds,
+        activeSeeds: spec.table?.activeCount() ?? 0,
+        summary,
+        health,
+        nowMs: clock.currentTimeMillisUnsafe(),
       });
       const fields = encodeEntry(message, { stream, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
       return Effect.runPromise(Effect.asVoid(bus.publish(stream, fields)));
@@ -183,10 +179,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         epochs.set(layerId, epoch);
         return report(layerId, { epoch }, {});
       },
-      reportMetrics: (layerId, bySeed, summary = {}) => {
-        const { epoch: _epoch, ...rest } = summary;
-        return report(layerId, rest, { ...bySeed });
-      },
+      reportMetrics: (layerId, bySeed, summary = {}) => report(layerId, metricsSummary(summary), { ...bySeed }),
     };
   });
 

@@ -17,7 +17,8 @@ import type { Ordering } from "../bridge/options.ts";
 import { makeClient } from "../client/client.ts";
 import { StateTable } from "../kasmina/state-table.ts";
 import { encodeEntry, encodeEntryInProcess } from "../protocol/entry.ts";
-import { commandResult, emergencyStopCommand, layerHealthReport, lifecycleCommand, resumeCommand } from "../protocol/make.ts";
+import { commandResult, emergencyStopCommand, lifecycleCommand, resumeCommand } from "../protocol/make.ts";
+import { metricsSummary, trainerReport } from "./trainer-report.ts";
 import type { Command, CommandResult, EmergencyStopCommand, StateTransitionEvent } from "../protocol/messages.ts";
 import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
 import { streams } from "../protocol/streams.ts";
@@ -278,17 +279,7 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     const report = (layerId: string, summary: Readonly<Record<string, unknown>>, health: Readonly<Record<string, Metrics>>): Promise<void> => {
       const host = hostOf(layerId);
       if (closed) return Promise.resolve();
-      const t = now() / 1000;
-      const message = layerHealthReport({
-        source,
-        timestamp: t,
-        layer_id: layerId,
-        total_seeds: host.numSeeds,
-        active_seeds: host.table.activeCount(),
-        health_metrics: health,
-        performance_summary: summary,
-        telemetry_window: [t, t],
-      });
+      const message = trainerReport({ source, layerId, totalSeeds: host.numSeeds, activeSeeds: host.table.activeCount(), summary, health, nowMs: now() });
       const stream = names.telemetry(layerId);
       const fields = bus.inProcess ? encodeEntryInProcess(message, { stream, trusted: true }) : encodeEntry(message, { stream });
       const bridge = bridges.get(layerId)!;
@@ -335,8 +326,7 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       reportMetrics: (layerId, bySeed, summary = {}) => {
         const health: Record<string, Metrics> = {};
         for (const [seedId, metrics] of Object.entries(bySeed)) health[seedId] = metrics;
-        const { epoch: _tick, ...rest } = summary;
-        return report(layerId, rest, health);
+        return report(layerId, metricsSummary(summary), health);
       },
       subscribe: (listener) => {
         listeners.add(listener);

@@ -9,14 +9,14 @@
  * A new leader starts from what the layers stored (each seed's state and blueprint), then follows
  * their event and telemetry streams as any Tamiyo does.
  */
-import { Result, Effect, type Scope } from "effect";
+import { Effect, type Scope } from "effect";
 import type { Bus } from "../bus/bus.ts";
 import { makeClient, type ClientOptions } from "../client/client.ts";
 import { whileHolding, type HoldingOptions } from "../coordination/holding.ts";
-import { layerKeys, readSeed } from "../bridge/store.ts";
+import { layerKeys, storedSeeds } from "../bridge/store.ts";
 import type { Command, Message } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
-import { makeTamiyo, type LinkEvent, type Tamiyo, type TamiyoLink, type TamiyoOptions } from "./tamiyo.ts";
+import { makeTamiyo, type LinkEvent, type TamiyoLink, type TamiyoOptions } from "./tamiyo.ts";
 
 export interface LeadingTamiyoOptions extends Omit<TamiyoOptions, "bus" | "link"> {
   /** This Tamiyo's name among her peers (its service id). */
@@ -32,8 +32,6 @@ export interface LeadingTamiyoOptions extends Omit<TamiyoOptions, "bus" | "link"
 
 export interface LeadingTamiyo {
   readonly role: () => "starting" | "leader" | "standby";
-  /** The running Tamiyo while this process leads. */
-  readonly tamiyo: () => Tamiyo | null;
 }
 
 /** The keys of the Tamiyo lease in a namespace: one leader for the whole system. */
@@ -48,7 +46,6 @@ export const withLeaderToken = (command: Command, token: number): Command => ({ 
 /** Runs a Tamiyo that steers whenever she holds the Tamiyo lease, in the current Scope. */
 export const runLeadingTamiyo = (bus: Bus, options: LeadingTamiyoOptions): Effect.Effect<LeadingTamiyo, never, Scope.Scope> =>
   Effect.gen(function* () {
-    let current: Tamiyo | null = null;
     const names = streams(options.namespace);
 
     const lead = (token: number) =>
@@ -75,21 +72,16 @@ export const runLeadingTamiyo = (bus: Bus, options: LeadingTamiyoOptions): Effec
         const tamiyo = yield* makeTamiyo({ ...tamiyoOptions, bus, link, source: options.source ?? `tamiyo.${options.name}` });
         // Where the layers stand now: what they stored, seed by seed.
         for (const layer of options.layers) {
-          const stored = yield* bus.hgetall(layerKeys(names, layer.layerId).state);
-          for (const [field, bytes] of Object.entries(stored)) {
-            const seed = readSeed(bytes, Number(field));
-            if (Result.isFailure(seed)) continue;
-            tamiyo.population.transition(layer.layerId, seed.success.context.seedId, seed.success.state);
-            if (seed.success.context.blueprintId !== null) tamiyo.population.blueprint(layer.layerId, seed.success.context.seedId, seed.success.context.blueprintId);
+          for (const [seedId, seed] of yield* storedSeeds(bus, layerKeys(names, layer.layerId))) {
+            tamiyo.population.transition(layer.layerId, seedId, seed.state);
+            if (seed.context.blueprintId !== null) tamiyo.population.blueprint(layer.layerId, seedId, seed.context.blueprintId);
           }
         }
-        current = tamiyo;
         options.onRole?.({ role: "leader", token });
         return yield* Effect.never;
       }).pipe(
         // Redis away (or her config refused) as she starts: wait a poll before the loop asks again.
         Effect.catch((error: { readonly message: string }) => Effect.as(Effect.sleep(options.pollMs ?? 1_000), `she could not start leading (${error.message})`)),
-        Effect.ensuring(Effect.sync(() => (current = null))),
       );
 
     const holdingOptions: HoldingOptions = {
@@ -102,6 +94,5 @@ export const runLeadingTamiyo = (bus: Bus, options: LeadingTamiyoOptions): Effec
     const holding = yield* whileHolding(bus, holdingOptions, lead, () => Effect.void);
     return {
       role: () => ({ starting: "starting", holder: "leader", standby: "standby" } as const)[holding.role()],
-      tamiyo: () => current,
     };
   });
