@@ -21,6 +21,7 @@ import { layerKeys, readRecord, RECORD_FIELD, storedSeeds } from "../bridge/stor
 import type { Codec } from "../protocol/codec.ts";
 import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import { GRAFTING_STRATEGIES } from "../../machines/lifecycle.ts";
+import type { BlueprintEvent, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
@@ -39,6 +40,8 @@ export interface FollowOptions {
   readonly hmacKey?: HmacKey;
   /** Told whenever a follower rebuilt its table from the store, and why. */
   readonly onRebuild?: (layerId: string, why: string) => void;
+  /** Told of each event as it is applied to a table, after the table changed. */
+  readonly onApplied?: (message: StateTransitionEvent | BlueprintEvent) => void;
 }
 
 /** One layer as a trainer follows it. */
@@ -125,11 +128,13 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           if (to === undefined) return;
           table.write(m.seed_id, { state: to, alpha: ALPHA_ON_ENTRY[to], epochsInState: 0, ...(to === "DORMANT" ? { blueprint: -1 } : {}) });
           applied++;
+          options.onApplied?.(m);
         } else if (m.message_type === "BlueprintEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds && m.success && m.operation === "updated") {
           const strategy = m.details.grafting_strategy;
           const known = typeof strategy === "string" && (GRAFTING_STRATEGIES as readonly string[]).includes(strategy);
           table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(known ? { strategy: strategy as (typeof GRAFTING_STRATEGIES)[number] } : {}) });
           applied++;
+          options.onApplied?.(m);
         }
       };
 
