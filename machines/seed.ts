@@ -113,7 +113,8 @@ export type SeedOutcome = {
  * moves no seed, so it is not an outcome (no transition event, no alpha written).
  */
 export type BlueprintAnswer = { readonly type: "blueprint.answer"; readonly seedId: number; readonly commandId: string | null } & (
-  | { readonly ok: true }
+  /** `previousBlueprintId`: the blueprint it held before (what a rollback of this update puts back). */
+  | { readonly ok: true; readonly previousBlueprintId: string | null }
   | { readonly ok: false; readonly code: "terminal_state"; readonly error: string }
 );
 
@@ -262,6 +263,7 @@ export const seedMachine = setup({
       seedId: context.seedId,
       commandId: (event as Extract<SeedEvent, { type: "blueprint" }>).commandId ?? null,
       ok: true as const,
+      previousBlueprintId: context.blueprintId,
     })),
     /** A terminal seed keeps the blueprint it ended with, and says so. */
     blueprintRefused: emit(({ context, event }, p: { readonly state: SeedState }) => ({
@@ -290,7 +292,8 @@ export const seedMachine = setup({
     tick: { actions: "countEpochs" },
     metrics: { actions: "recordMetrics" },
     error: { actions: "countError" },
-    blueprint: { actions: ["takeBlueprint", "blueprintTaken"] },
+    // Answered before it is taken, so the answer names the blueprint it replaces.
+    blueprint: { actions: ["blueprintTaken", "takeBlueprint"] },
   },
   states: {
     DORMANT: {

@@ -26,7 +26,16 @@ export {
 } from "./runtime/system.ts";
 export { LayerHost, type LayerHostOptions, type Applied } from "./runtime/layer-host.ts";
 export type { Closeable } from "./runtime/scoped.ts";
-export { startFollowing, type RunningFollowers, type LayerFollowers, type LayerFollower, type FollowOptions } from "./runtime/layer-follower.ts";
+export {
+  startFollowing,
+  type RunningFollowers,
+  type LayerFollowers,
+  type LayerFollower,
+  type FollowOptions,
+  type BlueprintValidator,
+  type BlueprintValidationRequest,
+  type BlueprintVerdict,
+} from "./runtime/layer-follower.ts";
 export { seedMachine, requestTransition, type SeedContext, type SeedEvent } from "../machines/seed.ts";
 export { layerMachine, type LayerEvent, type LayerEmitted } from "../machines/layer.ts";
 export { controllerMachine, type ControllerEvent, type ControllerEmitted, type Decision } from "../machines/controller.ts";

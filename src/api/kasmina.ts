@@ -20,4 +20,5 @@ export { GRAFTING, type GraftingStrategyFn, type GraftInput } from "../kasmina/g
 export { measureSeedContributions, type SeedContributionOptions, type SeedContribution, type SeedContributions } from "../kasmina/seed-evaluator.ts";
 export { saveCheckpoint, restoreCheckpoint, type SaveCheckpointOptions, type RestoreCheckpointOptions, type CheckpointTarget } from "../kasmina/checkpoint.ts";
 export { updateBlueprint, type BlueprintUpdateOptions, type BlueprintUpdateResult } from "../kasmina/blueprint-update.ts";
+export { blueprintValidator } from "../kasmina/blueprint-validator.ts";
 export { KasminaConfigError, CheckpointError, BackendError } from "../kasmina/errors.ts";

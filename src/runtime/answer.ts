@@ -228,12 +228,19 @@ export const answerOf = (command: Command, said: Said, situation: Situation): An
   return { result: resultOf(command, said, situation), transitions: transitionsOf(command, said, situation), ...(blueprints.length > 0 ? { blueprints } : {}) };
 };
 
-/** A BlueprintEvent for every blueprint a seed took (its seed said so). */
+/**
+ * A BlueprintEvent (`updated`) for every blueprint a seed took (its seed said so), naming the blueprint it replaced.
+ * Its details carry what a trainer needs to validate the update in its data plane (docs/protocol.md "Blueprint
+ * validation"): the command's id, its `validation_metrics` (the numeric ones) and `rollback_on_failure`, and, for a
+ * command that puts a blueprint back after a failed validation, `metadata.rolls_back` as `rolls_back`.
+ */
 export const blueprintEventsOf = (command: Command, said: Pick<Said, "blueprints">, situation: Situation): BlueprintEvent[] => {
   if (said.blueprints.length === 0) return [];
   const events: BlueprintEvent[] = [];
   for (const update of blueprintUpdatesOf(command)) {
-    if (!said.blueprints.some((b) => b.ok && b.commandId === update.message_id && b.seedId === update.seed_id)) continue;
+    const taken = said.blueprints.find((b) => b.ok && b.commandId === update.message_id && b.seedId === update.seed_id);
+    if (taken === undefined || !taken.ok) continue;
+    const rollsBack = update.metadata?.rolls_back ?? command.metadata?.rolls_back;
     events.push(
       blueprintEvent({
         source: situation.source,
@@ -243,14 +250,27 @@ export const blueprintEventsOf = (command: Command, said: Pick<Said, "blueprints
         seed_id: update.seed_id,
         blueprint_id: update.blueprint_id,
         operation: "updated",
-        previous_blueprint_id: null,
+        previous_blueprint_id: taken.previousBlueprintId,
         metrics_delta: {},
         success: true,
-        details: { grafting_strategy: update.grafting_strategy },
+        details: {
+          grafting_strategy: update.grafting_strategy,
+          command_id: update.message_id,
+          validation_metrics: numericOf(update.validation_metrics),
+          rollback_on_failure: update.rollback_on_failure,
+          ...(typeof rollsBack === "string" ? { rolls_back: rollsBack } : {}),
+        },
       }),
     );
   }
   return events;
+};
+
+/** The numeric entries of a map (validation_metrics may carry anything; thresholds are numbers). */
+const numericOf = (map: Readonly<Record<string, unknown>>): Record<string, number> => {
+  const out: Record<string, number> = {};
+  for (const [key, value] of Object.entries(map)) if (typeof value === "number" && Number.isFinite(value)) out[key] = value;
+  return out;
 };
 
 /** A StateTransitionEvent for every seed that moved. */

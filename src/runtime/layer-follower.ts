@@ -11,8 +11,17 @@
  * `LayerHealthReport`s on the layer's telemetry stream, with the epoch as an absolute count (from
  * the layer's stored record on), so several replicas reporting the same epoch tick it once.
  * `trainerHooks(followers)` gives a KasminaTrainer those reports.
+ *
+ * One replica may validate blueprints (`FollowOptions.validateBlueprint`): a BlueprintUpdateCommand
+ * that asked for validation reaches it as the owner's BlueprintEvent `updated`, whose details carry
+ * the command's validation_metrics and rollback_on_failure; its data plane swaps, validates and,
+ * when that fails, puts the previous blueprint back; it writes the verdict (`validated` or
+ * `rolled_back`) on the layer's event stream, and after a rollback sends the owner a
+ * BlueprintUpdateCommand back to the previous blueprint (`metadata.rolls_back`), so the owner's
+ * store and every replica's table agree with its data plane again (docs/protocol.md "Blueprint
+ * validation").
  */
-import { Clock, Effect, Result, type Scope } from "effect";
+import { Clock, Effect, Result, Schedule, type Scope } from "effect";
 import { ALPHA_ON_ENTRY } from "../../machines/seed.ts";
 import { parseSeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
@@ -20,8 +29,9 @@ import type { Bus, BusError } from "../bus/bus.ts";
 import { layerKeys, readRecord, RECORD_FIELD, storedSeeds } from "../bridge/store.ts";
 import type { Codec } from "../protocol/codec.ts";
 import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
-import { GRAFTING_STRATEGIES } from "../../machines/lifecycle.ts";
-import type { BlueprintEvent, StateTransitionEvent } from "../protocol/messages.ts";
+import { GRAFTING_STRATEGIES, type GraftingStrategy } from "../../machines/lifecycle.ts";
+import { blueprintEvent, blueprintUpdateCommand } from "../protocol/make.ts";
+import type { BlueprintEvent, Message, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
@@ -42,7 +52,43 @@ export interface FollowOptions {
   readonly onRebuild?: (layerId: string, why: string) => void;
   /** Told of each event as it is applied to a table, after the table changed. */
   readonly onApplied?: (message: StateTransitionEvent | BlueprintEvent) => void;
+  /**
+   * The data plane's validation of blueprint updates (`blueprintValidator` from `esper/kasmina`). Give it to ONE
+   * replica of a trainer: it validates every update that asked for it (non-empty validation_metrics), writes the
+   * verdict on the layer's event stream and asks the owner to put the previous blueprint back after a rollback.
+   * The other replicas only follow. Without it, a follower validates nothing.
+   */
+  readonly validateBlueprint?: BlueprintValidator;
 }
+
+/** A blueprint update that asked for validation, as a follower hands it to its data plane. */
+export interface BlueprintValidationRequest {
+  readonly layerId: string;
+  readonly seedId: number;
+  readonly blueprintId: string;
+  /** What the seed held before: what a rollback puts back (null: nothing, so there is no rollback). */
+  readonly previousBlueprintId: string | null;
+  readonly strategy?: GraftingStrategy;
+  /** The command's validation_metrics: `max_<metric>` an upper bound, `min_<metric>` or `<metric>` a lower one. */
+  readonly validationMetrics: Readonly<Record<string, number>>;
+  readonly rollbackOnFailure: boolean;
+  /** The BlueprintUpdateCommand's message_id. */
+  readonly commandId: string;
+}
+
+/** What the data plane made of a validation: the BlueprintEvent it comes to, `validated` (success or not) or `rolled_back`. */
+export interface BlueprintVerdict {
+  readonly operation: "validated" | "rolled_back";
+  readonly success: boolean;
+  readonly metrics_delta: Readonly<Record<string, number>>;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * Swaps the seed's blueprint in the data plane, writing it to the state table, validates it, and on a rollback puts
+ * the previous blueprint's weights and row back. `blueprintValidator` (esper/kasmina) builds one from KasminaLayers.
+ */
+export type BlueprintValidator = (request: BlueprintValidationRequest) => Promise<BlueprintVerdict>;
 
 /** One layer as a trainer follows it. */
 export interface LayerFollower {
@@ -53,6 +99,8 @@ export interface LayerFollower {
   readonly applied: () => number;
   /** Times it rebuilt its table from the store (1 at start). */
   readonly rebuilds: () => number;
+  /** Blueprint updates its data plane validated (with `validateBlueprint`), rolled back or not. */
+  readonly validations: () => number;
 }
 
 /** The trainer's side of remote layers: what `trainerHooks` needs, and the followers. */
@@ -77,6 +125,14 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
     const clock = yield* Clock.Clock;
     const epochs = new Map<string, number>();
     const followers: LayerFollower[] = [];
+    const source = options.source ?? FOLLOW_DEFAULTS.source;
+    const encode = (stream: string, message: Message) =>
+      encodeEntry(message, { stream, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
+    /** Writes a verdict or a rollback, retried through a Redis outage: an update is validated once, so what it said must land. */
+    const send = (stream: string, message: Message) =>
+      bus.publish(stream, encode(stream, message)).pipe(
+        Effect.retry({ while: (error: BusError) => error.reason !== "closed", schedule: Schedule.spaced("200 millis") }),
+      );
     for (const spec of specs) {
       if (spec.table === undefined) throw new RangeError(`layer ${spec.id}: a follower needs the layer's state table (use layerSpecOf)`);
       const table = spec.table;
@@ -87,6 +143,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       let added = 0;
       let applied = 0;
       let rebuilds = 0;
+      let validations = 0;
 
       /** The table as the layer stored it, and the stream offset to follow on from. */
       const rebuild = (why: string) =>
@@ -119,24 +176,79 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
        */
       const missedSome = Effect.map(bus.streamInfo(keys.events), (info) => info.lastGeneratedId === offset && info.entriesAdded !== added);
 
-      const apply = (fields: Parameters<typeof decodeEntry>[1]) => {
+      /** Applies one entry to the table; a blueprint update this replica validates is returned instead, for `validateUpdate`. */
+      const apply = (fields: Parameters<typeof decodeEntry>[1]): { readonly event: BlueprintEvent; readonly request: BlueprintValidationRequest } | undefined => {
         const decoded = decodeEntry(keys.events, fields);
-        if (decoded._tag !== "Success") return;
+        if (decoded._tag !== "Success") return undefined;
         const m = decoded.success;
         if (m.message_type === "StateTransitionEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds) {
           const to = parseSeedState(m.to_state);
-          if (to === undefined) return;
+          if (to === undefined) return undefined;
           table.write(m.seed_id, { state: to, alpha: ALPHA_ON_ENTRY[to], epochsInState: 0, ...(to === "DORMANT" ? { blueprint: -1 } : {}) });
           applied++;
           options.onApplied?.(m);
         } else if (m.message_type === "BlueprintEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds && m.success && m.operation === "updated") {
-          const strategy = m.details.grafting_strategy;
-          const known = typeof strategy === "string" && (GRAFTING_STRATEGIES as readonly string[]).includes(strategy);
-          table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(known ? { strategy: strategy as (typeof GRAFTING_STRATEGIES)[number] } : {}) });
+          const request = options.validateBlueprint ? validationOf(spec.id, m) : undefined;
+          if (request !== undefined) return { event: m, request };
+          const strategy = strategyOf(m);
+          table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(strategy ? { strategy } : {}) });
           applied++;
           options.onApplied?.(m);
         }
+        return undefined;
       };
+
+      /**
+       * The data plane swaps, validates, maybe rolls back (writing the table itself); the verdict goes on the event
+       * stream, and a rollback to the owner as a command, so its store and every other replica follow.
+       */
+      const validateUpdate = (update: { readonly event: BlueprintEvent; readonly request: BlueprintValidationRequest }) =>
+        Effect.gen(function* () {
+          const { event, request } = update;
+          const verdict = yield* Effect.tryPromise(() => options.validateBlueprint!(request)).pipe(
+            Effect.catch((error) => {
+              // Not validated (e.g. a blueprint this replica's layer holds no bank for): followed as any replica would.
+              const strategy = strategyOf(event);
+              table.write(request.seedId, { blueprint: indexOf(request.blueprintId), ...(strategy ? { strategy } : {}) });
+              const cause = error.cause instanceof Error ? error.cause.message : String(error.cause);
+              return Effect.succeed<BlueprintVerdict>({ operation: "validated", success: false, metrics_delta: {}, details: { error: `validation failed: ${cause}` } });
+            }),
+          );
+          applied++;
+          validations++;
+          options.onApplied?.(event);
+          const now = clock.currentTimeMillisUnsafe();
+          const said = blueprintEvent({
+            source,
+            timestamp: now / 1000,
+            correlation_id: event.correlation_id ?? request.commandId,
+            layer_id: spec.id,
+            seed_id: request.seedId,
+            blueprint_id: request.blueprintId,
+            operation: verdict.operation,
+            previous_blueprint_id: request.previousBlueprintId,
+            metrics_delta: verdict.metrics_delta,
+            success: verdict.success,
+            details: { ...verdict.details, command_id: request.commandId },
+          });
+          yield* send(keys.events, said);
+          if (verdict.operation === "rolled_back" && request.previousBlueprintId !== null) {
+            yield* send(
+              names.control(spec.id),
+              blueprintUpdateCommand({
+                source,
+                timestamp: now / 1000,
+                correlation_id: request.commandId,
+                layer_id: spec.id,
+                seed_id: request.seedId,
+                blueprint_id: request.previousBlueprintId,
+                grafting_strategy: table.row(request.seedId).strategy,
+                rollback_on_failure: false,
+                metadata: { rolls_back: request.commandId, triggered_by: "system" },
+              }),
+            );
+          }
+        });
 
       yield* rebuild("started");
       const follow = Effect.gen(function* () {
@@ -144,8 +256,10 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           const from = offset;
           const entries = yield* bus.readAfter(keys.events, from, options.readCount ?? FOLLOW_DEFAULTS.readCount, options.blockMs ?? FOLLOW_DEFAULTS.blockMs);
           for (const entry of entries) {
-            apply(entry.fields);
+            const update = apply(entry.fields);
+            // Past it before validating: an update is validated once, whatever happens to the writes that follow.
             offset = entry.id;
+            if (update !== undefined) yield* validateUpdate(update);
           }
           added += entries.length;
           // Entries trimmed before they were read are lost to this follower: the store knows what they did.
@@ -157,7 +271,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         Effect.forever,
       );
       yield* Effect.forkScoped(follow);
-      followers.push({ layerId: spec.id, offset: () => offset, applied: () => applied, rebuilds: () => rebuilds });
+      followers.push({ layerId: spec.id, offset: () => offset, applied: () => applied, rebuilds: () => rebuilds, validations: () => validations });
     }
 
     const byId = new Map(specs.map((s) => [s.id, s] as const));
@@ -166,7 +280,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       if (spec === undefined) return Promise.reject(new RangeError(`this trainer follows no layer ${layerId}`));
       const stream = names.telemetry(layerId);
       const message = trainerReport({
-        source: options.source ?? FOLLOW_DEFAULTS.source,
+        source,
         layerId,
         totalSeeds: spec.seeds,
         activeSeeds: spec.table?.activeCount() ?? 0,
@@ -187,6 +301,36 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       reportMetrics: (layerId, bySeed, summary = {}) => report(layerId, metricsSummary(summary), { ...bySeed }),
     };
   });
+
+const strategyOf = (m: BlueprintEvent): GraftingStrategy | undefined => {
+  const strategy = m.details.grafting_strategy;
+  return typeof strategy === "string" && (GRAFTING_STRATEGIES as readonly string[]).includes(strategy) ? (strategy as GraftingStrategy) : undefined;
+};
+
+/**
+ * The validation an owner's `updated` event asks for (docs/protocol.md "Blueprint validation"), or undefined: none asked
+ * (no validation_metrics), or the update puts a blueprint back after a rollback (its data plane already holds it).
+ */
+export const validationOf = (layerId: string, m: BlueprintEvent): BlueprintValidationRequest | undefined => {
+  const d = m.details;
+  if (typeof d.rolls_back === "string") return undefined;
+  const thresholds: Record<string, number> = {};
+  if (d.validation_metrics !== null && typeof d.validation_metrics === "object") {
+    for (const [key, value] of Object.entries(d.validation_metrics as Record<string, unknown>)) if (typeof value === "number" && Number.isFinite(value)) thresholds[key] = value;
+  }
+  if (Object.keys(thresholds).length === 0) return undefined;
+  const strategy = strategyOf(m);
+  return {
+    layerId,
+    seedId: m.seed_id,
+    blueprintId: m.blueprint_id,
+    previousBlueprintId: m.previous_blueprint_id,
+    ...(strategy ? { strategy } : {}),
+    validationMetrics: thresholds,
+    rollbackOnFailure: d.rollback_on_failure !== false,
+    commandId: typeof d.command_id === "string" ? d.command_id : (m.correlation_id ?? m.message_id),
+  };
+};
 
 /** Layers followed from Promise code; `close()` stops following. */
 export interface RunningFollowers extends LayerFollowers, Closeable {}

@@ -339,12 +339,17 @@ describe("terminal_state: a terminal seed accepts nothing", () => {
     expect(answers).toEqual([{ type: "blueprint.answer", seedId: 0, commandId: "c-late", ok: false, code: "terminal_state", error: expect.stringMatching(/CULLED, a terminal state/) }]);
   });
 
-  test("a live seed answers a blueprint it took", () => {
+  test("a live seed answers a blueprint it took, naming the one it replaced", () => {
     const seed = spawnSeed();
     const answers: BlueprintAnswer[] = [];
     seed.actor.on("blueprint.answer", (a) => answers.push(a));
     seed.actor.send({ type: "blueprint", blueprintId: "bp", commandId: "c-1" });
-    expect(answers).toEqual([{ type: "blueprint.answer", seedId: 0, commandId: "c-1", ok: true }]);
+    seed.actor.send({ type: "blueprint", blueprintId: "bp2", commandId: "c-2" });
+    expect(answers).toEqual([
+      { type: "blueprint.answer", seedId: 0, commandId: "c-1", ok: true, previousBlueprintId: null },
+      { type: "blueprint.answer", seedId: 0, commandId: "c-2", ok: true, previousBlueprintId: "bp" },
+    ]);
+    expect(seed.context().blueprintId).toBe("bp2");
   });
 
   test("a reason is recorded up to MAX_REASON_LENGTH characters, in the history and the outcome", () => {
