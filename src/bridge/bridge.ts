@@ -8,7 +8,10 @@
  *
  * and this file is the thin shell around them: it reads, commits the plan (commit-loop.ts),
  * and puts the layer back when a commit does not land. `P.telemetry.layer.{L}` (group
- * `kasmina`) brings the trainer's epoch ticks and guard metrics (intake.ts).
+ * `kasmina`) brings the trainer's epoch ticks and guard metrics (intake.ts). Under the reference
+ * topology (options.topology) the streams have the reference's names, answers and events are
+ * also copied where reference readers wait for them (protocol/reference.ts), and telemetry also
+ * comes from `P.telemetry.batch` (group `kasmina.{L}`, shared by every layer).
  *
  * What it guarantees (docs/protocol.md "Consumer groups and delivery"):
  * - Exactly one answer per command and each command's effects once: answers, snapshots, events
@@ -33,6 +36,7 @@ import { initialSeed, type PersistedSeed } from "../../machines/seed.ts";
 import { decodeEntry, encodeEntry, encodeEntryInProcess, maxEntryBytes } from "../protocol/entry.ts";
 import { newMessageId } from "../protocol/message-id.ts";
 import type { Command, CommandResult, Message } from "../protocol/messages.ts";
+import { referenceCopies } from "../protocol/reference.ts";
 import { GROUPS, streams } from "../protocol/streams.ts";
 import { resultFor, seedIdOf } from "../runtime/answer.ts";
 import { boundedMessage } from "../runtime/bounded-message.ts";
@@ -112,8 +116,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const clock = yield* Clock.Clock;
     const now = () => clock.currentTimeMillisUnsafe();
     const layerId = host.layerId;
-    const keys: LayerKeys = layerKeys(streams(o.namespace), layerId);
-    const groupOf = (stream: string) => (stream === keys.all ? keys.allGroup : GROUPS.kasmina);
+    const names = streams(o.namespace, o.topology);
+    const keys: LayerKeys = layerKeys(names, layerId);
+    // Shared streams (P.control.all, the reference's P.telemetry.batch) are read in a group per layer.
+    const groupOf = (stream: string) => (stream === keys.all || stream === keys.telemetryShared ? keys.allGroup : GROUPS.kasmina);
     const stats = { entries: 0, applied: 0, duplicates: 0, deadLettered: 0, commits: 0, stopsAhead: 0, telemetry: 0, telemetryRejected: 0, waits: 0 };
     const limit = maxEntryBytes(o.maxBytes);
     const decodeOptions = { maxBytes: o.maxBytes, hmacKey: o.hmacKey, maxSignedAgeMs: o.maxSignedAgeMs };
@@ -132,6 +138,16 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const encode = bus.inProcess
       ? (message: Message) => encodeEntryInProcess(deepFreeze(message), inProcessOptions)
       : (message: Message) => boundedMessage(message, o.maxBytes, (m) => encodeEntry(m, encodeOptions));
+    // The reference topology: answers and events copied where reference readers wait for them, written as the reference writes.
+    const copies =
+      names.reference === undefined
+        ? undefined
+        : (message: Message, commandType: string | undefined) =>
+            referenceCopies(names, layerId, message, commandType).map((copy) => ({
+              stream: copy.stream,
+              fields: encodeEntry(copy.message, { stream: copy.stream, codec: "reference", ...(o.hmacKey !== undefined ? { hmacKey: o.hmacKey } : {}) }),
+            }));
+    const planBase = { keys, groupOf, encode, ...(copies !== undefined ? { copies } : {}), maxLen: o.maxLen, dedupeWindow: o.dedupeWindow };
 
     /** The layer back to what the store holds, for the seeds a batch changed. */
     const rollback = (changed: Iterable<number>) => {
@@ -199,7 +215,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
             out.push(a);
             continue;
           }
-          const depKeys = dependency.layerId === layerId ? keys : layerKeys(streams(o.namespace), dependency.layerId);
+          const depKeys = dependency.layerId === layerId ? keys : layerKeys(names, dependency.layerId);
           const deadline = a.command.timestamp * 1000 + a.command.timeout_ms;
           for (;;) {
             const [current, old] = yield* Effect.zip(bus.hmget(depKeys.results, [dependency.id]), bus.hmget(depKeys.resultsOld, [dependency.id])).pipe(
@@ -264,7 +280,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
         for (let answered = true; ; ) {
           const settlement: Settlement = { settled: admissions.map((a) => letterOf(a, answered)), changed: new Set(), record: undefined };
           const m = nextMarker();
-          const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots: new Map(), marker: m, now: at });
+          const ops = planCommit(settlement, { ...planBase, generation: stored.generation, snapshots: new Map(), marker: m, now: at });
           const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`dead-lettering ${admissions.length} entries`), interruptible);
           if (landing.landed) {
             stored.lastCommit = m.token;
@@ -307,7 +323,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   const settlement = settle(admissions, host, { now: at });
                   const m = nextMarker();
                   const snapshots = new Map([...settlement.changed].map((seedId) => [seedId, host.seed(seedId)] as const));
-                  const ops = planCommit(settlement, { keys, groupOf, encode, maxLen: o.maxLen, dedupeWindow: o.dedupeWindow, generation: stored.generation, snapshots, marker: m, now: at });
+                  const ops = planCommit(settlement, { ...planBase, generation: stored.generation, snapshots, marker: m, now: at });
                   const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`batch of ${reads.length} entries`), interruptible).pipe(
                     Effect.onInterrupt(() => Effect.sync(() => rollback(settlement.changed))),
                   );
@@ -381,7 +397,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     const telemetryOptions = { maxBytes: o.maxBytes, ...(o.hmacKey ? { hmacKey: o.hmacKey, requireSig: false } : {}) };
     // Its scratch space is kept from entry to entry.
     const scanner = new TelemetryScanner();
-    const handleTelemetry = (entries: readonly Entry[]): Effect.Effect<void> =>
+    const handleTelemetry = (stream: string, entries: readonly Entry[]): Effect.Effect<void> =>
       entries.length === 0
         ? Effect.void
         : Semaphore.withPermit(
@@ -390,7 +406,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
               Effect.gen(function* () {
                 const contents: TelemetryContent[] = [];
                 for (const entry of entries) {
-                  const decoded = entry.oversize !== undefined ? undefined : decodeTelemetryEntry(keys.telemetry, entry.fields, telemetryOptions, scanner);
+                  const decoded = entry.oversize !== undefined ? undefined : decodeTelemetryEntry(stream, entry.fields, telemetryOptions, scanner);
                   if (decoded?._tag === "Success") contents.push(decoded.success);
                   else stats.telemetryRejected++;
                 }
@@ -405,7 +421,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                 if (changed.size > 0) ops.push({ op: "hset", key: keys.state, values: new Map([...changed].map((id) => [String(id), deferredValue(host.seed(id))] as const)) });
                 ops.push(
                   { op: "hset", key: keys.meta, values: { [tokenField]: m.token, ...(record !== undefined ? { [RECORD_FIELD]: recordValue(record) } : {}) } },
-                  { op: "ack", stream: keys.telemetry, group: GROUPS.kasmina, ids: entries.map((e) => e.id) },
+                  { op: "ack", stream, group: groupOf(stream), ids: entries.map((e) => e.id) },
                 );
                 const landing = yield* commitUntilLanded(bus, ops, landed(m), policy(`telemetry of ${entries.length} entries`), interruptible).pipe(
                   Effect.onInterrupt(() => Effect.sync(() => rollback(changed))),
@@ -418,13 +434,13 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   // Telemetry may be dropped (docs/protocol.md): counted, logged, and acked so the stream moves on.
                   stats.telemetryRejected += entries.length;
                   yield* Effect.logWarning(`layer ${layerId}: dropping ${entries.length} telemetry entries that could not be committed: ${landing.error.message}`);
-                  yield* Effect.ignore(bus.ack(keys.telemetry, GROUPS.kasmina, entries.map((e) => e.id)));
+                  yield* Effect.ignore(bus.ack(stream, groupOf(stream), entries.map((e) => e.id)));
                 } else {
                   stored.lastCommit = m.token;
                   remember(changed, record);
                   stats.telemetry += entries.length;
                 }
-                yield* marks.mark(keys.telemetry, entries[entries.length - 1]!.id);
+                yield* marks.mark(stream, entries[entries.length - 1]!.id);
               }),
             ),
           );
@@ -450,8 +466,9 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");
     // A layer joins P.control.all and its telemetry from now on: what came before it existed is not its business.
     yield* bus.ensureGroup(keys.all, keys.allGroup, "$");
-    yield* bus.ensureGroup(keys.telemetry, GROUPS.kasmina, "$");
-    for (const stream of [keys.control, keys.all, keys.telemetry]) yield* bus.takeOver(stream, groupOf(stream), o.consumer);
+    const telemetryStreams = keys.telemetryShared === undefined ? [keys.telemetry] : [keys.telemetry, keys.telemetryShared];
+    for (const stream of telemetryStreams) yield* bus.ensureGroup(stream, groupOf(stream), "$");
+    for (const stream of [keys.control, keys.all, ...telemetryStreams]) yield* bus.takeOver(stream, groupOf(stream), o.consumer);
 
     // Stops for every layer sent while the layer was down come first, then stops queued in its own backlog.
     yield* Effect.scoped(
@@ -481,10 +498,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
           }),
         );
       });
-    const telemetryLoop = Effect.gen(function* () {
-      const reader = yield* openReader(keys.telemetry, o.blockMs);
-      yield* Effect.forever(Effect.flatMap(readFrom(reader, keys.telemetry, "$"), handleTelemetry));
-    });
+    const telemetryLoop = (stream: string) =>
+      Effect.gen(function* () {
+        const reader = yield* openReader(stream, o.blockMs);
+        yield* Effect.forever(Effect.flatMap(readFrom(reader, stream, "$"), (entries) => handleTelemetry(stream, entries)));
+      });
 
     // Control streams are trimmed of what every group is done with; the marker is checked on the way.
     const houseKeeping = Effect.gen(function* () {
@@ -494,7 +512,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
 
     yield* Effect.forkScoped(controlLoop(keys.control, "0"));
     yield* Effect.forkScoped(controlLoop(keys.all, "$"));
-    yield* Effect.forkScoped(telemetryLoop);
+    for (const stream of telemetryStreams) yield* Effect.forkScoped(telemetryLoop(stream));
     yield* Effect.forkScoped(Effect.repeat(houseKeeping, Schedule.spaced(Math.max(10, o.houseKeepingMs))));
 
     return { layerId, host, stats: () => ({ ...stats }), settled: (stream, id) => marks.wait(stream, id), failed: Deferred.await(lost), fenced: Deferred.await(fenced), generation: stored.generation };

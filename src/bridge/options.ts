@@ -1,16 +1,28 @@
 import type { Codec } from "../protocol/codec.ts";
 import type { HmacKey } from "../protocol/entry.ts";
+import { topologyFromEnv, type Topology } from "../protocol/streams.ts";
 
 /** Everything a layer's bridge can be told. Every default is written once, in BRIDGE_DEFAULTS. */
 export interface BridgeOptions {
   /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
   /**
+   * The names of the layer's streams (docs/protocol.md "Reference topology"). `reference`: the
+   * reference implementation's (`P.control.layer.L` ...), every answer also acknowledged on
+   * `P.control.ack.layer.L` and every event copied to its type's stream, and telemetry also taken
+   * from `P.telemetry.batch`. Default: ESPER_TOPOLOGY, else "esper".
+   */
+  readonly topology?: Topology;
+  /**
    * This worker's consumer name in the groups. Default `${hostname}-${pid}`. Whatever the name,
    * a worker takes over what its group holds pending when it starts and applies it first.
    */
   readonly consumer?: string;
-  /** Codec for what the bridge writes (events, results). Default "msgpack". */
+  /**
+   * Codec for what the bridge writes to its event stream (events, results). Default "msgpack";
+   * under the reference topology "reference" (plain JSON, as the reference writes). The copies for
+   * reference readers are always written as the reference writes them.
+   */
   readonly codec?: Codec;
   /** The deployment's HMAC key: control entries must then carry a valid, fresh `sig`, and what the bridge writes is signed. */
   readonly hmacKey?: HmacKey;
@@ -82,7 +94,7 @@ export interface BridgeOptions {
 export type Ordering = "partition" | "causal";
 export const ORDERINGS: readonly Ordering[] = ["partition", "causal"];
 
-/** The default of every BridgeOptions field that has a fixed one (`namespace`, `consumer` and `hmacKey` do not). */
+/** The default of every BridgeOptions field that has a fixed one (`namespace`, `topology`, `consumer` and `hmacKey` do not; `codec` is "reference" under the reference topology). */
 export const BRIDGE_DEFAULTS = {
   codec: "msgpack" as Codec,
   maxSignedAgeMs: 60_000,
@@ -105,6 +117,7 @@ export const BRIDGE_DEFAULTS = {
 
 export type ResolvedBridgeOptions = typeof BRIDGE_DEFAULTS & {
   readonly namespace: string | undefined;
+  readonly topology: Topology;
   readonly consumer: string;
   readonly hmacKey: HmacKey | undefined;
   readonly fence: string | undefined;
@@ -113,5 +126,7 @@ export type ResolvedBridgeOptions = typeof BRIDGE_DEFAULTS & {
 
 export const resolveBridgeOptions = (options: BridgeOptions, defaultConsumer: string): ResolvedBridgeOptions => {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as BridgeOptions;
-  return { ...BRIDGE_DEFAULTS, ...given, namespace: options.namespace, consumer: options.consumer ?? defaultConsumer, hmacKey: options.hmacKey, fence: options.fence, generation: options.generation } as ResolvedBridgeOptions;
+  const topology = options.topology ?? topologyFromEnv();
+  const codec: Codec = options.codec ?? (topology === "reference" ? "reference" : BRIDGE_DEFAULTS.codec);
+  return { ...BRIDGE_DEFAULTS, ...given, namespace: options.namespace, topology, codec, consumer: options.consumer ?? defaultConsumer, hmacKey: options.hmacKey, fence: options.fence, generation: options.generation } as ResolvedBridgeOptions;
 };

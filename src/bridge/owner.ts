@@ -50,7 +50,7 @@ export interface LayerOwner {
 export const runLayerOwner = (bus: Bus, layerId: string, makeHost: () => LayerHost, options: LayerOwnerOptions = {}): Effect.Effect<LayerOwner, never, Scope.Scope> =>
   Effect.gen(function* () {
     const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
-    const keys = layerKeys(streams(options.namespace), layerId);
+    const keys = layerKeys(streams(options.namespace, options.topology), layerId);
     const failed = yield* Deferred.make<never, LayerDataLost | BridgeRestoreError>();
     // The generation served before, if any: a store without it lost its data while this process owned the layer.
     let served: string | undefined;

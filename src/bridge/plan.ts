@@ -6,14 +6,15 @@
  *    Redis lost its latest writes), and none of the batch's first-time message ids has an
  *    answer stored (else another delivery answered it meanwhile: the batch is settled again);
  * 2. per entry, in the order settled: dead letters (copied where they lie, with their answer when
- *    attributable), events then the result on the layer's event stream;
+ *    attributable), events then the result on the layer's event stream, each followed by its
+ *    copies for reference readers (the reference topology: `copies`);
  * 3. the changed seeds' snapshots, the first-time answers (the dedupe table, rotated when full),
  *    the layer's record when it changed, the commit's token (see bridge.ts `landed`);
  * 4. the acks (an entry found ahead of its group is deleted instead: it was never delivered).
  */
 import { LEASE_OWNER_FIELD, type CommitOp, type EntryFields, type HashValue } from "../bus/bus.ts";
 import type { PersistedSeed } from "../../machines/seed.ts";
-import type { CommandResult, Message } from "../protocol/messages.ts";
+import { isMessageType, type CommandResult, type Message } from "../protocol/messages.ts";
 import type { LayerRecord } from "../runtime/layer-host.ts";
 import type { Settlement } from "./settle.ts";
 import { deferredValue, GENERATION_FIELD, RECORD_FIELD, recordValue, type LayerKeys } from "./store.ts";
@@ -24,6 +25,12 @@ export interface PlanContext {
   readonly groupOf: (stream: string) => string;
   /** How a message becomes an entry of the event stream. */
   readonly encode: (message: Message) => EntryFields;
+  /**
+   * The further entries a message written to the event stream is copied to (the reference
+   * topology's acknowledgements and per-type event streams), given the type of the command a
+   * result answers; absent: none.
+   */
+  readonly copies?: (message: Message, commandType: string | undefined) => readonly { readonly stream: string; readonly fields: EntryFields }[];
   readonly maxLen: number;
   readonly dedupeWindow: number;
   /** The generation this bridge restored; the commit is refused if the store's is not it. */
@@ -76,7 +83,12 @@ export const planCommit = (settlement: Settlement, context: PlanContext): Commit
     if (list === undefined) into.set(stream, [id]);
     else list.push(id);
   };
-  const publish = (message: Message) => ops.push({ op: "xadd", stream: keys.events, fields: context.encode(message), maxLen: context.maxLen });
+  const publish = (message: Message, commandType?: string) => {
+    ops.push({ op: "xadd", stream: keys.events, fields: context.encode(message), maxLen: context.maxLen });
+    if (context.copies !== undefined) for (const copy of context.copies(message, commandType)) ops.push({ op: "xadd", stream: copy.stream, fields: copy.fields, maxLen: context.maxLen });
+  };
+  /** The type of the command an answer answers, when its entry names a message type esper knows. */
+  const typeOf = (fields: EntryFields): string | undefined => (isMessageType(fields.type) ? fields.type : undefined);
 
   for (const s of settlement.settled) {
     const { stream, entry } = s.read;
@@ -93,7 +105,7 @@ export const planCommit = (settlement: Settlement, context: PlanContext): Commit
         failedAt: context.now,
         maxLen: context.maxLen,
       });
-      if (s.answer !== undefined) publish(s.answer);
+      if (s.answer !== undefined) publish(s.answer, typeOf(entry.fields));
       // The letter acks it; one found ahead was never delivered, so it is removed as well.
       if (s.read.ahead === true) done(stream, entry.id, true);
       continue;
@@ -101,7 +113,7 @@ export const planCommit = (settlement: Settlement, context: PlanContext): Commit
     if (s.kind === "answer") {
       for (const t of s.transitions) publish(t);
       if (s.blueprints) for (const b of s.blueprints) publish(b);
-      publish(s.result);
+      publish(s.result, typeOf(entry.fields));
       if (s.first) answers.set(s.result.correlation_id, deferredValue(s.result as CommandResult));
     }
     done(stream, entry.id, s.read.ahead === true);

@@ -26,6 +26,8 @@ export interface LayerKeys {
   /** The group each layer reads P.control.all in, so every layer sees every entry once. */
   readonly allGroup: string;
   readonly telemetry: string;
+  /** The telemetry stream every layer reads (the reference topology's `P.telemetry.batch`), in group `allGroup`; absent under esper's. */
+  readonly telemetryShared?: string;
   readonly events: string;
   readonly state: string;
   readonly results: string;
@@ -43,6 +45,7 @@ export const layerKeys = (names: Streams, layerId: string): LayerKeys => ({
   all: names.controlAll,
   allGroup: `${GROUPS.kasmina}.${layerId}`,
   telemetry: names.telemetry(layerId),
+  ...(names.reference !== undefined ? { telemetryShared: names.reference.telemetryBatch } : {}),
   events: names.events(layerId),
   state: names.state(layerId),
   results: names.results(layerId),

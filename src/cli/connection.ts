@@ -8,7 +8,7 @@ import { BusError } from "../bus/bus.ts";
 import { makeRedisBus, type RedisBus } from "../bus/redis-bus.ts";
 import { REDIS_BUS_DEFAULTS } from "../bus/redis-options.ts";
 import { isCodec } from "../protocol/codec.ts";
-import { namespaceFromEnv } from "../protocol/streams.ts";
+import { isTopology, namespaceFromEnv, topologyFromEnv, TOPOLOGIES } from "../protocol/streams.ts";
 import { LayerDataLost } from "../bridge/restore.ts";
 import { UsageError, type ConnectionFlags, type Connection } from "./flags.ts";
 
@@ -32,7 +32,17 @@ export const checkRedisUrl = (url: string, flag = "--redis"): string => {
 export const connectionFrom = (values: ConnectionFlags): Connection => {
   const url = checkRedisUrl(values.redis ?? process.env.REDIS_URL ?? "redis://127.0.0.1:6379", values.redis === undefined ? "REDIS_URL" : "--redis");
   const namespace = values.namespace ?? namespaceFromEnv();
-  const codec = values.codec ?? "msgpack";
+  if (values.topology !== undefined && !isTopology(values.topology)) throw new UsageError(`--topology ${values.topology}: use ${TOPOLOGIES.join(" or ")}`);
+  let topology = values.topology;
+  try {
+    topology ??= topologyFromEnv();
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+  // The flag is this process's ESPER_TOPOLOGY: whatever it runs that is not told a topology uses it too.
+  process.env.ESPER_TOPOLOGY = topology;
+  // Reference readers read plain JSON: under the reference topology that is the default.
+  const codec = values.codec ?? (topology === "reference" ? "reference" : "msgpack");
   if (!isCodec(codec)) throw new UsageError(`--codec ${codec}: use msgpack or json`);
   const keyFile = values.hmacKeyFile;
   let hmacKey: string | undefined;
@@ -42,7 +52,7 @@ export const connectionFrom = (values: ConnectionFlags): Connection => {
     throw new UsageError(`--hmac-key-file ${keyFile}: cannot read it (${(error as NodeJS.ErrnoException).code ?? String(error)})`);
   }
   if (hmacKey !== undefined && hmacKey.length < 16) throw new UsageError(`--hmac-key-file ${keyFile}: the key must be at least 16 characters`);
-  return { url, namespace, codec, ...(hmacKey !== undefined ? { hmacKey } : {}) };
+  return { url, namespace, topology, codec, ...(hmacKey !== undefined ? { hmacKey } : {}) };
 };
 
 /**

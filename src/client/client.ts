@@ -81,7 +81,7 @@ const layerOf = (command: Command): string | null => (command.message_type === "
 export const makeClient = (bus: Bus, options: ClientOptions = {}): Effect.Effect<EsperClient, never, Scope.Scope> =>
   Effect.gen(function* () {
     const o = { ...CLIENT_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as typeof CLIENT_DEFAULTS & ClientOptions;
-    const names = streamNames(options.namespace);
+    const names = streamNames(options.namespace, options.topology);
     const run = runnerOf(yield* Effect.context<never>());
     const waiters = new Map<string, Waiter>();
     let closed = false;

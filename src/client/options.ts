@@ -1,10 +1,13 @@
 import type { Codec } from "../protocol/codec.ts";
 import type { HmacKey } from "../protocol/entry.ts";
+import type { Topology } from "../protocol/streams.ts";
 
 /** Everything a client can be told. Every default is written once, in CLIENT_DEFAULTS. */
 export interface ClientOptions {
   /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
+  /** The names of the layers' streams (BridgeOptions.topology): use the topology the layers are served in. Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** Codec of what the client writes. Default "msgpack"; "json" talks to reference readers. */
   readonly codec?: Codec;
   /**

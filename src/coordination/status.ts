@@ -7,7 +7,7 @@
 import { Effect } from "effect";
 import type { Bus, BusError } from "../bus/bus.ts";
 import { decodeEntry } from "../protocol/entry.ts";
-import { GROUPS, streams } from "../protocol/streams.ts";
+import { GROUPS, streams, type Topology } from "../protocol/streams.ts";
 import { layerKeys } from "../bridge/store.ts";
 
 export interface ServiceView {
@@ -45,6 +45,8 @@ export interface ClusterStatus {
 
 export interface StatusOptions {
   readonly namespace?: string;
+  /** The names of the layers' streams (their backlogs are read there). Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** Layers to report; default: those the announced services host. */
   readonly layers?: readonly string[];
   /** How far back `P.coordination` is read. Default 60,000 ms (announcements repeat every 30 s). */
@@ -59,7 +61,7 @@ const text = (bytes: Uint8Array | undefined): string | null => (bytes === undefi
 
 export const readStatus = (bus: Bus, options: StatusOptions): Effect.Effect<ClusterStatus, BusError> =>
   Effect.gen(function* () {
-    const names = streams(options.namespace);
+    const names = streams(options.namespace, options.topology);
     const since = Math.max(0, options.now - (options.windowMs ?? 60_000));
     const entries = yield* bus.range(names.coordination, `${since}-0`, "+", 100_000);
     const services = new Map<string, { type: string; capabilities: string[]; heartbeatMs: number; beat?: { at: number; status: string; uptime: number; metrics: Record<string, number> } }>();

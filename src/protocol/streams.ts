@@ -4,6 +4,16 @@ import { LAYER_ID_PATTERN } from "./fields.ts";
  * Redis key names (docs/protocol.md "Names"), built here and nowhere else. Every key of one layer
  * carries the hash tag `{L}`, so one layer lives in one Redis Cluster slot and its MULTI/EXEC
  * (snapshot + event + result + ack) stays on one node.
+ *
+ * The topology says which names the streams other programs read and write have. `esper` (the
+ * default) is the above. `reference` gives a layer's control, event and telemetry streams the
+ * names the reference implementation's Python clients use (`P.control.layer.L`, no hash tag),
+ * and adds the streams only they read: the acknowledgement stream `P.control.ack.layer.L`, one
+ * event stream per event type (`P.event.statetransitionevent.layer.L`) and the telemetry
+ * publisher's `P.telemetry.batch`, shared by every layer. Keys no reference program touches
+ * (state, results, meta, lease, fence, claim, dead letters, coordination) keep their names, so a
+ * layer's store, lease and dead letters are the same whichever topology serves it
+ * (docs/protocol.md "Reference topology").
  */
 
 /** The namespace `P` of every key when none is configured (ESPER_NAMESPACE, `--namespace`). */
@@ -22,6 +32,23 @@ export const namespaceFromEnv = (env: Readonly<Record<string, string | undefined
   return ns;
 };
 
+/** Which names a layer's streams have: esper's own (hash-tagged) or the reference implementation's. */
+export const TOPOLOGIES = ["esper", "reference"] as const;
+/** `esper` (default): `P.control.layer.{L}` ...; `reference`: the reference's names, `P.control.layer.L` ... (see `streams`). */
+export type Topology = (typeof TOPOLOGIES)[number];
+/** The topology when none is configured (ESPER_TOPOLOGY, `--topology`). */
+export const DEFAULT_TOPOLOGY: Topology = "esper";
+
+export const isTopology = (u: unknown): u is Topology => typeof u === "string" && (TOPOLOGIES as readonly string[]).includes(u);
+
+/** `ESPER_TOPOLOGY` when set (and not empty), else the default. Throws on an unknown one: a startup error. */
+export const topologyFromEnv = (env: Readonly<Record<string, string | undefined>> = process.env): Topology => {
+  const t = env.ESPER_TOPOLOGY;
+  if (t === undefined || t === "") return DEFAULT_TOPOLOGY;
+  if (!isTopology(t)) throw new RangeError(`ESPER_TOPOLOGY=${JSON.stringify(t)} is invalid: use ${TOPOLOGIES.join(" or ")}`);
+  return t;
+};
+
 /** Consumer groups: layer owners read control (and a trainer's telemetry) as kasmina; controllers read as tamiyo. */
 export const GROUPS = { kasmina: "kasmina", tamiyo: "tamiyo" } as const;
 export type Group = (typeof GROUPS)[keyof typeof GROUPS];
@@ -30,9 +57,22 @@ export type Group = (typeof GROUPS)[keyof typeof GROUPS];
 export const LAYER_KEY_KINDS = ["control", "event", "telemetry", "dlq", "state", "results", "results_old"] as const;
 export type LayerKeyKind = (typeof LAYER_KEY_KINDS)[number];
 
+/** The streams only reference programs read or write (`Streams.reference`, under the reference topology). */
+export interface ReferenceStreams {
+  /** Stream: the acknowledgement of each command to layer L, `P.control.ack.layer.L` (a CommandResult, the command's id in `metadata.correlation_id`). */
+  readonly ack: (layer: string) => string;
+  /** Stream: layer L's events of one type, `P.event.{type in lower case}.layer.L`, e.g. `P.event.statetransitionevent.layer.L`. */
+  readonly eventsOf: (messageType: string, layer: string) => string;
+  /** Stream: the telemetry batches of every layer, `P.telemetry.batch`. */
+  readonly telemetryBatch: string;
+}
+
 /** The Redis key names of one namespace `P`, as `streams()` builds them. */
 export interface Streams {
   readonly namespace: string;
+  readonly topology: Topology;
+  /** The streams only reference programs use; undefined under the esper topology. */
+  readonly reference: ReferenceStreams | undefined;
   /** Stream: commands for layer L. */
   readonly control: (layer: string) => string;
   /** Stream: commands for every layer (emergency stop without layer_id). */
@@ -63,13 +103,16 @@ export interface Streams {
 }
 
 const KIND_PATTERN = /^[a-z][a-z0-9_]*$/;
+const REFERENCE_KIND_PATTERN = /^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$/;
 
 /**
- * The key names of `namespace` (default: ESPER_NAMESPACE, else "morphogenetic"). Throws RangeError on an invalid namespace,
+ * The key names of `namespace` (default: ESPER_NAMESPACE, else "morphogenetic") in `topology`
+ * (default: ESPER_TOPOLOGY, else "esper"). Throws RangeError on an invalid namespace or topology,
  * and its per-layer functions throw RangeError on an invalid layer id.
  */
-export const streams = (namespace: string = namespaceFromEnv()): Streams => {
+export const streams = (namespace: string = namespaceFromEnv(), topology: Topology = topologyFromEnv()): Streams => {
   if (!isNamespace(namespace)) throw new RangeError(`namespace ${JSON.stringify(namespace)} is invalid: use 1 to 32 of [a-z0-9_-]`);
+  if (!isTopology(topology)) throw new RangeError(`topology ${JSON.stringify(topology)} is invalid: use ${TOPOLOGIES.join(" or ")}`);
   // Names are asked for on every command sent: each is checked and built once, then remembered.
   const known = new Map<string, Map<string, string>>();
   const layerKey = (kind: string, layer: string): string => {
@@ -84,13 +127,34 @@ export const streams = (namespace: string = namespaceFromEnv()): Streams => {
     if (byLayer.size < 10_000) byLayer.set(layer, key);
     return key;
   };
+  // The reference's names: `P.{kind}.layer.L`, with no hash tag; `kind` may be several words.
+  const untagged = new Map<string, string>();
+  const referenceKey = (kind: string, layer: string): string => {
+    const id = `${kind}\n${layer}`;
+    const cached = untagged.get(id);
+    if (cached !== undefined) return cached;
+    if (!isLayerId(layer)) throw new RangeError(`layer id ${JSON.stringify(layer)} is invalid: use 1 to 64 of [A-Za-z0-9_-]`);
+    if (!REFERENCE_KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use lower-case words joined by dots`);
+    const key = `${namespace}.${kind}.layer.${layer}`;
+    if (untagged.size < 10_000) untagged.set(id, key);
+    return key;
+  };
+  const reference = topology === "reference";
   const dlqAll = `${namespace}.dlq.all`;
   return {
     namespace,
-    control: (l) => layerKey("control", l),
+    topology,
+    reference: reference
+      ? {
+          ack: (l) => referenceKey("control.ack", l),
+          eventsOf: (type, l) => referenceKey(`event.${type.toLowerCase()}`, l),
+          telemetryBatch: `${namespace}.telemetry.batch`,
+        }
+      : undefined,
+    control: (l) => (reference ? referenceKey("control", l) : layerKey("control", l)),
     controlAll: `${namespace}.control.all`,
-    events: (l) => layerKey("event", l),
-    telemetry: (l) => layerKey("telemetry", l),
+    events: (l) => (reference ? referenceKey("event", l) : layerKey("event", l)),
+    telemetry: (l) => (reference ? referenceKey("telemetry.aggregated", l) : layerKey("telemetry", l)),
     dlq: (l) => layerKey("dlq", l),
     dlqAll,
     coordination: `${namespace}.coordination`,
@@ -108,28 +172,36 @@ export const streams = (namespace: string = namespaceFromEnv()): Streams => {
 /** The parts of a key built by `streams()`, as parseKey reads them back. */
 export interface ParsedKey {
   readonly namespace: string;
-  /** `control`, `event`, `telemetry`, ... for layer keys; `control`, `dlq` or `coordination` otherwise. */
+  /**
+   * `control`, `event`, `telemetry`, ... for layer keys (the reference topology's several words:
+   * `control.ack`, `event.statetransitionevent`, `telemetry.aggregated`); `control`, `dlq`,
+   * `coordination` or `telemetry` (`P.telemetry.batch`) otherwise.
+   */
   readonly kind: string;
   /** Absent for the keys shared by all layers. */
   readonly layer?: string;
 }
 
 const LAYER_KEY = /^([a-z0-9_-]{1,32})\.([a-z][a-z0-9_]*)\.layer\.\{([A-Za-z0-9_-]{1,64})\}$/;
-const SHARED_KEY = /^([a-z0-9_-]{1,32})\.(?:(control|dlq)\.all|(coordination))$/;
+const REFERENCE_LAYER_KEY = /^([a-z0-9_-]{1,32})\.([a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*)\.layer\.([A-Za-z0-9_-]{1,64})$/;
+const SHARED_KEY = /^([a-z0-9_-]{1,32})\.(?:(control|dlq)\.all|(coordination)|(telemetry)\.batch)$/;
 
-/** Reads a key built by `streams()` back into its parts; undefined for any other string. */
+/** Reads a key built by `streams()` (in either topology) back into its parts; undefined for any other string. */
 export const parseKey = (key: string): ParsedKey | undefined => {
-  const layer = LAYER_KEY.exec(key);
+  const layer = LAYER_KEY.exec(key) ?? REFERENCE_LAYER_KEY.exec(key);
   if (layer !== null) return { namespace: layer[1]!, kind: layer[2]!, layer: layer[3]! };
   const shared = SHARED_KEY.exec(key);
-  if (shared !== null) return { namespace: shared[1]!, kind: shared[2] ?? shared[3]! };
+  if (shared !== null) return { namespace: shared[1]!, kind: shared[2] ?? shared[3] ?? shared[4]! };
   return undefined;
 };
 
 /** The layer id of a per-layer key, e.g. `P.control.layer.{L}` -> `L`. */
 export const layerOf = (key: string): string | undefined => parseKey(key)?.layer;
 
-export const isTelemetryStream = (key: string): boolean => parseKey(key)?.kind === "telemetry";
+export const isTelemetryStream = (key: string): boolean => {
+  const kind = parseKey(key)?.kind;
+  return kind === "telemetry" || kind?.startsWith("telemetry.") === true;
+};
 
-/** `P.control.layer.{L}` or `P.control.all`: where a deployment with a key requires signatures. */
+/** `P.control.layer.{L}` (`P.control.layer.L`) or `P.control.all`: where a deployment with a key requires signatures. */
 export const isControlStream = (key: string): boolean => parseKey(key)?.kind === "control";

@@ -21,7 +21,7 @@ import { commandResult, emergencyStopCommand, lifecycleCommand, resumeCommand } 
 import { metricsSummary, trainerReport } from "./trainer-report.ts";
 import type { Command, CommandResult, EmergencyStopCommand, StateTransitionEvent } from "../protocol/messages.ts";
 import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
-import { streams } from "../protocol/streams.ts";
+import { streams, type Topology } from "../protocol/streams.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
@@ -52,6 +52,11 @@ export interface SystemConfig {
   readonly bus?: Bus;
   /** Key namespace on the bus. Default "morphogenetic" (ESPER_NAMESPACE). */
   readonly namespace?: string;
+  /**
+   * The names of the layers' streams (BridgeOptions.topology): `reference` speaks to the reference
+   * implementation's Python clients on their stream names. Default: ESPER_TOPOLOGY, else "esper".
+   */
+  readonly topology?: Topology;
   /** How each layer orders what it applies (BridgeOptions.ordering). Default partition. */
   readonly ordering?: Ordering;
 }
@@ -178,7 +183,7 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
     );
 
     const bus = config.bus ?? new MemoryBus();
-    const names = streams(config.namespace);
+    const names = streams(config.namespace, config.topology);
     const hosts = new Map<string, LayerHost>();
     const bridges = new Map<string, LayerBridge>();
     /** Each layer's epoch count as this system has reported it. */
@@ -201,14 +206,14 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         (h) => Effect.sync(() => h.stop()),
       );
       hosts.set(spec.id, host);
-      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), ...(config.ordering ? { ordering: config.ordering } : {}) }).pipe(Effect.orDie);
+      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology, ...(config.ordering ? { ordering: config.ordering } : {}) }).pipe(Effect.orDie);
       bridges.set(spec.id, bridge);
       epochs.set(spec.id, host.record.epoch);
       yield* Effect.forkScoped(
         bridge.failed.pipe(Effect.catch((lost) => Effect.sync(() => publish({ type: "layer_failed", layerId: spec.id, error: lost.message })))),
       );
     }
-    const client = yield* makeClient(bus, config.namespace ? { namespace: config.namespace } : {});
+    const client = yield* makeClient(bus, { ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology });
     // Subscribers hear what the event streams carry, as a remote controller would.
     for (const layerId of hosts.keys()) {
       yield* Effect.promise(() =>

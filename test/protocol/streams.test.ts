@@ -1,6 +1,6 @@
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
-import { DEFAULT_NAMESPACE, GROUPS, isControlStream, isTelemetryStream, layerOf, namespaceFromEnv, parseKey, streams } from "../../src/protocol/streams.ts";
+import { DEFAULT_NAMESPACE, DEFAULT_TOPOLOGY, GROUPS, isControlStream, isTelemetryStream, layerOf, namespaceFromEnv, parseKey, streams, topologyFromEnv } from "../../src/protocol/streams.ts";
 
 describe("key names are exactly docs/protocol.md's", () => {
   const s = streams("morphogenetic");
@@ -87,10 +87,59 @@ describe("parsing keys back", () => {
     expect(s.dlqFor(s.coordination)).toBe("p.dlq.all");
   });
 
-  it.each([["foo"], ["p.control.layer.L1"], ["p.control.layer.{L1}.x"], ["P.control.all"], ["p.control.layer.{a b}"]])(
+  it.each([["foo"], ["p.control.layer.L1.seed.3"], ["p.control.layer.{L1}.x"], ["P.control.all"], ["p.control.layer.{a b}"]])(
     "%j is not one of ours",
     (key) => {
       expect(parseKey(key)).toBeUndefined();
     },
   );
+});
+
+describe("the reference topology: the reference implementation's stream names", () => {
+  const s = streams("morphogenetic", "reference");
+  it.each([
+    [s.control("L1"), "morphogenetic.control.layer.L1"],
+    [s.events("L1"), "morphogenetic.event.layer.L1"],
+    [s.telemetry("L1"), "morphogenetic.telemetry.aggregated.layer.L1"],
+    [s.reference!.ack("L1"), "morphogenetic.control.ack.layer.L1"],
+    [s.reference!.eventsOf("StateTransitionEvent", "L1"), "morphogenetic.event.statetransitionevent.layer.L1"],
+    [s.reference!.telemetryBatch, "morphogenetic.telemetry.batch"],
+  ])("%s", (built, expected) => {
+    expect(built).toBe(expected);
+  });
+
+  it("keeps esper's names for the keys no reference program touches, so a layer's store and lease are the same in both topologies", () => {
+    const esper = streams("morphogenetic", "esper");
+    for (const name of ["controlAll", "dlqAll", "coordination"] as const) expect(s[name]).toBe(esper[name]);
+    for (const key of [s.dlq, s.state, s.results, s.resultsOld]) expect(key("L1")).toMatch(/\.layer\.\{L1\}$/);
+    expect(s.layerKey("lease", "L1")).toBe(esper.layerKey("lease", "L1"));
+    expect(esper.reference).toBeUndefined();
+  });
+
+  it("reads its names back: their layer, their dead-letter stream, and which are control or telemetry", () => {
+    expect(parseKey(s.control("L1"))).toEqual({ namespace: "morphogenetic", kind: "control", layer: "L1" });
+    expect(parseKey(s.reference!.ack("L1"))).toEqual({ namespace: "morphogenetic", kind: "control.ack", layer: "L1" });
+    for (const key of [s.control("L1"), s.events("L1"), s.telemetry("L1"), s.reference!.ack("L1"), s.reference!.eventsOf("BlueprintEvent", "L1")]) {
+      expect(layerOf(key)).toBe("L1");
+      expect(s.dlqFor(key)).toBe("morphogenetic.dlq.layer.{L1}");
+    }
+    expect(s.dlqFor(s.reference!.telemetryBatch)).toBe("morphogenetic.dlq.all");
+    expect(isControlStream(s.control("L1"))).toBe(true);
+    expect(isControlStream(s.reference!.ack("L1"))).toBe(false);
+    expect(isTelemetryStream(s.telemetry("L1"))).toBe(true);
+    expect(isTelemetryStream(s.reference!.telemetryBatch)).toBe(true);
+    expect(isTelemetryStream(s.events("L1"))).toBe(false);
+  });
+
+  it("rejects an unknown topology", () => {
+    expect(() => streams("p", "cluster" as "esper")).toThrow(RangeError);
+  });
+
+  it("topologyFromEnv: esper by default, ESPER_TOPOLOGY when set, an unknown one refused", () => {
+    expect(topologyFromEnv({})).toBe(DEFAULT_TOPOLOGY);
+    expect(DEFAULT_TOPOLOGY).toBe("esper");
+    expect(topologyFromEnv({ ESPER_TOPOLOGY: "" })).toBe("esper");
+    expect(topologyFromEnv({ ESPER_TOPOLOGY: "reference" })).toBe("reference");
+    expect(() => topologyFromEnv({ ESPER_TOPOLOGY: "Reference" })).toThrow(/ESPER_TOPOLOGY/);
+  });
 });

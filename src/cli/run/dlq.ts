@@ -11,7 +11,7 @@ export const runDlq = async (action: "list" | "replay", flags: DlqFlags): Promis
   const count = flags.count === undefined ? 100 : Number(flags.count);
   if (!Number.isInteger(count) || count < 1) throw new UsageError(`--count must be a positive integer, got ${flags.count}`);
   const connection = connectionFrom(flags);
-  const names = streams(connection.namespace);
+  const names = streams(connection.namespace, connection.topology);
   const dlq = flags.layer ? names.dlq(flags.layer) : names.dlqAll;
   return runUntilSignal(
     Effect.gen(function* () {

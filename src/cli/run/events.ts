@@ -13,7 +13,7 @@ export const runEvents = async (flags: EventsFlags): Promise<number> => {
   return runUntilSignal(
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
-      const client = yield* makeClient(bus, { namespace: connection.namespace, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) });
+      const client = yield* makeClient(bus, { namespace: connection.namespace, topology: connection.topology, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) });
       const print = (message: unknown, id: string) => console.log(JSON.stringify({ id, ...(message as object) }));
       // An entry nobody can read is said, on stderr, never skipped in silence.
       const unreadable = (error: ProtocolError, entry: Entry) =>

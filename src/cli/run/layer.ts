@@ -10,7 +10,7 @@ import type { ResetFlags } from "../layer.ts";
 export const runReset = async (flags: ResetFlags): Promise<number> => {
   if (!isLayerId(flags.layer)) throw new UsageError(`--layer ${flags.layer}: a layer id is 1 to 64 of [A-Za-z0-9_-]`);
   const connection = connectionFrom(flags);
-  const keys = layerKeys(streams(connection.namespace), flags.layer);
+  const keys = layerKeys(streams(connection.namespace, connection.topology), flags.layer);
   const doomed = [keys.state, keys.meta, keys.results, keys.resultsOld];
   if (!flags.yes) {
     console.log(`would delete ${doomed.join(", ")}; stop the layer's worker first, then run again with --yes`);

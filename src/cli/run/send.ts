@@ -20,7 +20,7 @@ export const runSend = async (flags: SendFlags): Promise<number> => {
   return runUntilSignal(
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
-      const client = yield* makeClient(bus, { namespace: connection.namespace, codec: connection.codec, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) });
+      const client = yield* makeClient(bus, { namespace: connection.namespace, topology: connection.topology, codec: connection.codec, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) });
       const result = yield* Effect.promise(() => client.send(command));
       console.log(JSON.stringify(result, null, 2));
       return result.success ? 0 : 1;

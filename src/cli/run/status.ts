@@ -37,7 +37,7 @@ export const runStatus = async (flags: StatusFlags): Promise<number> => {
   return runUntilSignal(
     Effect.gen(function* () {
       const bus = yield* makeRedisBus({ url: connection.url });
-      const status = yield* readStatus(bus, { namespace: connection.namespace, ...(layers ? { layers } : {}), now: Date.now() });
+      const status = yield* readStatus(bus, { namespace: connection.namespace, topology: connection.topology, ...(layers ? { layers } : {}), now: Date.now() });
       console.log(flags.json ? JSON.stringify(status, null, 2) : render(status));
       // Something to act on: a service that stopped beating, or a layer nobody serves.
       return status.services.some((x) => x.silent) || status.layers.some((l) => l.owner === null) ? 1 : 0;

@@ -56,6 +56,7 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
         owners.push(
           yield* runLayerOwner(bus, layerId, () => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) }), {
             namespace: connection.namespace,
+            topology: connection.topology,
             codec: connection.codec,
             consumer,
             ordering: values.ordering,
@@ -67,7 +68,7 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
               if (!ready && placed.size === layers.length) {
                 ready = true;
                 console.log("ready");
-                say(`hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}; SIGTERM to stop`);
+                say(`hosting ${layers.join(", ")} (${seeds} seeds each) on ${connection.url}, namespace ${connection.namespace}${connection.topology === "reference" ? ", reference topology" : ""}; SIGTERM to stop`);
               }
             },
           }),
