@@ -9,6 +9,7 @@ export interface TamiyoFlags extends ConnectionFlags {
   readonly profile?: string;
   readonly strategy?: string;
   readonly decideEveryMs: string;
+  readonly decideEveryTicks?: string;
   readonly name?: string;
 }
 
@@ -17,7 +18,7 @@ export const tamiyoCommand = (done: (code: number) => void): Command =>
   withConnection(
     new Command("tamiyo")
       .description(
-        "run Tamiyo on Redis: she reads the layers' telemetry and events and steers their seeds; of several started, one leads (a lease with a fencing token) and the others stand by to take over; prints 'ready' once leading or standing by, each decision as a JSON line, runs until SIGTERM",
+        "run Tamiyo on Redis: she reads the layers' telemetry and events and steers their seeds; of several started, one leads (a lease with a fencing token) and the others stand by to take over; prints 'ready' once leading or standing by, each decision as a JSON line and each answer as another ({command, outcome}), runs until SIGTERM",
       )
       .option("--layer <ids>", "the layers to steer, comma-separated (with --seeds); or give --profile")
       .option("--seeds <n>", "seeds of each layer")
@@ -26,6 +27,7 @@ export const tamiyoCommand = (done: (code: number) => void): Command =>
       .option("--profile <file>", "a JSON file with the layers' profiles: [{ layerId, numSeeds, hostParams, blueprints: [{ id, params }], guards? }]")
       .option("--strategy <s>", "conservative, balanced, aggressive or adaptive (default balanced)")
       .option("--decide-every-ms <ms>", "how often she decides", "1000")
+      .option("--decide-every-ticks <n>", "decide at the trainer's pace instead: whenever every layer has reported n more ticks (epochs) in its telemetry")
       .option("--name <name>", "her name among her peers (default: host-pid)"),
   )
     .addHelpText(

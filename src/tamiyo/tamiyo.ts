@@ -25,6 +25,7 @@ import type { TelemetryFrame } from "../telemetry/frame.ts";
 import { commandOf, populationCommands } from "./commands.ts";
 import { resolveTamiyoConfig, TamiyoConfigError, type ResolvedTamiyoConfig, type TamiyoConfig } from "./config.ts";
 import { decide, type AlertView, type KindOutcome, type Plan } from "./policy.ts";
+import { TickPacer } from "./tick-pacer.ts";
 import { Population, selectSeeds, type LayerProfile, type SelectionCriteria } from "./population.ts";
 
 /** What Tamiyo hears from the layers' event streams: an EsperSystem's events, or a client's. */
@@ -55,6 +56,11 @@ export interface TamiyoOptions {
   readonly source?: string;
   /** Run a round every this many ms on its own. Default: never (the caller calls `round()`). */
   readonly decideEveryMs?: number;
+  /**
+   * Run a round on her own whenever every layer she steers has reported this many more ticks
+   * (the trainer's pace, not the clock: see TickPacer). Default: never.
+   */
+  readonly decideEveryTicks?: number;
   /** Every decision as it is made, and again when its answer came (`outcome` set). */
   readonly onDecision?: (entry: DecisionLogEntry) => void;
   /**
@@ -318,13 +324,38 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
     });
     yield* Effect.addFinalizer(() => Effect.sync(unsubscribe));
 
+    // A round the pacer asks for runs after the one in progress; asked again meanwhile, it runs once.
+    let roundsDue = Promise.resolve();
+    let roundQueued = false;
+    const roundSoon = () => {
+      if (roundQueued) return;
+      roundQueued = true;
+      roundsDue = roundsDue.then(async () => {
+        roundQueued = false;
+        try {
+          await round();
+        } catch (error) {
+          counts.policyErrors++;
+          counts.lastError = String(error);
+        }
+      });
+    };
+    const every = options.decideEveryTicks;
+    const pacer =
+      every === undefined
+        ? undefined
+        : yield* Effect.try({ try: () => new TickPacer(options.layers.map((l) => l.layerId), every), catch: (error) => (error instanceof TamiyoConfigError ? error : new TamiyoConfigError(String(error))) });
+
     yield* makeTelemetryConsumer(options.bus, {
       layers: options.layers.map((l) => l.layerId),
       ...(options.namespace ? { namespace: options.namespace } : {}),
       consumer: `tamiyo-${process.pid}`,
       blockMs: 50,
       onTelemetry: (content) => {
-        for (const frame of content.frames) actor.send({ type: "telemetry", report: frame });
+        for (const frame of content.frames) {
+          actor.send({ type: "telemetry", report: frame });
+          if (pacer?.observe(frame.layerId, frame.performanceSummary)) roundSoon();
+        }
       },
     });
 

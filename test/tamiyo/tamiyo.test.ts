@@ -28,6 +28,8 @@ interface Setup {
   readonly blueprintIndex?: (id: string | null) => number;
   /** Wraps the system as Tamiyo's link (e.g. one that never answers). */
   readonly link?: (system: EsperSystem) => TamiyoLink;
+  /** Rounds of her own at the trainer's pace. */
+  readonly decideEveryTicks?: number;
 }
 
 const start = async (setup: Setup | TamiyoConfig = {}, layerGuards?: typeof GUARDS): Promise<{ system: EsperSystem; tamiyo: Tamiyo; decided: DecisionLogEntry[] }> => {
@@ -40,13 +42,31 @@ const start = async (setup: Setup | TamiyoConfig = {}, layerGuards?: typeof GUAR
   const decided: DecisionLogEntry[] = [];
   const config = s.config ?? { strategy: "aggressive", maxActiveSeeds: 1 };
   const link = s.link ? s.link(system) : system;
-  const tamiyo = await open(makeTamiyo({ bus, link, layers: [s.profile ?? PROFILE], config, onDecision: (d) => void (d.outcome === undefined && decided.push(d)) }));
+  const tamiyo = await open(makeTamiyo({ bus, link, layers: [s.profile ?? PROFILE], config, ...(s.decideEveryTicks !== undefined ? { decideEveryTicks: s.decideEveryTicks } : {}), onDecision: (d) => void (d.outcome === undefined && decided.push(d)) }));
   return { system, tamiyo, decided };
 };
 
 const stateOf = (system: EsperSystem, seed: number) => system.layer("hidden").seeds()[seed]!.state;
 
 describe("Tamiyo on a live layer", () => {
+  it("decideEveryTicks: she decides on her own when the layer has ticked that many more epochs, not before", async () => {
+    const { system, decided, tamiyo } = await start({ config: { strategy: "aggressive", maxActiveSeeds: 1 }, decideEveryTicks: 3 });
+    await system.reportMetrics("hidden", { 0: { sparsity: 0.2, gradient_norm: 1 }, 3: { sparsity: 1, gradient_norm: 0 } } as never);
+    await system.tick("hidden", 1);
+    await system.tick("hidden", 1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(tamiyo.stats().rounds).toBe(0);
+    expect(decided).toEqual([]);
+    await system.tick("hidden", 1);
+    await expect.poll(() => decided.map((d) => [d.kind, d.seedId]), { timeout: 5_000 }).toEqual([["germinate", 3]]);
+    await expect.poll(() => stateOf(system, 3), { timeout: 5_000 }).toBe("GERMINATED");
+    expect(tamiyo.stats().rounds).toBe(1);
+  });
+
+  it("decideEveryTicks must be a positive integer: a TamiyoConfigError", async () => {
+    await expect(start({ decideEveryTicks: 0 })).rejects.toThrow(/decideEveryTicks must be a positive integer/);
+  });
+
   it("grows a dead chunk's seed all the way to FOSSILIZED on the numbers reported, logging each decision and its answer", async () => {
     const { system, tamiyo, decided } = await start();
     await system.reportMetrics("hidden", { 0: { sparsity: 0.2, gradient_norm: 1 }, 3: { sparsity: 1, gradient_norm: 0 } } as never);

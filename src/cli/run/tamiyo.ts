@@ -56,6 +56,7 @@ export const runTamiyo = async (flags: TamiyoFlags): Promise<number> => {
     throw error;
   }
   const decideEveryMs = positive("--decide-every-ms", flags.decideEveryMs);
+  const pace = flags.decideEveryTicks !== undefined ? { decideEveryTicks: positive("--decide-every-ticks", flags.decideEveryTicks) } : { decideEveryMs };
   const connection = connectionFrom(flags);
   const name = flags.name ?? `${hostname()}-${process.pid}`;
   const say = (line: string) => console.error(`esper tamiyo ${name}: ${line}`);
@@ -78,10 +79,12 @@ export const runTamiyo = async (flags: TamiyoFlags): Promise<number> => {
         layers,
         config,
         namespace: connection.namespace,
-        decideEveryMs,
+        ...pace,
         client: { codec: connection.codec, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) },
         onDecision: (d) => {
-          if (d.outcome === undefined) console.log(JSON.stringify({ layer: d.layerId, seed: d.seedId, action: d.action, reason: d.reason, command: d.commandId }));
+          // A decision as it is sent, then its answer as a line of its own: a reader joins them by command id.
+          if (d.outcome === undefined) console.log(JSON.stringify({ layer: d.layerId, seed: d.seedId, kind: d.kind, action: d.action, reason: d.reason, numbers: d.numbers, tick: d.tick, command: d.commandId }));
+          else console.log(JSON.stringify({ command: d.commandId, outcome: d.outcome }));
         },
         onRole: (change) => {
           leading = change.role === "leader";
