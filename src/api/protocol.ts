@@ -59,6 +59,6 @@ export {
 export { encodeEntry, decodeEntry, signEntry, type EncodeOptions, type DecodeOptions, type HmacKey } from "../protocol/entry.ts";
 export { decodeMessage } from "../protocol/decode-message.ts";
 export { CODECS, DEFAULT_CODEC, type Codec } from "../protocol/codec.ts";
-export { streams, parseKey, GROUPS, DEFAULT_NAMESPACE, isLayerId, type Streams, type ParsedKey } from "../protocol/streams.ts";
+export { streams, parseKey, GROUPS, DEFAULT_NAMESPACE, TOPOLOGIES, isLayerId, type Streams, type ReferenceStreams, type ParsedKey, type Topology } from "../protocol/streams.ts";
 export { ProtocolError, PROTOCOL_ERROR_CODES, type ProtocolErrorCode } from "../protocol/protocol-error.ts";
 export { DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_INFLATED_BYTES, MAX_BATCH_COMMANDS } from "../protocol/limits.ts";
