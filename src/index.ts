@@ -35,6 +35,7 @@ export {
   type BlueprintValidator,
   type BlueprintValidationRequest,
   type BlueprintVerdict,
+  type FollowPosition,
 } from "./runtime/layer-follower.ts";
 export { seedMachine, requestTransition, type SeedContext, type SeedEvent } from "../machines/seed.ts";
 export { layerMachine, type LayerEvent, type LayerEmitted } from "../machines/layer.ts";

@@ -21,4 +21,12 @@ export { measureSeedContributions, type SeedContributionOptions, type SeedContri
 export { saveCheckpoint, restoreCheckpoint, type SaveCheckpointOptions, type RestoreCheckpointOptions, type CheckpointTarget } from "../kasmina/checkpoint.ts";
 export { updateBlueprint, type BlueprintUpdateOptions, type BlueprintUpdateResult } from "../kasmina/blueprint-update.ts";
 export { blueprintValidator } from "../kasmina/blueprint-validator.ts";
+export {
+  checkpointLayers,
+  restoreLayers,
+  type CheckpointLayersOptions,
+  type RestoreLayersOptions,
+  type LayersCheckpoint,
+  type LayerCheckpoint,
+} from "../kasmina/layers-checkpoint.ts";
 export { KasminaConfigError, CheckpointError, BackendError } from "../kasmina/errors.ts";

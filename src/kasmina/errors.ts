@@ -43,7 +43,11 @@ export type CheckpointErrorReason =
   /** A checkpoint id `saveCheckpoint` does not accept (1 to 128 of letters, digits, `_`, `.`, `-`). */
   | "bad_checkpoint_id"
   /** `seedId` names no seed of the layer. */
-  | "unknown_seed";
+  | "unknown_seed"
+  /** `checkpointLayers`: not every participant reached the checkpoint's barrier in time; nothing was saved. */
+  | "barrier_timeout"
+  /** `checkpointLayers` / `restoreLayers`: a layer its followers do not follow, or whose follower could not stop at the agreed offset. */
+  | "not_following";
 
 /**
  * `saveCheckpoint` or `restoreCheckpoint` failed; `reason` says why (see CheckpointErrorReason) and `path` names the file.

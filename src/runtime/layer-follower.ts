@@ -33,6 +33,7 @@ import { GRAFTING_STRATEGIES, type GraftingStrategy } from "../../machines/lifec
 import { blueprintEvent, blueprintUpdateCommand } from "../protocol/make.ts";
 import type { BlueprintEvent, Message, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams } from "../protocol/streams.ts";
+import { compareStreamIds, MIN_ID, parseStreamId, type StreamId } from "../bus/stream-id.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
 import { metricsSummary, trainerReport } from "./trainer-report.ts";
@@ -59,6 +60,20 @@ export interface FollowOptions {
    * The other replicas only follow. Without it, a follower validates nothing.
    */
   readonly validateBlueprint?: BlueprintValidator;
+  /**
+   * Layers to follow on from a position (a checkpoint's, `restoreLayers` from `esper/kasmina` gives it) instead of
+   * building their tables from the store: the table must hold what it held there. A stream trimmed past it is
+   * noticed as ever, and the table rebuilt from the store.
+   */
+  readonly from?: Readonly<Record<string, FollowPosition>>;
+}
+
+/** Where a follower stands in a layer's event stream. */
+export interface FollowPosition {
+  /** The id of the last entry applied. */
+  readonly offset: string;
+  /** Entries ever appended to the stream up to `offset` (what notices a trim). */
+  readonly entriesAdded: number;
 }
 
 /** A blueprint update that asked for validation, as a follower hands it to its data plane. */
@@ -97,8 +112,15 @@ export interface LayerFollower {
   readonly offset: () => string;
   /** Events applied since it started. */
   readonly applied: () => number;
-  /** Times it rebuilt its table from the store (1 at start). */
+  /** Times it rebuilt its table from the store (1 at start, unless it followed on `from` a position). */
   readonly rebuilds: () => number;
+  /** Its offset and the count of entries appended up to it: what a checkpoint records to follow on from. */
+  readonly position: () => FollowPosition;
+  /**
+   * Applies nothing past `offset` until held elsewhere or released (`undefined`); for a consistent cut across replicas
+   * (`checkpointLayers`). A hold behind the offset already applied holds it where it is.
+   */
+  readonly holdAt: (offset: string | undefined) => void;
   /** Blueprint updates its data plane validated (with `validateBlueprint`), rolled back or not. */
   readonly validations: () => number;
 }
@@ -111,6 +133,9 @@ export interface LayerFollowers {
   /** Reports per-seed metrics (and a performance summary) on the layer's telemetry stream. */
   readonly reportMetrics: (layerId: string, bySeed: Readonly<Record<number, Metrics>>, summary?: Readonly<Record<string, number>>) => Promise<void>;
 }
+
+/** How often a held follower looks whether its hold moved. */
+const HOLD_POLL_MS = 5;
 
 /** The defaults of FollowOptions. */
 export const FOLLOW_DEFAULTS = { blockMs: 500, readCount: 1_000, source: "esper.trainer" } as const;
@@ -139,6 +164,9 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       const keys = layerKeys(names, spec.id);
       const indexOf = spec.blueprintIndex ?? (() => -1);
       let offset = "0-0";
+      /** Applies no entry after this id while set (see LayerFollower.holdAt). */
+      let hold: StreamId | undefined;
+      const beyondHold = (id: string) => hold !== undefined && compareStreamIds(parseStreamId(id) ?? MIN_ID, hold) > 0;
       /** Entries ever appended to the event stream up to `offset` (XINFO STREAM entries-added). */
       let added = 0;
       let applied = 0;
@@ -250,18 +278,33 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           }
         });
 
-      yield* rebuild("started");
+      const resume = options.from?.[spec.id];
+      if (resume === undefined) yield* rebuild("started");
+      else {
+        offset = resume.offset;
+        added = resume.entriesAdded;
+        const meta = yield* bus.hmget(keys.meta, [RECORD_FIELD]);
+        const record = readRecord(meta[0] ?? undefined);
+        epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, Result.isSuccess(record) ? record.success.epoch : 0));
+      }
       const follow = Effect.gen(function* () {
         for (;;) {
           const from = offset;
+          if (hold !== undefined && compareStreamIds(parseStreamId(from) ?? MIN_ID, hold) >= 0) {
+            // Held where it stands: nothing to read until the hold moves.
+            yield* Effect.sleep(HOLD_POLL_MS);
+            continue;
+          }
           const entries = yield* bus.readAfter(keys.events, from, options.readCount ?? FOLLOW_DEFAULTS.readCount, options.blockMs ?? FOLLOW_DEFAULTS.blockMs);
           for (const entry of entries) {
+            // Entries past a hold are read again once it moves.
+            if (beyondHold(entry.id)) break;
             const update = apply(entry.fields);
             // Past it before validating: an update is validated once, whatever happens to the writes that follow.
             offset = entry.id;
+            added++;
             if (update !== undefined) yield* validateUpdate(update);
           }
-          added += entries.length;
           // Entries trimmed before they were read are lost to this follower: the store knows what they did.
           if (yield* missedSome) yield* rebuild(`the event stream was trimmed past ${from}`);
         }
@@ -271,7 +314,17 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         Effect.forever,
       );
       yield* Effect.forkScoped(follow);
-      followers.push({ layerId: spec.id, offset: () => offset, applied: () => applied, rebuilds: () => rebuilds, validations: () => validations });
+      followers.push({
+        layerId: spec.id,
+        offset: () => offset,
+        applied: () => applied,
+        rebuilds: () => rebuilds,
+        validations: () => validations,
+        position: () => ({ offset, entriesAdded: added }),
+        holdAt: (at) => {
+          hold = at === undefined ? undefined : parseStreamId(at);
+        },
+      });
     }
 
     const byId = new Map(specs.map((s) => [s.id, s] as const));
