@@ -9,6 +9,7 @@ import { resolve } from "node:path";
 import cliProgress from "cli-progress";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { STRATEGIES, type Strategy } from "../tamiyo/config.ts";
+import { UsageError } from "./flags.ts";
 
 interface DemoFlags {
   readonly quick: boolean;
@@ -18,6 +19,10 @@ interface DemoFlags {
   readonly out: string;
   readonly json?: string;
   readonly progress: boolean;
+  readonly redis?: string;
+  readonly namespace?: string;
+  readonly standbys?: number;
+  readonly keep: boolean;
 }
 
 const integer = (flag: string, min: number) => (text: string): number => {
@@ -38,12 +43,19 @@ export const demoCommand = (done: (code: number) => void): Command =>
     .option("--out <file>", "where to write the HTML report", "esper-demo-report.html")
     .option("--json <file>", "also write the run's record as JSON")
     .option("--no-progress", "no progress bars (epoch lines only)")
-    .addHelpText("after", "\nEnvironment: ESPER_BACKEND=wasm|cpu|tensorflow (default wasm)\n\nExamples:\n  npm run demo\n  npm run demo -- --quick --out /tmp/report.html\n  esper demo --strategy balanced --epochs 40")
+    .option("--redis <url>", "run the grown arm across processes on this Redis: each layer owned by an `esper worker`, Tamiyo in an `esper tamiyo`, this process training and following the layers")
+    .option("--namespace <ns>", "with --redis: the key namespace (default: a new demo-<time> one)")
+    .option("--standbys <n>", "with --redis: extra workers and Tamiyos waiting to take over (default 0)", integer("--standbys", 0))
+    .option("--keep", "with --redis: keep the run's keys in Redis afterwards (default: deleted)", false)
+    .addHelpText("after", "\nEnvironment: ESPER_BACKEND=wasm|cpu|tensorflow (default wasm)\n\nExamples:\n  npm run demo\n  npm run demo -- --quick --out /tmp/report.html\n  npm run demo -- --redis redis://127.0.0.1:6379 --standbys 1\n  esper demo --strategy balanced --epochs 40")
     .action(async (flags: DemoFlags) => done(await runDemo(flags)));
 
 const pct = (x: number) => `${(x * 100).toFixed(1)}%`;
 
 const runDemo = async (args: DemoFlags): Promise<number> => {
+  if (args.redis === undefined && (args.namespace !== undefined || args.standbys !== undefined || args.keep)) throw new UsageError("--namespace, --standbys and --keep go with --redis URL");
+  if (args.redis !== undefined) (await import("./connection.ts")).checkRedisUrl(args.redis);
+  if (args.namespace !== undefined && !(await import("../protocol/streams.ts")).isNamespace(args.namespace)) throw new UsageError(`--namespace ${args.namespace}: use 1 to 32 of [a-z0-9_-]`);
   // Loaded here, not at the top: `esper --help` and the other commands never load tfjs.
   const { runDemoRecord } = await import("../demo/demo-run.ts");
   const { renderReport } = await import("../demo/report-html.ts");
@@ -61,6 +73,9 @@ const runDemo = async (args: DemoFlags): Promise<number> => {
     ...(args.epochs !== undefined ? { epochs: args.epochs } : {}),
     ...(args.seed !== undefined ? { seed: args.seed } : {}),
     ...(args.strategy ? { strategy: args.strategy } : {}),
+    ...(args.redis !== undefined
+      ? { redis: { url: args.redis, keep: args.keep, ...(args.namespace !== undefined ? { namespace: args.namespace } : {}), ...(args.standbys !== undefined ? { standbys: args.standbys } : {}) } }
+      : {}),
     say,
     progress: {
       onStart: (run, epochs, stepsPerEpoch) => {

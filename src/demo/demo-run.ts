@@ -7,6 +7,7 @@ import { initBackend } from "../kasmina/backend.ts";
 import type { Strategy } from "../tamiyo/config.ts";
 import { GROWTH_DEFAULTS, GROWTH_QUICK, runGrown, runHost, type GrowthConfig } from "./growth.ts";
 import { loadDigits } from "./mnist.ts";
+import { runGrownOnRedis, type OnRedisOptions } from "./on-redis.ts";
 import { hostParameterCount, HOST_LAYERS } from "./model.ts";
 import type { DecisionEntry, DemoRecord, EpochPoint } from "./record.ts";
 
@@ -24,6 +25,8 @@ export interface DemoOptions {
   readonly strategy?: Strategy;
   readonly say?: (line: string) => void;
   readonly progress?: DemoProgress;
+  /** Run the grown arm across processes on Redis (`esper demo --redis`); default: in process on the embedded bus. */
+  readonly redis?: OnRedisOptions;
 }
 
 export const demoConfig = (options: DemoOptions): GrowthConfig => {
@@ -52,9 +55,11 @@ export const runDemoRecord = async (options: DemoOptions = {}): Promise<DemoReco
     say(`training the host alone (${HOST_LAYERS.map((l) => `${l.id} ${l.units}`).join(" -> ")} -> 10, ${hostParameterCount()} parameters) for ${config.epochs} epochs`);
     options.progress?.onStart?.("host", config.epochs, perEpoch);
     const host = await runHost(data, config, progress);
-    say(`training the same host under Tamiyo (strategy ${config.strategy})`);
-    options.progress?.onStart?.("grown", config.epochs, perEpoch);
-    const grown = await runGrown(data, config, progress);
+    say(`training the same host under Tamiyo (strategy ${config.strategy})${options.redis ? ", the layers owned by esper workers and Tamiyo in her own process" : ""}`);
+    // Processes first: their start is not the grown run's first epoch.
+    const grown = options.redis
+      ? await runGrownOnRedis(data, config, { ...options.redis, onCluster: (cluster) => (options.redis?.onCluster?.(cluster), options.progress?.onStart?.("grown", config.epochs, perEpoch)) }, progress, say)
+      : (options.progress?.onStart?.("grown", config.epochs, perEpoch), await runGrown(data, config, progress));
     const culled = grown.seeds.filter((s) => s.steps.some((x) => x.state === "CULLED" || x.state === "ROLLED_BACK")).length;
     return {
       title: "esper demo: a network grown by Tamiyo on MNIST digits",
@@ -72,6 +77,7 @@ export const runDemoRecord = async (options: DemoOptions = {}): Promise<DemoReco
         steps_per_tick: config.tickEvery,
         steps_per_decision: config.decideEvery,
         backend: backend.active,
+        topology: options.redis ? `across processes on Redis (${1 + (options.redis.standbys ?? 0)} worker(s) and Tamiyo(s))` : "in process, embedded bus",
       },
       host,
       grown: grown.run,

@@ -101,7 +101,7 @@ export interface GrownResult {
   readonly culled: number;
 }
 
-const stepsPerEpochOf = (config: GrowthConfig) => Math.ceil(config.sizes.train / config.batchSize);
+export const stepsPerEpochOf = (config: GrowthConfig) => Math.ceil(config.sizes.train / config.batchSize);
 
 /** Trains `network` as one arm of the experiment, then disposes it. */
 const trainArm = async (name: string, network: HostNetwork, data: DigitSplit, config: GrowthConfig, progress: Progress): Promise<RunRecord> => {
@@ -228,7 +228,7 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
 };
 
 /** Every seed whose blueprint is blended in now, with its kind. */
-const finalArchitecture = (network: HostNetwork): GrownSeed[] =>
+export const finalArchitecture = (network: HostNetwork): GrownSeed[] =>
   network.layers.flatMap((layer) =>
     [...layer.table.state].flatMap((code, seedId) => {
       if (!blendsInState(code)) return [];

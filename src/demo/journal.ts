@@ -9,8 +9,11 @@ import type { DecisionLogEntry } from "../tamiyo/tamiyo.ts";
 import type { HostNetwork } from "./model.ts";
 import type { AlertEntry, DecisionEntry, SeedStep, SeedTimeline } from "./record.ts";
 
+/** What the journal keeps of a decision: Tamiyo's log entry in process, or the lines `esper tamiyo` prints. */
+export type JournalDecision = Pick<DecisionLogEntry, "commandId" | "kind" | "layerId" | "seedId" | "action" | "reason" | "numbers" | "outcome">;
+
 export class RunJournal {
-  private readonly timelines = new Map<string, { readonly line: SeedTimeline; readonly steps: SeedStep[] }>();
+  private readonly timelines = new Map<string, { line: SeedTimeline; readonly steps: SeedStep[] }>();
   private readonly entries: DecisionEntry[] = [];
   private readonly byCommand = new Map<string, number>();
   readonly alerts: AlertEntry[] = [];
@@ -34,8 +37,17 @@ export class RunJournal {
     entry.steps.push({ state: t.to_state as SeedState, epoch: this.epoch(), reason: t.reason });
   }
 
+  /**
+   * A blueprint a seed took, as a BlueprintEvent tells it: across processes it comes after the
+   * seed's transition, which could not read it from the table yet.
+   */
+  blueprint(layerId: string, seedId: number, blueprintId: string): void {
+    const entry = this.timelines.get(`${layerId}/${seedId}`);
+    if (entry && entry.line.blueprint === null) entry.line = { ...entry.line, blueprint: blueprintId };
+  }
+
   /** A decision as Tamiyo logs it: new ones are added (and returned), answers fill in the outcome of the one they answer. */
-  decision(d: DecisionLogEntry): DecisionEntry | null {
+  decision(d: JournalDecision): DecisionEntry | null {
     const at = this.byCommand.get(d.commandId);
     if (at !== undefined) {
       if (d.outcome) this.entries[at] = { ...this.entries[at]!, outcome: d.outcome };

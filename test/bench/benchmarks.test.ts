@@ -20,6 +20,7 @@ const REQUIRED: Readonly<Record<string, readonly string[]>> = {
   "pending-memory": ["bytes_per_pending", "total_mb"],
   "layer-overhead": ["dormant_overhead_pct", "active25_overhead_pct", "dense_ms", "kasmina_ms"],
   growth: ["host_acc", "grown_acc", "static_acc", "host_acc_sd", "grown_acc_sd", "static_acc_sd", "delta_pts", "params_host", "params_grown", "fossilized", "culled"],
+  "growth-redis": ["grown_acc", "grown_redis_acc", "grown_acc_sd", "redis_vs_inproc_pts", "params_grown", "params_grown_redis", "fossilized_redis", "culled_redis"],
 };
 // layer-overhead is written by another hand; it is checked whenever it is there.
 const NAMES = Object.keys(REQUIRED).filter((name) => existsSync(join(REPO, "bench", `${name}.ts`)));

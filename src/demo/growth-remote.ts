@@ -1,0 +1,137 @@
+/**
+ * The grown arm across processes (`esper demo --redis`): the same host, data and batches as the
+ * in-process arm (growth.ts), but the layers are owned by `esper worker` processes and steered by
+ * an `esper tamiyo` process; this process only trains. Its Kasmina layers follow the layers' event
+ * streams (followLayers), and it reports ticks, guard metrics, held-out measurements and
+ * telemetry on the layers' telemetry streams, where the workers and Tamiyo read them. Tamiyo
+ * decides at the trainer's pace (`--decide-every-ticks`), not the clock's, so the run grows as the
+ * in-process one does, whatever the speed of either side.
+ */
+import { Effect, Exit, Scope } from "effect";
+import type { SeedState } from "../../machines/lifecycle.ts";
+import type { Bus } from "../bus/bus.ts";
+import { KasminaTrainer } from "../kasmina/trainer.ts";
+import { followLayers, type LayerFollowers } from "../runtime/layer-follower.ts";
+import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
+import { makeTelemetryPublisher } from "../telemetry/publisher.ts";
+import type { DecisionLine } from "./cluster.ts";
+import { finalArchitecture, stepsPerEpochOf, type GrowthConfig, type GrownResult, type Progress } from "./growth.ts";
+import { HeldOutEvaluator } from "./held-out.ts";
+import { RunJournal, type JournalDecision } from "./journal.ts";
+import type { DigitSplit } from "./mnist.ts";
+import { buildHost } from "./model.ts";
+import { train } from "./train.ts";
+
+/** Where the remote layers are, and what the trainer hears of Tamiyo. */
+export interface RemoteLayers {
+  readonly bus: Bus;
+  readonly namespace: string;
+  /** Tamiyo's decision lines (Cluster.decisions). */
+  readonly decisions: (listener: (line: DecisionLine) => void) => () => void;
+  /** Called after every training step, once its reports went out (the chaos test's faults); awaited. */
+  readonly afterStep?: (step: number) => Promise<void>;
+  /** Told when a follower rebuilt its table from the store. */
+  readonly onRebuild?: (layerId: string, why: string) => void;
+}
+
+/** Tamiyo's rounds come every this many ticks: the in-process arm's decideEvery, in ticks. */
+export const decideEveryTicksOf = (config: GrowthConfig): number => Math.max(1, Math.round(config.decideEvery / Math.max(1, config.tickEvery)));
+
+/** A decision line as the journal keeps it, or null for an answer (or a line of another shape). */
+const decisionOf = (line: DecisionLine): JournalDecision | null =>
+  typeof line["command"] === "string" && typeof line["action"] === "string" && typeof line["layer"] === "string"
+    ? {
+        commandId: line["command"],
+        kind: String(line["kind"] ?? "") as JournalDecision["kind"],
+        layerId: line["layer"],
+        seedId: typeof line["seed"] === "number" ? line["seed"] : null,
+        action: line["action"],
+        reason: String(line["reason"] ?? ""),
+        numbers: (line["numbers"] ?? {}) as Readonly<Record<string, number>>,
+      }
+    : null;
+
+export const runGrownRemote = async (data: DigitSplit, config: GrowthConfig, remote: RemoteLayers, progress: Progress = {}): Promise<GrownResult> => {
+  const network = buildHost(config.seed);
+  const scope = Scope.makeUnsafe();
+  const perEpoch = stepsPerEpochOf(config);
+  let step = 0;
+  const journal = new RunJournal(network, () => step / perEpoch);
+  const decided = new Map<string, JournalDecision>();
+  const unsubscribe = remote.decisions((line) => {
+    const decision = decisionOf(line);
+    if (decision) {
+      decided.set(decision.commandId, decision);
+      const entry = journal.decision(decision);
+      if (entry) progress.onDecision?.(entry);
+      return;
+    }
+    // An answer: it fills in the decision it answers, if this run saw it made.
+    const known = typeof line["command"] === "string" ? decided.get(line["command"]) : undefined;
+    if (known && line["outcome"] && typeof line["outcome"] === "object") journal.decision({ ...known, outcome: line["outcome"] as NonNullable<JournalDecision["outcome"]> });
+  });
+  try {
+    const open = <A, E>(effect: Effect.Effect<A, E, Scope.Scope>) => Effect.runPromise(Scope.provide(effect, scope));
+    const followers: LayerFollowers = await open(
+      followLayers(
+        remote.bus,
+        network.layers.map((l) => layerSpecOf(l)),
+        {
+          namespace: remote.namespace,
+          source: "demo.trainer",
+          onApplied: (event) => (event.message_type === "StateTransitionEvent" ? journal.transition(event) : journal.blueprint(event.layer_id, event.seed_id, event.blueprint_id)),
+          ...(remote.onRebuild ? { onRebuild: remote.onRebuild } : {}),
+        },
+      ),
+    );
+    const publisher = await open(makeTelemetryPublisher(remote.bus, { namespace: remote.namespace, source: "demo.telemetry", batchWindowMs: 0 }));
+    // A tick goes out after the telemetry written before it: the tick is what makes Tamiyo decide, on all of it.
+    const reports = {
+      tick: async (layerId: string, epochs?: number) => {
+        await Effect.runPromise(publisher.flush);
+        await followers.tick(layerId, epochs);
+      },
+      reportMetrics: followers.reportMetrics,
+    };
+    const hooks = trainerHooks(reports, { telemetry: publisher.sink });
+    const trainer = new KasminaTrainer({ layers: network.layers, telemetryEvery: config.telemetryEvery, tickEvery: config.tickEvery, performanceDelta: "held_out", hooks });
+    const heldOut = new HeldOutEvaluator(network, data.validation, followers);
+    const run = await train(network, data, {
+      name: "grown",
+      seed: config.seed,
+      epochs: config.epochs,
+      batchSize: config.batchSize,
+      learningRate: config.learningRate,
+      beforeStep: () => trainer.beforeStep(),
+      afterStep: async (s) => {
+        step = s;
+        // Measured before the step's tick, so the round that tick starts reads the measurement.
+        if (s % config.measureEvery === 0) await heldOut.measure();
+        await trainer.afterStep();
+        await hooks.settled();
+        await remote.afterStep?.(s);
+      },
+      afterEpoch: async (point) => {
+        for (const layer of network.layers) await followers.reportMetrics(layer.layerId, {}, { val_loss: point.valLoss, val_acc: point.valAcc });
+      },
+      onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
+      onEpoch: (p) => progress.onEpoch?.("grown", p),
+    });
+    const seeds = journal.seeds();
+    const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
+    return {
+      run,
+      seeds,
+      decisions: journal.decisions,
+      alerts: journal.alerts,
+      fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
+      architecture: finalArchitecture(network),
+      germinated: ended("GERMINATED").length,
+      culled: ended("CULLED").length,
+    };
+  } finally {
+    unsubscribe();
+    await Effect.runPromise(Scope.close(scope, Exit.void));
+    network.model.dispose();
+  }
+};
