@@ -450,6 +450,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
       reader.read.pipe(
         Effect.catch((error: BusError) => {
           if (error.reason === "closed") return Effect.interrupt;
+          if (isFenced(error)) return stopFenced;
           if (isNoGroup(error)) {
             return Effect.flatMap(Effect.orElseSucceed(generationHolds(bus, keys, stored.generation), () => true), (holds) =>
               holds ? Effect.as(Effect.ignore(bus.ensureGroup(stream, groupOf(stream), startId)), []) : failLost(`the group ${groupOf(stream)} of ${stream} vanished with the marker`),
@@ -459,8 +460,10 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
         }),
       );
 
+    // Fenced on the lease where it shares the stream's slot (not P.control.all): a deposed owner is handed no entry of its successor's.
+    const fenceOf = (stream: string) => (o.fence !== undefined && stream !== keys.all ? { fence: { key: keys.lease, owner: o.fence } } : {});
     const openReader = (stream: string, blockMs: number) =>
-      bus.reader({ stream, group: groupOf(stream), consumer: o.consumer, count: o.readCount, blockMs, maxEntryBytes: limit, maxBatchBytes: o.readBytes, recreateGroup: false });
+      bus.reader({ stream, group: groupOf(stream), consumer: o.consumer, count: o.readCount, blockMs, maxEntryBytes: limit, maxBatchBytes: o.readBytes, recreateGroup: false, ...fenceOf(stream) });
 
     // Groups, then what earlier workers left pending: it is ours now, and read back first.
     yield* bus.ensureGroup(keys.control, GROUPS.kasmina, "0");

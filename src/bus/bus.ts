@@ -88,6 +88,13 @@ export interface ReaderOptions {
    * NOGROUP error so the owner can check what else was lost (false).
    */
   readonly recreateGroup?: boolean;
+  /**
+   * Read only while the lease hash `key` (Bus.lease, in the stream's Redis Cluster slot) names
+   * `owner` (`holder#token`): once it does not, a read fails `conflict` on `key` and delivers
+   * nothing, checked in the same atomic step as the delivery. A layer's owner reads this way, so
+   * an owner paused past its lease wakes up deposed without taking any entry from its successor.
+   */
+  readonly fence?: { readonly key: string; readonly owner: string };
 }
 
 /**

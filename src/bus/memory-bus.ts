@@ -62,6 +62,7 @@ interface ReaderState {
   readonly blockMs: number;
   readonly maxEntryBytes: number;
   readonly maxBatchBytes: number;
+  readonly fence: ReaderOptions["fence"];
   /** Reading back what this consumer already holds, as XREADGROUP with id 0 does after a restart. */
   draining: boolean;
   drainAfter: number;
@@ -148,6 +149,7 @@ export class MemoryBus implements Bus {
             blockMs: options.blockMs ?? DEFAULT_BLOCK_MS,
             maxEntryBytes: options.maxEntryBytes ?? Number.POSITIVE_INFINITY,
             maxBatchBytes: options.maxBatchBytes ?? Number.POSITIVE_INFINITY,
+            fence: options.fence,
             draining: true,
             drainAfter: -1,
             closed: false,
@@ -506,6 +508,16 @@ export class MemoryBus implements Bus {
   /** One XREADGROUP: this consumer's pending entries first (after a restart), then new ones. */
   private readGroup(state: ReaderState, now: number): readonly Entry[] | BusError {
     if (state.closed) return new BusError({ reason: "closed", message: `reader ${state.consumer} on ${state.stream} is closed` });
+    if (state.fence !== undefined) {
+      // As on Redis: the lease is looked at in the same step as the delivery.
+      this.expireDue(state.fence.key, now);
+      const hash = this.hashes.get(state.fence.key);
+      const bytes = hash === undefined ? null : bytesOf(hash, LEASE_OWNER_FIELD);
+      const owner = bytes === null ? "" : Buffer.from(bytes).toString("utf8");
+      if (owner !== state.fence.owner) {
+        return new BusError({ reason: "conflict", key: state.fence.key, message: `${state.consumer} reads ${state.stream} no more: the lease ${state.fence.key} is held by ${owner || "nobody"} now` });
+      }
+    }
     let target = this.streamFor(state.stream, false);
     if (target instanceof BusError) return target;
     let g = target?.groups.get(state.group);

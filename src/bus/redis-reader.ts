@@ -27,7 +27,8 @@ export const isNoGroup = (error: BusError): boolean => error.reason === "command
  * which leaves an entry over `maxEntryBytes` on the server and hands back a stub. Only when
  * nothing is waiting does it block, with a plain XREADGROUP for ONE entry: the one entry that may
  * arrive over the limit while it waits is the most a hostile writer can make it hold. A reader
- * without limits reads new entries with a plain XREADGROUP.
+ * without limits reads new entries with a plain XREADGROUP. A fenced reader (a layer's owner)
+ * always reads through the script, which checks its lease, and waits with a plain XREAD.
  */
 export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect.Effect<Reader, BusError, Scope.Scope> =>
   Effect.gen(function* () {
@@ -49,18 +50,37 @@ export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect
       }),
     );
 
-    const scriptRead = (from: string): Effect.Effect<{ readonly last: string; readonly entries: Entry[] }, BusError> => {
+    const fence = reader.fence;
+    const scriptRead = (from: string): Effect.Effect<{ readonly last: string; readonly entries: Entry[]; readonly newest: string }, BusError> => {
+      const limits = [String(maxBytes === Number.POSITIVE_INFINITY ? -1 : maxBytes), String(budget === Number.POSITIVE_INFINITY ? -1 : budget)];
       const attempt = guard.run(`XREADGROUP ${stream} ${group} ${consumer}`, () =>
-        runScript(conn, READ_GROUP, [stream], [group, consumer, String(count), from, String(maxBytes === Number.POSITIVE_INFINITY ? -1 : maxBytes), String(budget === Number.POSITIVE_INFINITY ? -1 : budget)]),
+        fence === undefined
+          ? runScript(conn, READ_GROUP, [stream], [group, consumer, String(count), from, ...limits])
+          : runScript(conn, READ_GROUP, [stream, fence.key], [group, consumer, String(count), from, ...limits, fence.owner]),
       );
       return attempt.pipe(
         Effect.catchIf((e) => e.cause === SCRIPT_RELOADED, () => attempt),
-        Effect.map((reply) => {
-          const [last, rows] = reply as [Buffer, unknown[]];
-          return { last: last.toString("latin1"), entries: scriptEntries(stream, rows) };
+        Effect.flatMap((reply) => {
+          const [last, rows, newest] = reply as [Buffer, unknown, Buffer | undefined];
+          const head = last.toString("latin1");
+          if (head === "!fenced") {
+            const owner = Buffer.isBuffer(rows) ? rows.toString("utf8") : "";
+            return Effect.fail(new BusError({ reason: "conflict", key: fence!.key, message: `${consumer} reads ${stream} no more: the lease ${fence!.key} is held by ${owner || "nobody"} now` }));
+          }
+          return Effect.succeed({ last: head, entries: scriptEntries(stream, rows as unknown[]), newest: newest?.toString("latin1") ?? "0-0" });
         }),
       );
     };
+
+    /**
+     * A fenced reader's wait: a plain XREAD after the newest entry, which delivers nothing to the
+     * group (a blocking XREADGROUP would hand what arrives to this consumer even after its lease
+     * ran out), then the fenced read of what came.
+     */
+    const waitThenRead = (after: string): Effect.Effect<readonly Entry[], BusError> =>
+      guard
+        .run(`XREAD BLOCK ${stream}`, () => conn.xreadBuffer("COUNT", 1, "BLOCK", blockMs, "STREAMS", stream, after), { timeoutMs: blockMs + options.callTimeoutMs })
+        .pipe(Effect.flatMap((woken) => (woken === null ? Effect.succeed([] as readonly Entry[]) : Effect.map(scriptRead(">"), (fresh) => fresh.entries))));
 
     /** Waits up to blockMs for one new entry; measured here, so the stub is made on this side. */
     const blockForOne: Effect.Effect<readonly Entry[], BusError> = guard
@@ -116,10 +136,10 @@ export const makeRedisReader = (deps: ReaderDeps, reader: ReaderOptions): Effect
         if (held.entries.length > 0) return held.entries;
       }
       // Without limits there is nothing to measure on the server: a plain read, blocking for a whole batch.
-      if (unlimited) return yield* plainRead;
+      if (unlimited && fence === undefined) return yield* plainRead;
       const fresh = yield* scriptRead(">");
       if (fresh.entries.length > 0 || blockMs <= 0) return fresh.entries;
-      return yield* blockForOne;
+      return yield* fence === undefined ? blockForOne : waitThenRead(fresh.newest);
     });
 
     const dropConnection = Effect.sync(() => conn.disconnect());

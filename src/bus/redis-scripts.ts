@@ -174,6 +174,11 @@ end
  * KEYS[1] stream; ARGV group, consumer, count, id, maxBytes (-1 = no limit), budget (-1 = none).
  * Returns { last id read or '', { { id, deliveries, size (-1 = whole), fields } ... } }.
  *
+ * Fenced (KEYS[2] the lease hash, in the stream's slot; ARGV[7] the `owner` it must hold): a
+ * reader whose lease is gone gets { '!fenced', the owner now } and no entry is delivered to it,
+ * so a deposed owner (paused past its lease) never strands entries in its pending list. An empty
+ * read also says the stream's newest id, after which the reader waits with a plain XREAD.
+ *
  * Why a budget: entries just under the size limit are each acceptable, but 256 of them in one
  * read are a quarter of a gigabyte in the reader. New entries are measured first (XRANGE, which
  * delivers nothing) and only as many are read as fit, the one that crosses the budget included;
@@ -184,6 +189,11 @@ export const READ_GROUP = script(
   `${ENTRY_HELPERS}
 local group, consumer, count, from = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local maxBytes, budget = tonumber(ARGV[5]), tonumber(ARGV[6])
+-- A fenced reader (KEYS[2], the lease hash; ARGV[7], the owner it must name) is handed nothing once deposed.
+if KEYS[2] then
+  local owner = redis.call('HGET', KEYS[2], 'owner')
+  if owner ~= ARGV[7] then return { '!fenced', owner or '' } end
+end
 local function sizeOf(fields)
   if not fields then return 0 end
   local size = 0
@@ -227,7 +237,11 @@ else
     if budget < 0 then break end
   end
 end
-if #entries == 0 then return { '', {} } end
+if #entries == 0 then
+  -- Where a fenced reader waits from (XREAD, which hands out nothing): the newest entry, read in the same step.
+  local newest = KEYS[2] and redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  return { '', {}, newest and newest[1] or '0-0' }
+end
 local counts = nil
 if from ~= '>' then
   counts = {}

@@ -11,6 +11,7 @@
  *   standby, takes over again. Nothing lost, applied twice, reordered or conflicting.
  */
 import { Effect, Exit, Fiber, Schedule, Scope } from "effect";
+import { Redis } from "ioredis";
 import { afterEach, describe, expect, test } from "vitest";
 import type { StateTransitionEvent } from "../../src/protocol/messages.ts";
 import { LAYER_OWNER_DEFAULTS } from "../../src/bridge/owner.ts";
@@ -150,5 +151,52 @@ describe("one owner per layer", () => {
     expect({ conflicting: conflicts.length, doubled: result.doubled.length, lost: result.lost.length, wrong: result.wrong.length, strays: result.strays }, report).toEqual({ conflicting: 0, doubled: 0, lost: 0, wrong: 0, strays: 0 });
     expect(result.transitions).toBe(COMMANDS);
     expect(wrongStates, report).toEqual([]);
+  }, 240_000);
+
+  test("a paused owner (SIGSTOP past its lease) resumes deposed: it reads nothing more, strands nothing, and steps down; three times; 0 lost, doubled, reordered", async () => {
+    const { bus, plan, worker } = await setUp();
+    const pair = [worker(), worker()] as const;
+    await pair[0].start("paused-a", 90_000);
+    await pair[1].start("paused-b", 90_000);
+    expect(pair[0].output).toMatch(/layer owned: owner/);
+    const names_ = ["paused-a", "paused-b"];
+    const admin = new Redis(redis!.url);
+    /** A worker's consumer in the control stream's group: what it holds, and how long since it last read. */
+    const consumerInfo = async (name: string) => {
+      const rows = (await admin.xinfo("CONSUMERS", names.control(LAYER), "kasmina")) as unknown[][];
+      const info = rows.map((r) => Object.fromEntries(Array.from({ length: r.length / 2 }, (_, i) => [String(r[2 * i]), r[2 * i + 1]])));
+      return info.find((c) => c["name"] === name) as { pending: number; idle: number } | undefined;
+    };
+    const seen: string[] = [];
+    try {
+      const { result, conflicts, wrongStates } = await drive(bus, plan, async (answered) => {
+        let owner = 0;
+        for (const at of [0.25, 0.5, 0.75]) {
+          while (answered() < COMMANDS * at) await sleep(5);
+          const paused = pair[owner]!;
+          const next = pair[1 - owner]!;
+          const owning = next.nextLine(/layer owned: owner/, 30_000);
+          process.kill(paused.pid!, "SIGSTOP");
+          await owning;
+          // The new owner serves a while under load; then the paused one wakes up, still believing it owns the layer.
+          await sleep(1_000);
+          process.kill(paused.pid!, "SIGCONT");
+          const resumedAt = Date.now();
+          await paused.nextLine(/layer owned: standby/, 30_000);
+          await sleep(500);
+          const after = await consumerInfo(names_[owner]!);
+          // XINFO's idle counts from the consumer's last read: a read after waking would have reset it.
+          seen.push(`${after?.pending ?? 0} stranded, ${after !== undefined && after.idle < Date.now() - resumedAt ? "read after waking" : "no read after waking"}`);
+          owner = 1 - owner;
+        }
+      });
+      console.log(`paused owner, three times: ${seen.join("; ")}; ${result.lost.length} lost, ${result.doubled.length} doubled, ${result.wrong.length} wrong`);
+      const report = [...result.examples, ...conflicts.slice(0, 10), ...wrongStates.slice(0, 10)].join("\n");
+      expect(seen).toEqual(Array(3).fill("0 stranded, no read after waking"));
+      expect({ conflicting: conflicts.length, doubled: result.doubled.length, lost: result.lost.length, wrong: result.wrong.length, strays: result.strays }, report).toEqual({ conflicting: 0, doubled: 0, lost: 0, wrong: 0, strays: 0 });
+      expect(wrongStates, report).toEqual([]);
+    } finally {
+      admin.disconnect();
+    }
   }, 240_000);
 });

@@ -31,10 +31,10 @@ beforeAll(async () => {
   const log = vi.spyOn(console, "log").mockImplementation(() => {});
   try {
     const demo = runCli(["demo", "--quick", "--no-progress", "--redis", REDIS_URL, "--namespace", namespace, "--out", join(dir, "report.html"), "--json", json]);
-    // While it trains, the operator's view: poll until both services are there.
+    // While it trains, the operator's view: poll until both services are there, Tamiyo beating as the leader.
     let running = true;
     void demo.finally(() => (running = false));
-    while (running && !(/demo-worker-1/.test(status) && /demo-tamiyo/.test(status))) {
+    while (running && !(/demo-worker-1 .*\(owner 2/.test(status) && /demo-tamiyo .*\(leader 1\)/.test(status))) {
       status = (await esper(["status", "--redis", REDIS_URL, "--namespace", namespace])).stdout;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }

@@ -785,6 +785,38 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(await ask("d", "renew", 60_000, 3)).toMatchObject({ held: false, holder: "d" });
     });
 
+    it("a fenced reader is handed entries only while its lease names it, checked with the delivery: deposed, it fails conflict and takes nothing", async () => {
+      const s = h.key("control.layer.{L16}");
+      const key = h.key("lease.layer.{L16}");
+      const counter = h.key("fence.layer.{L16}");
+      const ask = (holder: string, op: "acquire" | "release" = "acquire", ttlMs = 60_000) => run(bus.lease({ op, key, counter, holder, ttlMs }));
+      await run(bus.ensureGroup(s, "kasmina", "0"));
+      expect(await ask("a")).toMatchObject({ held: true, token: 1 });
+      const a = await openReader(bus, { stream: s, group: "kasmina", consumer: "a", blockMs: 100, maxEntryBytes: 1_000, fence: { key, owner: "a#1" } });
+      await run(bus.publish(s, entry(1)));
+      expect(seqs(await a.read())).toEqual(["1"]);
+      // Waiting for news delivers nothing to the group: what arrives is handed over by the read that checks the lease.
+      const waiting = a.read();
+      await run(bus.publish(s, entry(2)));
+      expect(seqs(await waiting)).toEqual(["2"]);
+      // Deposed (released here; an expiry is the same): its next read fails, and the entry stays for the next owner.
+      await ask("a", "release");
+      expect(await ask("b")).toMatchObject({ held: true, token: 2 });
+      await run(bus.publish(s, entry(3)));
+      expect(await failure(a.reader.read)).toMatchObject({ reason: "conflict", key });
+      expect((await run(bus.pending(s, "kasmina"))).map((p) => p.consumer)).toEqual(["a", "a"]);
+      const b = await openReader(bus, { stream: s, group: "kasmina", consumer: "b", blockMs: 0, maxEntryBytes: 1_000, fence: { key, owner: "b#2" } });
+      expect(seqs(await b.read())).toEqual(["3"]);
+      // A lease that runs out fences as surely: nobody holds it, so nobody reads.
+      await ask("b", "release");
+      expect(await ask("c", "acquire", 50)).toMatchObject({ held: true, token: 3 });
+      const c = await openReader(bus, { stream: s, group: "kasmina", consumer: "c", blockMs: 0, maxEntryBytes: 1_000, fence: { key, owner: "c#3" } });
+      await h.letIdle(120);
+      await run(bus.publish(s, entry(4)));
+      expect(await failure(c.reader.read)).toMatchObject({ reason: "conflict", key });
+      await Promise.all([a.close(), b.close(), c.close()]);
+    });
+
     it("streamInfo: every entry ever appended is counted, trims and deletes or not, with the last id generated", async () => {
       const s = h.key("event.layer.{L10}");
       expect(await run(bus.streamInfo(s))).toEqual({ entriesAdded: 0, lastGeneratedId: "0-0" });
