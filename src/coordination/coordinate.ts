@@ -34,17 +34,46 @@ export const COORDINATE_DEFAULTS = { pollMs: 50, lockTtlMs: 30_000, maxLen: 10_0
 
 const positiveInt = (value: unknown): number | null => (typeof value === "number" && Number.isInteger(value) && value > 0 ? value : null);
 
+/**
+ * `metadata.decided_by` of a request its requester decides itself (`coordinate`): the workers
+ * that answer other programs' requests (coordinator.ts) leave it alone.
+ */
+export const DECIDED_BY_REQUESTER = "requester";
+
+const encoderOf = (options: CoordinateOptions) => {
+  const stream = streams(options.namespace).coordination;
+  return (message: Message) => encodeEntry(message, { stream, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
+};
+
 /** Decides `request` (waiting up to its `timeout_ms`), and writes it and its response on `P.coordination`. */
 export const coordinate = (bus: Bus, request: CoordinationRequest, options: CoordinateOptions = {}): Effect.Effect<CoordinationResponse, BusError> =>
   Effect.gen(function* () {
-    const names = streams(options.namespace);
-    const prefix = names.namespace;
+    const stream = streams(options.namespace).coordination;
+    const encode = encoderOf(options);
+    const marked: CoordinationRequest = { ...request, metadata: { ...(request.metadata ?? {}), decided_by: DECIDED_BY_REQUESTER } };
+    yield* bus.publish(stream, encode(marked), COORDINATE_DEFAULTS.maxLen);
+    const response = yield* decideRequest(bus, marked, options);
+    yield* bus.publish(stream, encode(response), COORDINATE_DEFAULTS.maxLen);
+    return response;
+  });
+
+/** Answers a request written by someone else: decides it and writes the response on `P.coordination`. */
+export const answerRequest = (bus: Bus, request: CoordinationRequest, options: CoordinateOptions & { readonly source?: string } = {}): Effect.Effect<CoordinationResponse, BusError> =>
+  Effect.gen(function* () {
+    const decided = yield* decideRequest(bus, request, options);
+    const response: CoordinationResponse = options.source === undefined ? decided : { ...decided, source: options.source };
+    yield* bus.publish(streams(options.namespace).coordination, encoderOf(options)(response), COORDINATE_DEFAULTS.maxLen);
+    return response;
+  });
+
+/** The decision on `request`, by Redis (atomically), waiting up to its `timeout_ms`; writes nothing on `P.coordination`. */
+const decideRequest = (bus: Bus, request: CoordinationRequest, options: CoordinateOptions): Effect.Effect<CoordinationResponse, BusError> =>
+  Effect.gen(function* () {
+    const prefix = streams(options.namespace).namespace;
     const pollMs = options.pollMs ?? COORDINATE_DEFAULTS.pollMs;
     const clock = yield* Clock.Clock;
     const startedAt = clock.currentTimeMillisUnsafe();
     const deadline = startedAt + request.timeout_ms;
-    const encode = (message: Message) => encodeEntry(message, { stream: names.coordination, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
-    yield* bus.publish(names.coordination, encode(request), COORDINATE_DEFAULTS.maxLen);
     const answer = (granted: boolean, holder: string | null, details: Record<string, unknown>) =>
       coordinationResponse({
         request_id: request.message_id,
@@ -91,6 +120,5 @@ export const coordinate = (bus: Bus, request: CoordinationRequest, options: Coor
         );
       }
     }
-    yield* bus.publish(names.coordination, encode(response), COORDINATE_DEFAULTS.maxLen);
     return response;
   });

@@ -2,6 +2,7 @@
 import { hostname } from "node:os";
 import { Effect } from "effect";
 import { runLayerOwner, type LayerOwner } from "../../bridge/owner.ts";
+import { serveCoordination } from "../../coordination/coordinator.ts";
 import { announcePresence } from "../../coordination/presence.ts";
 import { isLayerId } from "../../protocol/streams.ts";
 import { inspectionFrom, InspectionConfigError, type Inspection } from "../../runtime/inspection.ts";
@@ -52,6 +53,14 @@ export const runWorker = async (values: WorkerFlags): Promise<number> => {
         codec: connection.codec,
         ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
       });
+      // Other programs' lock, election and barrier requests: answered by whichever worker reads them.
+      yield* serveCoordination(bus, {
+        namespace: connection.namespace,
+        consumer,
+        source: `esper.worker.${consumer}`,
+        codec: connection.codec,
+        ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}),
+      }).pipe(Effect.catch((error) => Effect.sync(() => say(`answering no coordination requests: ${error.message}`))));
       for (const layerId of layers) {
         owners.push(
           yield* runLayerOwner(bus, layerId, () => new LayerHost({ layerId, numSeeds: seeds, source: `esper.worker.${consumer}`, ...(inspection ? { inspect: inspection.observer } : {}) }), {
