@@ -39,8 +39,6 @@ export const connectionFrom = (values: ConnectionFlags): Connection => {
   } catch (error) {
     throw new UsageError((error as Error).message);
   }
-  // The flag is this process's ESPER_TOPOLOGY: whatever it runs that is not told a topology uses it too.
-  process.env.ESPER_TOPOLOGY = topology;
   // Reference readers read plain JSON: under the reference topology that is the default.
   const codec = values.codec ?? (topology === "reference" ? "reference" : "msgpack");
   if (!isCodec(codec)) throw new UsageError(`--codec ${codec}: use msgpack or json`);

@@ -69,7 +69,7 @@ export const answerRequest = (bus: Bus, request: CoordinationRequest, options: C
 /** The decision on `request`, by Redis (atomically), waiting up to its `timeout_ms`; writes nothing on `P.coordination`. */
 const decideRequest = (bus: Bus, request: CoordinationRequest, options: CoordinateOptions): Effect.Effect<CoordinationResponse, BusError> =>
   Effect.gen(function* () {
-    const prefix = streams(options.namespace).namespace;
+    const names = streams(options.namespace);
     const pollMs = options.pollMs ?? COORDINATE_DEFAULTS.pollMs;
     const clock = yield* Clock.Clock;
     const startedAt = clock.currentTimeMillisUnsafe();
@@ -96,7 +96,7 @@ const decideRequest = (bus: Bus, request: CoordinationRequest, options: Coordina
 
     let response: CoordinationResponse;
     if (request.operation === "lock" || request.operation === "election") {
-      const key = `${prefix}.${request.operation}.${request.resource_id}`;
+      const key = names.sharedKey(request.operation, request.resource_id);
       const lease = (op: "acquire" | "release") =>
         bus.lease({ op, key, counter: `${key}.fence`, holder: request.requester_id, ttlMs: positiveInt(request.parameters.ttl_ms) ?? COORDINATE_DEFAULTS.lockTtlMs });
       if (request.parameters.release === true) {
@@ -110,7 +110,7 @@ const decideRequest = (bus: Bus, request: CoordinationRequest, options: Coordina
       if (parties === null) {
         response = answer(false, null, { error: "a barrier needs parameters.parties, the number of requesters it waits for (a positive integer)" });
       } else {
-        const key = `${prefix}.barrier.${request.resource_id}`;
+        const key = names.sharedKey("barrier", request.resource_id);
         yield* bus.commit([{ op: "hset", key, values: { [request.requester_id]: String(startedAt) } }]);
         response = yield* untilGranted(
           Effect.map(bus.hgetall(key), (arrived) => {

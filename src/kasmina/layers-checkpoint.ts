@@ -22,7 +22,7 @@ import { coordinate } from "../coordination/coordinate.ts";
 import type { Codec } from "../protocol/codec.ts";
 import { encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import { checkpointEvent, coordinationRequest } from "../protocol/make.ts";
-import { streams } from "../protocol/streams.ts";
+import { streams, type Topology } from "../protocol/streams.ts";
 import type { FollowPosition, LayerFollower, LayerFollowers } from "../runtime/layer-follower.ts";
 import { restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { CheckpointError } from "./errors.ts";
@@ -42,6 +42,8 @@ export interface CheckpointLayersOptions {
   /** How long to wait for every participant, and then for each follower to reach the cut. Default 30,000 ms. */
   readonly timeoutMs?: number;
   readonly namespace?: string;
+  /** The layers' stream names: esper's or the reference's. Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** `source` of its events. Default "esper.trainer". */
   readonly source?: string;
   readonly codec?: Codec;
@@ -72,6 +74,8 @@ export interface RestoreLayersOptions {
   readonly dir: string;
   readonly checkpointId: string;
   readonly namespace?: string;
+  /** The layers' stream names: esper's or the reference's. Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   readonly source?: string;
   readonly codec?: Codec;
   readonly hmacKey?: HmacKey;
@@ -99,8 +103,8 @@ const followerOf = (followers: LayerFollowers, layer: KasminaLayer): LayerFollow
 };
 
 /** One CheckpointEvent per seed, all of one checkpoint id; the file's bytes shared among its seeds (they sum to its size). */
-const publishSeedEvents = async (bus: Bus, layer: KasminaLayer, fields: CheckpointEventFields, o: { readonly namespace?: string; readonly source?: string; readonly codec?: Codec; readonly hmacKey?: HmacKey }) => {
-  const stream = streams(o.namespace).events(layer.layerId);
+const publishSeedEvents = async (bus: Bus, layer: KasminaLayer, fields: CheckpointEventFields, o: { readonly namespace?: string; readonly topology?: Topology; readonly source?: string; readonly codec?: Codec; readonly hmacKey?: HmacKey }) => {
+  const stream = streams(o.namespace, o.topology).events(layer.layerId);
   const share = Math.floor(fields.checkpoint_size_bytes / layer.numSeeds);
   const entries = Array.from({ length: layer.numSeeds }, (_, seedId) => {
     const message = checkpointEvent({
@@ -144,7 +148,7 @@ const writeAtomically = async (path: string, text: string) => {
  * (nothing saved, the followers released), `not_following`, or a `saveCheckpoint` reason.
  */
 export const checkpointLayers = async (bus: Bus, followers: LayerFollowers, layers: readonly KasminaLayer[], options: CheckpointLayersOptions): Promise<LayersCheckpoint> => {
-  const names = streams(options.namespace);
+  const names = streams(options.namespace, options.topology);
   const timeoutMs = options.timeoutMs ?? CHECKPOINT_LAYERS_DEFAULTS.timeoutMs;
   const held = layers.map((layer) => ({ layer, follower: followerOf(followers, layer) }));
   const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromise(effect);
@@ -155,7 +159,7 @@ export const checkpointLayers = async (bus: Bus, followers: LayerFollowers, laye
       follower.holdAt(follower.offset());
       proposal[layer.layerId] = newer(await run(bus.lastId(names.events(layer.layerId))), follower.offset());
     }
-    const proposals = `${names.namespace}.checkpoint.${options.checkpointId}`;
+    const proposals = names.sharedKey("checkpoint", options.checkpointId);
     await run(bus.commit([{ op: "hset", key: proposals, values: { [options.participant]: JSON.stringify(proposal) } }]));
     const response = await run(
       coordinate(

@@ -98,6 +98,12 @@ export interface Streams {
    * layer's slot. `kind` is a lower-case word.
    */
   readonly layerKey: (kind: string, layer: string) => string;
+  /**
+   * A key of the whole namespace for one named thing: `P.{kind}.{name}` (the Tamiyo lease
+   * `P.lease.tamiyo`, a coordination lock `P.lock.{resource}`, a checkpoint's proposals
+   * `P.checkpoint.{id}`). `kind` is a lower-case word; `name` is taken as given.
+   */
+  readonly sharedKey: (kind: string, name: string) => string;
   /** The dead-letter stream for an entry of `stream`: its layer's, or `P.dlq.all`. */
   readonly dlqFor: (stream: string) => string;
 }
@@ -162,6 +168,10 @@ export const streams = (namespace: string = namespaceFromEnv(), topology: Topolo
     results: (l) => layerKey("results", l),
     resultsOld: (l) => layerKey("results_old", l),
     layerKey,
+    sharedKey: (kind, name) => {
+      if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
+      return `${namespace}.${kind}.${name}`;
+    },
     dlqFor: (stream) => {
       const layer = layerOf(stream);
       return layer === undefined ? dlqAll : layerKey("dlq", layer);

@@ -32,7 +32,7 @@ import { decodeEntry, encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import { GRAFTING_STRATEGIES, type GraftingStrategy } from "../../machines/lifecycle.ts";
 import { blueprintEvent, blueprintUpdateCommand } from "../protocol/make.ts";
 import type { BlueprintEvent, Message, StateTransitionEvent } from "../protocol/messages.ts";
-import { streams } from "../protocol/streams.ts";
+import { streams, type Topology } from "../protocol/streams.ts";
 import { compareStreamIds, MIN_ID, parseStreamId, type StreamId } from "../bus/stream-id.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
@@ -41,6 +41,8 @@ import { metricsSummary, trainerReport } from "./trainer-report.ts";
 /** How `followLayers` reads the event streams and writes its reports. */
 export interface FollowOptions {
   readonly namespace?: string;
+  /** The layers' stream names: esper's or the reference's (docs/protocol.md). Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** How long a read of the event stream waits for news. Default 500 ms. */
   readonly blockMs?: number;
   /** Entries a read takes at most. Default 1,000. */
@@ -146,7 +148,7 @@ export const FOLLOW_DEFAULTS = { blockMs: 500, readCount: 1_000, source: "esper.
  */
 export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: FollowOptions = {}): Effect.Effect<LayerFollowers, BusError, Scope.Scope> =>
   Effect.gen(function* () {
-    const names = streams(options.namespace);
+    const names = streams(options.namespace, options.topology);
     const clock = yield* Clock.Clock;
     const epochs = new Map<string, number>();
     const followers: LayerFollower[] = [];

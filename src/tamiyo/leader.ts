@@ -36,8 +36,8 @@ export interface LeadingTamiyo {
 
 /** The keys of the Tamiyo lease in a namespace: one leader for the whole system. */
 export const tamiyoLeaseKeys = (namespace?: string) => {
-  const prefix = streams(namespace).namespace;
-  return { key: `${prefix}.lease.tamiyo`, counter: `${prefix}.fence.tamiyo` } as const;
+  const names = streams(namespace);
+  return { key: names.sharedKey("lease", "tamiyo"), counter: names.sharedKey("fence", "tamiyo") } as const;
 };
 
 /** The command as sent by the leader holding `token`. */
@@ -46,11 +46,11 @@ export const withLeaderToken = (command: Command, token: number): Command => ({ 
 /** Runs a Tamiyo that steers whenever she holds the Tamiyo lease, in the current Scope. */
 export const runLeadingTamiyo = (bus: Bus, options: LeadingTamiyoOptions): Effect.Effect<LeadingTamiyo, never, Scope.Scope> =>
   Effect.gen(function* () {
-    const names = streams(options.namespace);
+    const names = streams(options.namespace, options.topology);
 
     const lead = (token: number) =>
       Effect.gen(function* () {
-        const client = yield* makeClient(bus, { ...options.client, ...(options.namespace ? { namespace: options.namespace } : {}) });
+        const client = yield* makeClient(bus, { ...options.client, ...(options.namespace ? { namespace: options.namespace } : {}), ...(options.topology ? { topology: options.topology } : {}) });
         const link: TamiyoLink = {
           send: (command) => client.send(withLeaderToken(command, token)),
           subscribe: (listener) => {

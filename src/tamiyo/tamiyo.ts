@@ -19,7 +19,7 @@ import type { Bus, BusError } from "../bus/bus.ts";
 import { compareStreamIds, parseStreamId } from "../bus/stream-id.ts";
 import { commandResult } from "../protocol/make.ts";
 import type { Command, CommandResult, PerformanceAlert, StateTransitionEvent } from "../protocol/messages.ts";
-import { streams } from "../protocol/streams.ts";
+import { streams, type Topology } from "../protocol/streams.ts";
 import { makeTelemetryConsumer } from "../telemetry/consumer.ts";
 import type { TelemetryFrame } from "../telemetry/frame.ts";
 import { commandOf, populationCommands } from "./commands.ts";
@@ -52,6 +52,8 @@ export interface TamiyoOptions {
   readonly config?: TamiyoConfig;
   /** Key namespace P of the layers' streams. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
+  /** The layers' stream names: esper's or the reference's (docs/protocol.md). Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** `source` of Tamiyo's commands. Default "tamiyo". */
   readonly source?: string;
   /** Run a round every this many ms on its own. Default: never (the caller calls `round()`). */
@@ -181,7 +183,7 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
     const context = yield* Effect.context<never>();
     const run = <A, E>(effect: Effect.Effect<A, E>) => Effect.runPromiseWith(context)(effect);
     const population = new Population(options.layers);
-    const names = streams(options.namespace);
+    const names = streams(options.namespace, options.topology);
     const log: DecisionLogEntry[] = [];
     const byCommand = new Map<string, DecisionLogEntry>();
     const outcomes: KindOutcome[] = [];
@@ -349,6 +351,7 @@ export const makeTamiyo = (options: TamiyoOptions): Effect.Effect<Tamiyo, BusErr
     yield* makeTelemetryConsumer(options.bus, {
       layers: options.layers.map((l) => l.layerId),
       ...(options.namespace ? { namespace: options.namespace } : {}),
+      ...(options.topology ? { topology: options.topology } : {}),
       consumer: `tamiyo-${process.pid}`,
       blockMs: 50,
       onTelemetry: (content) => {

@@ -18,6 +18,7 @@ import type { HmacKey } from "../protocol/entry.ts";
 import { DEFAULT_MAX_INFLATED_BYTES, DEFAULT_MAX_MESSAGE_BYTES } from "../protocol/limits.ts";
 import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { GROUPS, streams as streamNames } from "../protocol/streams.ts";
+import type { Topology } from "../protocol/streams.ts";
 import { claimOf } from "./claim-check.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "./decode.ts";
 import type { TelemetryFrame } from "./frame.ts";
@@ -32,6 +33,8 @@ export interface TelemetryConsumerOptions {
   /** Called once per entry with what it holds, in stream order per layer. Its exceptions are its own. */
   readonly onTelemetry: (content: TelemetryContent, entry: Entry) => void;
   readonly namespace?: string;
+  /** Stream names: esper's or the reference's. Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** Default "tamiyo". */
   readonly group?: string;
   /** Default `${hostname}-${pid}`. */
@@ -79,7 +82,7 @@ const recordsOf = (c: TelemetryContent): number => {
 /** Starts one read loop per layer in the current Scope. */
 export const makeTelemetryConsumer = (bus: Bus, options: TelemetryConsumerOptions): Effect.Effect<TelemetryConsumer, BusError, Scope.Scope> =>
   Effect.gen(function* () {
-    const names = streamNames(options.namespace);
+    const names = streamNames(options.namespace, options.topology);
     const group = options.group ?? GROUPS.tamiyo;
     const consumer = options.consumer ?? `${hostname()}-${process.pid}`;
     const decodeOptions = {

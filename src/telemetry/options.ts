@@ -1,3 +1,4 @@
+import type { Topology } from "../protocol/streams.ts";
 import { DECODE_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, MAX_SOURCE_LENGTH } from "../protocol/limits.ts";
 
 /**
@@ -10,6 +11,8 @@ import { DECODE_LIMITS, DEFAULT_MAX_MESSAGE_BYTES, MAX_SOURCE_LENGTH } from "../
 export interface TelemetryPublisherOptions {
   /** Key namespace P. Default: ESPER_NAMESPACE, else "morphogenetic". */
   readonly namespace?: string;
+  /** Stream names: esper's or the reference's (docs/protocol.md). Default: ESPER_TOPOLOGY, else "esper". */
+  readonly topology?: Topology;
   /** `source` of the messages written. Default "esper.telemetry". */
   readonly source?: string;
   /**
@@ -65,9 +68,9 @@ export interface TelemetryPublisherOptions {
   readonly entriesPerWrite?: number;
 }
 
-export type ResolvedTelemetryPublisherOptions = Required<Omit<TelemetryPublisherOptions, "namespace">> & { readonly namespace: string | undefined };
+export type ResolvedTelemetryPublisherOptions = Required<Omit<TelemetryPublisherOptions, "namespace" | "topology">> & { readonly namespace: string | undefined; readonly topology: Topology | undefined };
 
-export const TELEMETRY_DEFAULTS: Omit<ResolvedTelemetryPublisherOptions, "namespace"> = {
+export const TELEMETRY_DEFAULTS: Omit<ResolvedTelemetryPublisherOptions, "namespace" | "topology"> = {
   source: "esper.telemetry",
   batchSize: 1024,
   maxEntryBytes: 512 * 1024,
@@ -87,6 +90,7 @@ export const resolveTelemetryOptions = (options: TelemetryPublisherOptions): Res
     ...TELEMETRY_DEFAULTS,
     ...(Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as TelemetryPublisherOptions),
     namespace: options.namespace,
+    topology: options.topology,
   };
   const positive = (name: keyof typeof o, value: number) => {
     if (!(value > 0)) throw new RangeError(`telemetry option ${name} must be positive, got ${value}`);

@@ -157,7 +157,7 @@ class Publisher {
     private readonly clock: Clock.Clock,
     private readonly context: Context.Context<never>,
   ) {
-    this.names = streamNames(o.namespace);
+    this.names = streamNames(o.namespace, o.topology);
     const compression = o.compression === "deflate" ? "deflate" : null;
     this.bytes = new TelemetryByteEncoding(o.source, compression, o.maxEntryBytes);
     this.messages = new TelemetryMessageEncoding(o.source, compression, this.bytes.reserve);

@@ -79,6 +79,7 @@ export const runTamiyo = async (flags: TamiyoFlags): Promise<number> => {
         layers,
         config,
         namespace: connection.namespace,
+        topology: connection.topology,
         ...pace,
         client: { codec: connection.codec, ...(connection.hmacKey !== undefined ? { hmacKey: connection.hmacKey } : {}) },
         onDecision: (d) => {
