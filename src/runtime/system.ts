@@ -7,6 +7,8 @@
  * Its lifetime is an Effect Scope: closing it stops the bridges, the actors and the inspector,
  * in reverse order of acquisition.
  */
+import { randomUUID } from "node:crypto";
+import { hostname } from "node:os";
 import { Clock, Data, Effect, type Scope } from "effect";
 import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
@@ -22,6 +24,8 @@ import { metricsSummary, trainerReport } from "./trainer-report.ts";
 import type { Command, CommandResult, EmergencyStopCommand, StateTransitionEvent } from "../protocol/messages.ts";
 import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
 import { streams, type Topology } from "../protocol/streams.ts";
+import { layerKeys, type LayerKeys } from "../bridge/store.ts";
+import { HOLDING_DEFAULTS } from "../coordination/holding.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
@@ -74,16 +78,17 @@ export type SystemEvent =
   | { readonly type: "seed_restarted"; readonly layerId: string; readonly seedId: number; readonly state: SeedState; readonly error: unknown }
   /** An entry on a layer's event stream that could not be read (written by something else). */
   | { readonly type: "undecodable"; readonly layerId: string; readonly entryId: string; readonly code: string; readonly error: string }
-  /** A layer stopped for good: Redis lost its data (see docs/operations.md). */
+  /** A layer stopped for good: Redis lost its data (see docs/operations.md), or another process took its lease. */
   | { readonly type: "layer_failed"; readonly layerId: string; readonly error: string };
 
 /**
  * A `SystemConfig` that cannot be started: no layers, a layer id that is invalid or appears twice,
- * or a seed count that is not a positive integer. `reason` says which and `message` how to fix it;
- * `startSystem` rejects with it (`makeSystem` fails with it), before anything is spawned.
+ * a seed count that is not a positive integer, or (on Redis) a layer another process owns (its
+ * lease is held: `layer_owned`). `reason` says which and `message` how to fix it; `startSystem`
+ * rejects with it (`makeSystem` fails with it).
  */
 export class SystemConfigError extends Data.TaggedError("SystemConfigError")<{
-  readonly reason: "invalid_layer_id" | "duplicate_layer" | "invalid_seed_count" | "no_layers";
+  readonly reason: "invalid_layer_id" | "duplicate_layer" | "invalid_seed_count" | "no_layers" | "layer_owned";
   readonly message: string;
 }> {}
 
@@ -157,6 +162,36 @@ const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> 
     return Effect.void;
   });
 
+/**
+ * Takes the layer's lease for this system and keeps renewing it in the current Scope (given up
+ * when it closes); fails `layer_owned` when another process holds it. Returns the fence the
+ * layer's bridge reads and commits under.
+ */
+const holdLayer = (bus: Bus, keys: LayerKeys, layerId: string, onLost: (why: string) => void): Effect.Effect<string, SystemConfigError, Scope.Scope> =>
+  Effect.gen(function* () {
+    const holder = `${hostname()}-${process.pid}/system-${randomUUID().slice(0, 8)}`;
+    const { leaseMs, pollMs } = HOLDING_DEFAULTS;
+    const ask = (op: "acquire" | "renew" | "release", token?: number) =>
+      bus.lease({ op, key: keys.lease, counter: keys.fence, holder, ttlMs: leaseMs, ...(token !== undefined ? { token } : {}) });
+    const lease = yield* Effect.orDie(ask("acquire"));
+    if (!lease.held) {
+      return yield* new SystemConfigError({
+        reason: "layer_owned",
+        message: `layer ${layerId} is owned by ${lease.holder} (an esper worker or another system on this bus): a layer has one owner; stop that one, or let it serve the layer and send it commands with startClient`,
+      });
+    }
+    yield* Effect.addFinalizer(() => Effect.ignore(ask("release")));
+    const renewals = Effect.gen(function* () {
+      for (;;) {
+        yield* Effect.sleep(pollMs);
+        const renewed = yield* Effect.result(ask("renew", lease.token));
+        if (renewed._tag === "Success" && !renewed.success.held) return onLost(`the layer's lease is held by ${renewed.success.holder ?? "nobody"} now: this system serves it no more`);
+      }
+    });
+    yield* Effect.forkScoped(renewals);
+    return `${holder}#${lease.token}`;
+  });
+
 /** Spawns the system in the current Scope. */
 export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, SystemConfigError, Scope.Scope> =>
   Effect.gen(function* () {
@@ -206,7 +241,11 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
         (h) => Effect.sync(() => h.stop()),
       );
       hosts.set(spec.id, host);
-      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology, ...(config.ordering ? { ordering: config.ordering } : {}) }).pipe(Effect.orDie);
+      // On a shared bus (Redis) the system owns its layers as a worker does: under their leases, fenced.
+      const fence = bus.inProcess ? undefined : yield* holdLayer(bus, layerKeys(names, spec.id), spec.id, (why) => publish({ type: "layer_failed", layerId: spec.id, error: why }));
+      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology, ...(config.ordering ? { ordering: config.ordering } : {}), ...(fence !== undefined ? { fence } : {}) }).pipe(
+        Effect.orDie,
+      );
       bridges.set(spec.id, bridge);
       epochs.set(spec.id, host.record.epoch);
       yield* Effect.forkScoped(
