@@ -8,14 +8,13 @@
  * in-process one does, whatever the speed of either side.
  */
 import { Effect, Exit, Scope } from "effect";
-import type { SeedState } from "../../machines/lifecycle.ts";
 import type { Bus } from "../bus/bus.ts";
 import { KasminaTrainer } from "../kasmina/trainer.ts";
 import { followLayers, type LayerFollowers } from "../runtime/layer-follower.ts";
 import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
 import { makeTelemetryPublisher } from "../telemetry/publisher.ts";
 import type { DecisionLine } from "./cluster.ts";
-import { finalArchitecture, stepsPerEpochOf, type GrowthConfig, type GrownResult, type Progress } from "./growth.ts";
+import { grownResult, stepsPerEpochOf, type GrowthConfig, type GrownResult, type Progress } from "./growth.ts";
 import { HeldOutEvaluator } from "./held-out.ts";
 import { RunJournal, type JournalDecision } from "./journal.ts";
 import type { DigitSplit } from "./mnist.ts";
@@ -117,18 +116,7 @@ export const runGrownRemote = async (data: DigitSplit, config: GrowthConfig, rem
       onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
       onEpoch: (p) => progress.onEpoch?.("grown", p),
     });
-    const seeds = journal.seeds();
-    const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
-    return {
-      run,
-      seeds,
-      decisions: journal.decisions,
-      alerts: journal.alerts,
-      fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
-      architecture: finalArchitecture(network),
-      germinated: ended("GERMINATED").length,
-      culled: ended("CULLED").length,
-    };
+    return grownResult(run, journal, network);
   } finally {
     unsubscribe();
     await Effect.runPromise(Scope.close(scope, Exit.void));

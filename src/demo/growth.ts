@@ -209,26 +209,31 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       onEpoch: (p) => progress.onEpoch?.("grown", p),
     });
     await hooks.settled();
-    const seeds = journal.seeds();
-    const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
-    return {
-      run,
-      seeds,
-      decisions: journal.decisions,
-      alerts: journal.alerts,
-      fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
-      architecture: finalArchitecture(network),
-      germinated: ended("GERMINATED").length,
-      culled: ended("CULLED").length,
-    };
+    return grownResult(run, journal, network);
   } finally {
     await Effect.runPromise(Scope.close(scope, Exit.void));
     network.model.dispose();
   }
 };
 
+/** The grown arm's result: its run, and from its journal the seeds' lifecycles, the decisions and alerts, and what grew. */
+export const grownResult = (run: RunRecord, journal: RunJournal, network: HostNetwork): GrownResult => {
+  const seeds = journal.seeds();
+  const ended = (state: SeedState) => seeds.filter((s) => s.steps.some((x) => x.state === state));
+  return {
+    run,
+    seeds,
+    decisions: journal.decisions,
+    alerts: journal.alerts,
+    fossils: ended("FOSSILIZED").map((s) => ({ layerId: s.layerId, seedId: s.seedId, blueprint: s.blueprint! })),
+    architecture: finalArchitecture(network),
+    germinated: ended("GERMINATED").length,
+    culled: ended("CULLED").length,
+  };
+};
+
 /** Every seed whose blueprint is blended in now, with its kind. */
-export const finalArchitecture = (network: HostNetwork): GrownSeed[] =>
+const finalArchitecture = (network: HostNetwork): GrownSeed[] =>
   network.layers.flatMap((layer) =>
     [...layer.table.state].flatMap((code, seedId) => {
       if (!blendsInState(code)) return [];

@@ -69,19 +69,8 @@ export interface LayersCheckpoint {
   readonly from: Readonly<Record<string, FollowPosition>>;
 }
 
-/** Where `restoreLayers` reads from and how it writes its events. */
-export interface RestoreLayersOptions {
-  readonly dir: string;
-  readonly checkpointId: string;
-  readonly namespace?: string;
-  /** The layers' stream names: esper's or the reference's. Default: ESPER_TOPOLOGY, else "esper". */
-  readonly topology?: Topology;
-  readonly source?: string;
-  readonly codec?: Codec;
-  readonly hmacKey?: HmacKey;
-  /** Whether to write the CheckpointEvents (`recovered`) on the layers' event streams. Default true. */
-  readonly publish?: boolean;
-}
+/** Where `restoreLayers` reads from and how it writes its events (`recovered`), as for `checkpointLayers`. */
+export type RestoreLayersOptions = Omit<CheckpointLayersOptions, "participant" | "parties" | "timeoutMs">;
 
 /** The defaults of CheckpointLayersOptions, and the MAXLEN ~ its events are written with (the event streams' own). */
 export const CHECKPOINT_LAYERS_DEFAULTS = { timeoutMs: 30_000, source: "esper.trainer", eventsMaxLen: 100_000 } as const;
