@@ -7,7 +7,7 @@ import { initBackend } from "../kasmina/backend.ts";
 import type { Strategy } from "../tamiyo/config.ts";
 import { GROWTH_DEFAULTS, GROWTH_QUICK, runGrown, runHost, type GrowthConfig } from "./growth.ts";
 import { loadDigits } from "./mnist.ts";
-import { runGrownOnRedis, type OnRedisOptions } from "./on-redis.ts";
+import { reachRedis, runGrownOnRedis, type OnRedisOptions } from "./on-redis.ts";
 import { hostParameterCount, HOST_LAYERS } from "./model.ts";
 import type { DecisionEntry, DemoRecord, EpochPoint } from "./record.ts";
 
@@ -42,6 +42,8 @@ export const demoConfig = (options: DemoOptions): GrowthConfig => {
 export const runDemoRecord = async (options: DemoOptions = {}): Promise<DemoRecord> => {
   const say = options.say ?? (() => {});
   const config = demoConfig(options);
+  // Across processes, Redis is needed at the grown arm: find out before the host arm trains.
+  if (options.redis) await reachRedis(options.redis.url);
   const backend = await initBackend();
   const data = loadDigits(config.sizes, config.seed);
   const startedAt = new Date().toISOString();

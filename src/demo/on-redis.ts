@@ -46,6 +46,14 @@ const drained = async (bus: RedisBus, namespace: string, withinMs: number): Prom
   while ((await Effect.runPromise(busy)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
 };
 
+/** Fails with what to do when Redis cannot be reached: checked before anything trains. */
+export const reachRedis = async (url: string): Promise<void> => {
+  const reached = await Effect.runPromise(Effect.result(Effect.scoped(Effect.asVoid(makeRedisBus({ url, connectTimeoutMs: 3_000 })))));
+  if (reached._tag === "Failure") {
+    throw new Error(`cannot reach Redis at ${url} (${reached.failure.message}): start one (redis-server --port 6379) or give --redis the URL of yours`);
+  }
+};
+
 export const newDemoNamespace = (): string => `demo-${Date.now().toString(36)}`;
 
 export const runGrownOnRedis = async (data: DigitSplit, config: GrowthConfig, options: OnRedisOptions, progress: Progress, say: (line: string) => void): Promise<GrownResult> => {

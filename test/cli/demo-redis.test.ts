@@ -93,6 +93,13 @@ describe("esper demo --quick --redis", () => {
     expect(keys).toEqual([]);
   });
 
+  it("a Redis that cannot be reached is said at once, before anything trains, with what to do; exit 1", async () => {
+    const result = await esper(["demo", "--quick", "--no-progress", "--redis", "redis://127.0.0.1:1"]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/cannot reach Redis at redis:\/\/127\.0\.0\.1:1 .*: start one \(redis-server --port 6379\) or give --redis the URL of yours/);
+    expect(result.stdout).not.toMatch(/training the host/);
+  });
+
   it("--standbys, --namespace and --keep go with --redis: a usage error without it", async () => {
     const result = await esper(["demo", "--quick", "--standbys", "1"]);
     expect(result.code).toBe(2);
