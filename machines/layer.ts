@@ -73,6 +73,12 @@ export type LayerEvent =
   | { readonly type: "seed.error"; readonly seedId: number }
   /** The host replaced some seed actors (a crashed seed restarted, seeds restored): the layer holds the new refs. */
   | { readonly type: "seeds.replaced"; readonly seeds: ReadonlyMap<number, SeedActorRef> }
+  /**
+   * The newest leading Tamiyo's token, as her lease's counter says (the host reads it before a run
+   * of commands that carry tokens): orders of any older leader are refused from now on, even
+   * before the new leader has spoken to this layer.
+   */
+  | { readonly type: "leader"; readonly token: number }
   /** The layer is put back to what its store holds (a commit did not land): its epoch count and its stop. */
   | { readonly type: "restored"; readonly epoch: number; readonly stopReason: string | null; readonly leaderToken?: number };
 
@@ -372,7 +378,9 @@ export const layerMachine = setup({
       return { epoch: e.epoch, stopReason: e.stopReason === null ? null : recordedReason(e.stopReason), leaderToken: e.leaderToken ?? 0 };
     }),
     /** A newer leader's token, once seen, deposes every older one (orders are screened against it after this). */
-    noteLeader: assign({ leaderToken: ({ context, event }) => Math.max(context.leaderToken, ...ordersOf(event).map((o) => o.leader ?? 0)) }),
+    noteLeader: assign({
+      leaderToken: ({ context, event }) => (event.type === "leader" ? Math.max(context.leaderToken, event.token) : Math.max(context.leaderToken, ...ordersOf(event).map((o) => o.leader ?? 0))),
+    }),
     recordStop: assign({ stopReason: ({ event }) => recordedReason((event as Extract<LayerEvent, { type: "emergency_stop" }>).reason) }),
     clearStop: assign({ stopReason: null }),
     replaceSeeds: assign({
@@ -401,6 +409,7 @@ export const layerMachine = setup({
     metrics: { actions: "metricsToSeeds" },
     "seed.error": { actions: "errorToSeed" },
     "seeds.replaced": { actions: "replaceSeeds" },
+    leader: { actions: "noteLeader" },
     restored: [
       { guard: "restoredStopped", target: ".stopped", actions: "restore" },
       { target: ".running", actions: "restore" },

@@ -40,6 +40,7 @@ import { referenceCopies } from "../protocol/reference.ts";
 import { GROUPS, streams } from "../protocol/streams.ts";
 import { resultFor, seedIdOf } from "../runtime/answer.ts";
 import { boundedMessage } from "../runtime/bounded-message.ts";
+import { leaderOf } from "../runtime/orders.ts";
 import type { LayerHost } from "../runtime/layer-host.ts";
 import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "../telemetry/decode.ts";
@@ -317,6 +318,11 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                 const ids = decoded.flatMap((d) => (d.ok && "message_id" in d.message ? [d.message.message_id] : []));
                 // A redelivery was likely answered before it came again: read what is stored first.
                 const known = reads.some((r) => r.entry.deliveries > 1) ? yield* interruptible(readKnown(ids)) : null;
+                // Commands of a leading Tamiyo: the layer learns the newest leader's token first, so a deposed one is refused
+                // even before her successor has spoken to it (read only when a command carries a token; Redis away: as before).
+                if (decoded.some((d) => d.ok && leaderOf(d.message) !== undefined)) {
+                  host.noteLeader(yield* interruptible(bus.fencingToken(keys.leaderFence).pipe(Effect.orElseSucceed(() => 0))));
+                }
                 let admissions = admit(decoded, { layerId, allStream: keys.all, now: at, maxDeliveries: o.maxDeliveries, known, rates, ratePerSource: o.ratePerSource, source: host.source });
                 if (o.ordering === "causal") admissions = yield* interruptible(awaitDependencies([...admissions]));
                 for (;;) {

@@ -38,6 +38,8 @@ export interface LayerKeys {
   /** The layer's ownership lease (Bus.lease) and its token counter: one owner commits at a time. */
   readonly lease: string;
   readonly fence: string;
+  /** The token counter of the leading Tamiyo's lease (shared by every layer): a command of an older token is a deposed leader's. */
+  readonly leaderFence: string;
 }
 
 export const layerKeys = (names: Streams, layerId: string): LayerKeys => ({
@@ -55,6 +57,7 @@ export const layerKeys = (names: Streams, layerId: string): LayerKeys => ({
   dlqAll: names.dlqAll,
   lease: names.layerKey("lease", layerId),
   fence: names.layerKey("fence", layerId),
+  leaderFence: names.leaderLease.counter,
 });
 
 export const GENERATION_FIELD = "generation";

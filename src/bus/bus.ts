@@ -290,6 +290,8 @@ export interface Bus {
   readonly commit: (ops: readonly CommitOp[]) => Effect.Effect<readonly string[], BusError>;
   /** Takes, renews or gives up a lease with a fencing token, atomically (see LeaseRequest). */
   readonly lease: (request: LeaseRequest) => Effect.Effect<Lease, BusError>;
+  /** The newest fencing token a lease's counter (LeaseRequest.counter) has issued; 0 before any. */
+  readonly fencingToken: (counter: string) => Effect.Effect<number, BusError>;
   /** Entries with start <= id <= end ("-" and "+" are the ends, "(" before an id excludes it), at most `count`. */
   readonly range: (stream: string, start?: string, end?: string, count?: number) => Effect.Effect<readonly Entry[], BusError>;
   /** Plain XREAD: entries after `afterId`, waiting up to `blockMs` (0 = do not wait). For followers outside groups. */

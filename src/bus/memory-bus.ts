@@ -285,6 +285,8 @@ export class MemoryBus implements Bus {
       return Effect.succeed({ held: true, holder: request.holder, token, ttlMs: request.ttlMs });
     });
 
+  readonly fencingToken = (counter: string): Effect.Effect<number, BusError> => Effect.sync(() => this.counters.get(counter) ?? 0);
+
   private expireDue(key: string, now: number): void {
     const at = this.expiries.get(key);
     if (at !== undefined && at <= now) {

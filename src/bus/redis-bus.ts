@@ -279,6 +279,7 @@ export const makeRedisBus = (input: RedisBusOptions = {}): Effect.Effect<RedisBu
             }),
           ),
       hgetall: (key) => guard.run(`HGETALL ${key}`, () => main.hgetallBuffer(key), { retry: true }),
+      fencingToken: (counter) => Effect.map(guard.run(`GET ${counter}`, () => main.get(counter), { retry: true }), (value) => Number(value ?? 0) || 0),
       hmget: (key, fields) =>
         fields.length === 0
           ? Effect.succeed([])

@@ -104,6 +104,8 @@ export interface Streams {
    * `P.checkpoint.{id}`). `kind` is a lower-case word; `name` is taken as given.
    */
   readonly sharedKey: (kind: string, name: string) => string;
+  /** The leading Tamiyo's lease (`P.lease.tamiyo`) and its token counter (`P.fence.tamiyo`), which every layer reads. */
+  readonly leaderLease: { readonly key: string; readonly counter: string };
   /** The dead-letter stream for an entry of `stream`: its layer's, or `P.dlq.all`. */
   readonly dlqFor: (stream: string) => string;
 }
@@ -172,6 +174,7 @@ export const streams = (namespace: string = namespaceFromEnv(), topology: Topolo
       if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
       return `${namespace}.${kind}.${name}`;
     },
+    leaderLease: { key: `${namespace}.lease.tamiyo`, counter: `${namespace}.fence.tamiyo` },
     dlqFor: (stream) => {
       const layer = layerOf(stream);
       return layer === undefined ? dlqAll : layerKey("dlq", layer);

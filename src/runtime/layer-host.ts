@@ -265,6 +265,11 @@ export class LayerHost {
     return this.takeChanged();
   }
 
+  /** The newest leading Tamiyo's token (her lease's counter): orders of older leaders are refused from now on. */
+  noteLeader(token: number): void {
+    if (Number.isInteger(token) && token > 0) this.layer.send({ type: "leader", token });
+  }
+
   /** Metrics for some seeds (reconstruction_loss, performance_delta...): one event per window. Returns the seeds changed. */
   reportMetrics(bySeed: ReadonlyMap<number, Metrics>): ReadonlySet<number> {
     const known = new Map([...bySeed].filter(([seedId]) => Number.isInteger(seedId) && seedId >= 0 && seedId < this.numSeeds));

@@ -36,8 +36,7 @@ export interface LeadingTamiyo {
 
 /** The keys of the Tamiyo lease in a namespace: one leader for the whole system. */
 export const tamiyoLeaseKeys = (namespace?: string) => {
-  const names = streams(namespace);
-  return { key: names.sharedKey("lease", "tamiyo"), counter: names.sharedKey("fence", "tamiyo") } as const;
+  return streams(namespace).leaderLease;
 };
 
 /** The command as sent by the leader holding `token`. */

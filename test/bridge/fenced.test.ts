@@ -6,6 +6,7 @@
  */
 import { describe, expect, test } from "vitest";
 import { layerKeys } from "../../src/bridge/store.ts";
+import { streams } from "../../src/protocol/streams.ts";
 import { lifecycle } from "../runtime/commands.ts";
 import { BUS_KINDS, openClient, openFixture, pendingOf, publishCommand, resultsOf, run, startBridge, waitFor, watchResults } from "./harness.ts";
 
@@ -37,5 +38,28 @@ describe.each(BUS_KINDS)("on %s, a deposed owner's bridge", (kind) => {
     const last = await run(fx.bus.lastId(fx.names.control("a")));
     expect(group?.lastDeliveredId).not.toBe(last); // the second command was delivered to nobody
     expect(await resultsOf(fx, "a", second.message_id)).toEqual([]);
+  });
+
+  test("a deposed Tamiyo's command is refused deposed_leader as soon as a newer leader holds her lease, before that one has spoken to the layer", async () => {
+    const fx = await openFixture(kind);
+    const lease = fx.names.leaderLease;
+    const tamiyo = (holder: string, op: "acquire" | "release") => run(fx.bus.lease({ op, key: lease.key, counter: lease.counter, holder, ttlMs: 60_000 }));
+    await startBridge(fx);
+    const client = await openClient(fx);
+    const results = await watchResults(client, "a");
+    expect(await tamiyo("tamiyo-a", "acquire")).toMatchObject({ token: 1 });
+    const first = lifecycle("a", 0, "GERMINATED", { metadata: { leader_token: 1 } });
+    await publishCommand(fx, first);
+    expect(await results.result(first.message_id)).toMatchObject({ code: "ok" });
+    // tamiyo-a is paused past her lease; tamiyo-b leads with token 2 but has sent this layer nothing.
+    await tamiyo("tamiyo-a", "release");
+    expect(await tamiyo("tamiyo-b", "acquire")).toMatchObject({ token: 2 });
+    const stale = lifecycle("a", 1, "GERMINATED", { metadata: { leader_token: 1 } });
+    await publishCommand(fx, stale);
+    expect(await results.result(stale.message_id)).toMatchObject({ code: "deposed_leader" });
+    const fresh = lifecycle("a", 1, "GERMINATED", { metadata: { leader_token: 2 } });
+    await publishCommand(fx, fresh);
+    expect(await results.result(fresh.message_id)).toMatchObject({ code: "ok" });
+    expect(streams(fx.names.namespace).leaderLease.counter).toBe(`${fx.names.namespace}.fence.tamiyo`);
   });
 });

@@ -752,7 +752,9 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       const meta = h.key("meta.layer.{L9}");
       const ask = (holder: string, op: "acquire" | "renew" | "release" = "acquire", ttlMs = 60_000, token?: number) =>
         run(bus.lease({ op, key, counter, holder, ttlMs, ...(token !== undefined ? { token } : {}) }));
+      expect(await run(bus.fencingToken(counter))).toBe(0);
       expect(await ask("a")).toEqual({ held: true, holder: "a", token: 1, ttlMs: 60_000 });
+      expect(await run(bus.fencingToken(counter))).toBe(1);
       const other = await ask("b");
       expect(other).toMatchObject({ held: false, holder: "a", token: 1 });
       expect(other.ttlMs).toBeGreaterThan(0);
@@ -780,6 +782,7 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       // A renewal extends only the holding it names: one that ran out is lost, not taken anew.
       expect(await ask("c", "renew", 50, 3)).toMatchObject({ held: false, holder: null });
       expect(await ask("d")).toMatchObject({ held: true, holder: "d", token: 4 });
+      expect(await run(bus.fencingToken(counter))).toBe(4); // the newest token issued, whoever holds it now
       expect((await failure(bus.commit(fenced("c#3")))).reason).toBe("conflict");
       expect(await ask("d", "renew", 60_000, 4)).toMatchObject({ held: true, token: 4 });
       expect(await ask("d", "renew", 60_000, 3)).toMatchObject({ held: false, holder: "d" });

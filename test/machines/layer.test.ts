@@ -557,6 +557,17 @@ describe("a deposed Tamiyo (metadata.leader_token)", () => {
     expect(h.record.leaderToken).toBe(3);
   });
 
+  test("told the newest leader's token (her lease's counter) before she speaks, the layer refuses an older leader at once, and keeps the token with its record", () => {
+    const h = host(4);
+    expect(h.apply(led(0, "GERMINATED", 1)).result.code).toBe("ok");
+    h.noteLeader(2); // a new leader took the lease; she has sent this layer nothing yet
+    expect(h.record.leaderToken).toBe(2);
+    expect(h.apply(led(1, "GERMINATED", 1)).result.code).toBe("deposed_leader");
+    expect(h.apply(led(1, "GERMINATED", 2)).result.code).toBe("ok");
+    h.noteLeader(1); // never backwards
+    expect(h.record.leaderToken).toBe(2);
+  });
+
   test("a batch is fenced by its own token, and the token the layer saw comes back with its record", () => {
     const h = host(4);
     h.apply(led(0, "GERMINATED", 5));
