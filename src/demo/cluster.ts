@@ -72,6 +72,8 @@ const TAIL_LINES = 30;
 interface Child extends ClusterProcess {
   readonly ready: Promise<void>;
   readonly stop: () => Promise<void>;
+  /** SIGKILL now, without waiting (from an `exit` handler, where nothing can be awaited). */
+  readonly killNow: () => void;
 }
 
 const start = (name: string, role: "worker" | "tamiyo", args: readonly string[], options: ClusterOptions, onDecisionLine: (line: DecisionLine) => void): Child => {
@@ -125,6 +127,9 @@ const start = (name: string, role: "worker" | "tamiyo", args: readonly string[],
       child.kill("SIGKILL");
       await exited;
     },
+    killNow: () => {
+      if (running) child.kill("SIGKILL");
+    },
     stop: async () => {
       if (!running) return;
       child.kill("SIGTERM");
@@ -163,9 +168,17 @@ export const startCluster = async (options: ClusterOptions): Promise<Cluster> =>
   const children: Child[] = [];
   const listeners = new Set<(line: DecisionLine) => void>();
   const onDecisionLine = (line: DecisionLine) => listeners.forEach((listener) => listener(line));
+  // A demo that dies without stopping them (an exception, process.exit) takes its processes along; Ctrl-C reaches them anyway.
+  const orphaned = () => {
+    for (const c of children) c.killNow();
+  };
+  process.once("exit", orphaned);
   const stop = async (role?: "worker" | "tamiyo") => {
     await Promise.all(children.filter((c) => role === undefined || c.role === role).map((c) => c.stop()));
-    if (role === undefined) rmSync(dir, { recursive: true, force: true });
+    if (role === undefined) {
+      process.removeListener("exit", orphaned);
+      rmSync(dir, { recursive: true, force: true });
+    }
   };
   try {
     // One role at a time, first copies first: the first started of each holds its lease.
