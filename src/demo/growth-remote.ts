@@ -78,6 +78,7 @@ export const runGrownRemote = async (data: DigitSplit, config: GrowthConfig, rem
         {
           namespace: remote.namespace,
           source: "demo.trainer",
+          announceAs: "demo-trainer",
           onApplied: (event) => (event.message_type === "StateTransitionEvent" ? journal.transition(event) : journal.blueprint(event.layer_id, event.seed_id, event.blueprint_id)),
           ...(remote.onRebuild ? { onRebuild: remote.onRebuild } : {}),
         },

@@ -34,6 +34,7 @@ import { blueprintEvent, blueprintUpdateCommand } from "../protocol/make.ts";
 import type { BlueprintEvent, Message, StateTransitionEvent } from "../protocol/messages.ts";
 import { streams, type Topology } from "../protocol/streams.ts";
 import { compareStreamIds, MIN_ID, parseStreamId, type StreamId } from "../bus/stream-id.ts";
+import { announcePresence } from "../coordination/presence.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
 import type { LayerSpec } from "./system.ts";
 import { metricsSummary, trainerReport } from "./trainer-report.ts";
@@ -53,6 +54,11 @@ export interface FollowOptions {
   readonly hmacKey?: HmacKey;
   /** Told whenever a follower rebuilt its table from the store, and why. */
   readonly onRebuild?: (layerId: string, why: string) => void;
+  /**
+   * Announce this trainer on `P.coordination` under this service id (type `esper.trainer`, a
+   * heartbeat every 2 s with the events it applied), so `esper status` lists it. Default: silent.
+   */
+  readonly announceAs?: string;
   /** Told of each event as it is applied to a table, after the table changed. */
   readonly onApplied?: (message: StateTransitionEvent | BlueprintEvent) => void;
   /**
@@ -326,6 +332,18 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         holdAt: (at) => {
           hold = at === undefined ? undefined : parseStreamId(at);
         },
+      });
+    }
+
+    if (options.announceAs !== undefined) {
+      yield* announcePresence(bus, {
+        ...(options.namespace ? { namespace: options.namespace } : {}),
+        serviceType: "esper.trainer",
+        serviceId: options.announceAs,
+        capabilities: specs.map((s) => `follows:${s.id}`),
+        metrics: () => ({ applied: followers.reduce((n, f) => n + f.applied(), 0), rebuilds: followers.reduce((n, f) => n + f.rebuilds(), 0) }),
+        ...(options.codec ? { codec: options.codec } : {}),
+        ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}),
       });
     }
 

@@ -34,7 +34,7 @@ beforeAll(async () => {
     // While it trains, the operator's view: poll until both services are there, Tamiyo beating as the leader.
     let running = true;
     void demo.finally(() => (running = false));
-    while (running && !(/demo-worker-1 .*\(owner 2/.test(status) && /demo-tamiyo .*\(leader 1\)/.test(status))) {
+    while (running && !(/demo-worker-1 .*\(owner 2/.test(status) && /demo-tamiyo .*\(leader 1\)/.test(status) && /demo-trainer {2}esper\.trainer/.test(status))) {
       status = (await esper(["status", "--redis", REDIS_URL, "--namespace", namespace])).stdout;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
@@ -59,10 +59,11 @@ describe("esper demo --quick --redis", () => {
     expect(record.config["topology"]).toMatch(/across processes on Redis/);
   });
 
-  it("esper status showed the worker and Tamiyo while the run trained, and who owns each layer", () => {
+  it("esper status showed the worker, Tamiyo and the trainer while the run trained, and who owns each layer", () => {
     expect(status).toMatch(/demo-worker-1 {2}esper\.worker/);
     expect(status).toMatch(/demo-tamiyo {2}esper\.tamiyo .*\(leader 1\)/);
     expect(status).toMatch(/proj .*demo-worker-1/);
+    expect(status).toMatch(/demo-trainer {2}esper\.trainer {2}healthy.*\(applied \d+, rebuilds 2\)/);
   });
 
   it("grew the network: seeds moved along the lifecycle's edges from DORMANT, each decision answered", () => {
