@@ -199,7 +199,6 @@ export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpoin
   const checkpointId = options.checkpointId ?? `ckpt-${wallClock()}-${randomUUID().slice(0, 8)}`;
   const seedId = options.seedId ?? null;
   const path = checkpointPath(options.dir, layer.layerId, checkpointId);
-  const temp = `${path}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
   try {
     if (!CHECKPOINT_ID.test(checkpointId)) fail("bad_checkpoint_id", `checkpoint id "${checkpointId}" must match ${CHECKPOINT_ID}`, path);
     if (seedId !== null && !(Number.isInteger(seedId) && seedId >= 0 && seedId < layer.numSeeds)) {
@@ -207,22 +206,35 @@ export const saveCheckpoint = async (layer: KasminaLayer, options: SaveCheckpoin
     }
     const bytes = encodeCheckpoint(layer, seedId, checkpointId);
     await mkdir(options.dir, { recursive: true });
+    await writeFileAtomically(path, bytes);
+    const created = event(layer, seedId, checkpointId, "created", bytes.length);
+    options.onEvent?.(created);
+    return created;
+  } catch (error) {
+    const typed = error instanceof CheckpointError ? error : new CheckpointError({ reason: "io", message: `cannot write ${path}: ${String(error)}`, path, cause: error });
+    options.onEvent?.(event(layer, seedId, checkpointId, "created", 0, typed));
+    throw typed;
+  }
+};
+
+/**
+ * Writes `data` to `path` so that a reader finds the old file or the whole new one, never a part: a temporary file
+ * next to it, fsynced, then renamed over it (the temporary one is removed if anything fails). Rejects as `fs` does.
+ */
+export const writeFileAtomically = async (path: string, data: Uint8Array | string): Promise<void> => {
+  const temp = `${path}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
+  try {
     const handle = await open(temp, "w");
     try {
-      await handle.writeFile(bytes);
+      await handle.writeFile(data);
       await handle.sync();
     } finally {
       await handle.close();
     }
     await rename(temp, path);
-    const created = event(layer, seedId, checkpointId, "created", bytes.length);
-    options.onEvent?.(created);
-    return created;
   } catch (error) {
     await rm(temp, { force: true });
-    const typed = error instanceof CheckpointError ? error : new CheckpointError({ reason: "io", message: `cannot write ${path}: ${String(error)}`, path, cause: error });
-    options.onEvent?.(event(layer, seedId, checkpointId, "created", 0, typed));
-    throw typed;
+    throw error;
   }
 };
 

@@ -12,9 +12,8 @@
  * So every replica saves the tables of the same offsets, and `restoreLayers` + `followLayers({ from })` follows on
  * from exactly there.
  */
-import { randomUUID } from "node:crypto";
-import { mkdir, open, readFile, rename, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { mkdir, readFile } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { Clock, Effect } from "effect";
 import type { Bus } from "../bus/bus.ts";
 import { compareStreamIds, MIN_ID, parseStreamId } from "../bus/stream-id.ts";
@@ -24,7 +23,7 @@ import { encodeEntry, type HmacKey } from "../protocol/entry.ts";
 import { checkpointEvent, coordinationRequest } from "../protocol/make.ts";
 import { streams, type Topology } from "../protocol/streams.ts";
 import type { FollowPosition, LayerFollower, LayerFollowers } from "../runtime/layer-follower.ts";
-import { restoreCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { checkpointPath, restoreCheckpoint, saveCheckpoint, writeFileAtomically } from "./checkpoint.ts";
 import { CheckpointError } from "./errors.ts";
 import type { CheckpointEventFields } from "./hooks.ts";
 import type { KasminaLayer } from "./layer.ts";
@@ -92,7 +91,7 @@ const followerOf = (followers: LayerFollowers, layer: KasminaLayer): LayerFollow
 };
 
 /** One CheckpointEvent per seed, all of one checkpoint id; the file's bytes shared among its seeds (they sum to its size). */
-const publishSeedEvents = async (bus: Bus, layer: KasminaLayer, fields: CheckpointEventFields, o: { readonly namespace?: string; readonly topology?: Topology; readonly source?: string; readonly codec?: Codec; readonly hmacKey?: HmacKey }) => {
+const publishSeedEvents = async (bus: Bus, layer: KasminaLayer, fields: CheckpointEventFields, o: Pick<CheckpointLayersOptions, "namespace" | "topology" | "source" | "codec" | "hmacKey">) => {
   const stream = streams(o.namespace, o.topology).events(layer.layerId);
   const share = Math.floor(fields.checkpoint_size_bytes / layer.numSeeds);
   const entries = Array.from({ length: layer.numSeeds }, (_, seedId) => {
@@ -111,19 +110,10 @@ const publishSeedEvents = async (bus: Bus, layer: KasminaLayer, fields: Checkpoi
   await Effect.runPromise(bus.publishMany(entries, CHECKPOINT_LAYERS_DEFAULTS.eventsMaxLen));
 };
 
-const writeAtomically = async (path: string, text: string) => {
-  const temp = `${path}.tmp-${process.pid}-${randomUUID().slice(0, 8)}`;
+const writeManifest = async (path: string, manifest: Manifest) => {
   try {
-    const handle = await open(temp, "w");
-    try {
-      await handle.writeFile(text);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(temp, path);
+    await writeFileAtomically(path, JSON.stringify(manifest, null, 2));
   } catch (error) {
-    await rm(temp, { force: true });
     throw new CheckpointError({ reason: "io", message: `cannot write ${path}: ${String(error)}`, path, cause: error });
   }
 };
@@ -195,15 +185,15 @@ export const checkpointLayers = async (bus: Bus, followers: LayerFollowers, laye
     const saved: LayerCheckpoint[] = [];
     for (const { layer, follower } of held) {
       const created = await saveCheckpoint(layer, { dir: options.dir, checkpointId: options.checkpointId });
-      saved.push({ layerId: layer.layerId, position: follower.position(), path: join(options.dir, `${layer.layerId}.${options.checkpointId}.kasmina`), sizeBytes: created.checkpoint_size_bytes });
+      saved.push({ layerId: layer.layerId, position: follower.position(), path: checkpointPath(options.dir, layer.layerId, options.checkpointId), sizeBytes: created.checkpoint_size_bytes });
       if (options.publish !== false) await publishSeedEvents(bus, layer, created, options);
     }
     const manifest: Manifest = {
       checkpoint_id: options.checkpointId,
       participant: options.participant,
-      layers: saved.map((s) => ({ layer_id: s.layerId, offset: s.position.offset, entries_added: s.position.entriesAdded, file: `${s.layerId}.${options.checkpointId}.kasmina`, size_bytes: s.sizeBytes })),
+      layers: saved.map((s) => ({ layer_id: s.layerId, offset: s.position.offset, entries_added: s.position.entriesAdded, file: basename(s.path), size_bytes: s.sizeBytes })),
     };
-    await writeAtomically(manifestPath(options.dir, options.checkpointId), JSON.stringify(manifest, null, 2));
+    await writeManifest(manifestPath(options.dir, options.checkpointId), manifest);
     return { checkpointId: options.checkpointId, layers: saved, from: Object.fromEntries(saved.map((s) => [s.layerId, s.position])) };
   } finally {
     for (const { follower } of held) follower.holdAt(undefined);

@@ -181,6 +181,19 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       let rebuilds = 0;
       let validations = 0;
 
+      /** The layer's stored epoch count, which this follower's ticks continue from (one count for all replicas). */
+      const storedEpoch = Effect.gen(function* () {
+        const record = readRecord((yield* bus.hmget(keys.meta, [RECORD_FIELD]))[0] ?? undefined);
+        const epoch = Result.isSuccess(record) ? record.success.epoch : 0;
+        epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, epoch));
+        return epoch;
+      });
+      /** The seed takes the blueprint (and grafting strategy) an `updated` event names. */
+      const takeBlueprint = (m: BlueprintEvent) => {
+        const strategy = strategyOf(m);
+        table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(strategy ? { strategy } : {}) });
+      };
+
       /** The table as the layer stored it, and the stream offset to follow on from. */
       const rebuild = (why: string) =>
         Effect.gen(function* () {
@@ -189,10 +202,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           offset = info.lastGeneratedId;
           added = info.entriesAdded;
           const stored = yield* storedSeeds(bus, keys);
-          const meta = yield* bus.hmget(keys.meta, [RECORD_FIELD]);
-          const record = readRecord(meta[0] ?? undefined);
-          const epoch = Result.isSuccess(record) ? record.success.epoch : 0;
-          epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, epoch));
+          const epoch = yield* storedEpoch;
           for (let seedId = 0; seedId < table.numSeeds; seedId++) {
             const seed = stored.get(seedId);
             if (seed !== undefined) {
@@ -226,8 +236,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         } else if (m.message_type === "BlueprintEvent" && m.layer_id === spec.id && m.seed_id < table.numSeeds && m.success && m.operation === "updated") {
           const request = options.validateBlueprint ? validationOf(spec.id, m) : undefined;
           if (request !== undefined) return { event: m, request };
-          const strategy = strategyOf(m);
-          table.write(m.seed_id, { blueprint: indexOf(m.blueprint_id), ...(strategy ? { strategy } : {}) });
+          takeBlueprint(m);
           applied++;
           options.onApplied?.(m);
         }
@@ -244,8 +253,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
           const verdict = yield* Effect.tryPromise(() => options.validateBlueprint!(request)).pipe(
             Effect.catch((error) => {
               // Not validated (e.g. a blueprint this replica's layer holds no bank for): followed as any replica would.
-              const strategy = strategyOf(event);
-              table.write(request.seedId, { blueprint: indexOf(request.blueprintId), ...(strategy ? { strategy } : {}) });
+              takeBlueprint(event);
               const cause = error.cause instanceof Error ? error.cause.message : String(error.cause);
               return Effect.succeed<BlueprintVerdict>({ operation: "validated", success: false, metrics_delta: {}, details: { error: `validation failed: ${cause}` } });
             }),
@@ -291,9 +299,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
       else {
         offset = resume.offset;
         added = resume.entriesAdded;
-        const meta = yield* bus.hmget(keys.meta, [RECORD_FIELD]);
-        const record = readRecord(meta[0] ?? undefined);
-        epochs.set(spec.id, Math.max(epochs.get(spec.id) ?? 0, Result.isSuccess(record) ? record.success.epoch : 0));
+        yield* storedEpoch;
       }
       const follow = Effect.gen(function* () {
         for (;;) {
@@ -361,8 +367,7 @@ export const followLayers = (bus: Bus, specs: readonly LayerSpec[], options: Fol
         health,
         nowMs: clock.currentTimeMillisUnsafe(),
       });
-      const fields = encodeEntry(message, { stream, ...(options.codec ? { codec: options.codec } : {}), ...(options.hmacKey ? { hmacKey: options.hmacKey } : {}) });
-      return Effect.runPromise(Effect.asVoid(bus.publish(stream, fields)));
+      return Effect.runPromise(Effect.asVoid(bus.publish(stream, encode(stream, message))));
     };
     return {
       layers: followers,
