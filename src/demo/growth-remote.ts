@@ -9,17 +9,14 @@
  */
 import { Effect, Exit, Scope } from "effect";
 import type { Bus } from "../bus/bus.ts";
-import { KasminaTrainer } from "../kasmina/trainer.ts";
 import { followLayers, type LayerFollowers } from "../runtime/layer-follower.ts";
 import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
 import { makeTelemetryPublisher } from "../telemetry/publisher.ts";
 import type { DecisionLine } from "./cluster.ts";
-import { grownResult, stepsPerEpochOf, type GrowthConfig, type GrownResult, type Progress } from "./growth.ts";
-import { HeldOutEvaluator } from "./held-out.ts";
+import { grownResult, stepsPerEpochOf, trainGrown, type GrowthConfig, type GrownResult, type Progress } from "./growth.ts";
 import { RunJournal, type JournalDecision } from "./journal.ts";
 import type { DigitSplit } from "./mnist.ts";
 import { buildHost } from "./model.ts";
-import { train } from "./train.ts";
 
 /** Where the remote layers are, and what the trainer hears of Tamiyo. */
 export interface RemoteLayers {
@@ -29,8 +26,6 @@ export interface RemoteLayers {
   readonly decisions: (listener: (line: DecisionLine) => void) => () => void;
   /** Called after every training step, once its reports went out (the chaos test's faults); awaited. */
   readonly afterStep?: (step: number) => Promise<void>;
-  /** Told when a follower rebuilt its table from the store. */
-  readonly onRebuild?: (layerId: string, why: string) => void;
 }
 
 /** Tamiyo's rounds come every this many ticks: the in-process arm's decideEvery, in ticks. */
@@ -80,7 +75,6 @@ export const runGrownRemote = async (data: DigitSplit, config: GrowthConfig, rem
           source: "demo.trainer",
           announceAs: "demo-trainer",
           onApplied: (event) => (event.message_type === "StateTransitionEvent" ? journal.transition(event) : journal.blueprint(event.layer_id, event.seed_id, event.blueprint_id)),
-          ...(remote.onRebuild ? { onRebuild: remote.onRebuild } : {}),
         },
       ),
     );
@@ -94,28 +88,13 @@ export const runGrownRemote = async (data: DigitSplit, config: GrowthConfig, rem
       reportMetrics: followers.reportMetrics,
     };
     const hooks = trainerHooks(reports, { telemetry: publisher.sink });
-    const trainer = new KasminaTrainer({ layers: network.layers, telemetryEvery: config.telemetryEvery, tickEvery: config.tickEvery, performanceDelta: "held_out", hooks });
-    const heldOut = new HeldOutEvaluator(network, data.validation, followers);
-    const run = await train(network, data, {
-      name: "grown",
-      seed: config.seed,
-      epochs: config.epochs,
-      batchSize: config.batchSize,
-      learningRate: config.learningRate,
-      beforeStep: () => trainer.beforeStep(),
-      afterStep: async (s) => {
-        step = s;
-        // Measured before the step's tick, so the round that tick starts reads the measurement.
-        if (s % config.measureEvery === 0) await heldOut.measure();
-        await trainer.afterStep();
-        await hooks.settled();
-        await remote.afterStep?.(s);
-      },
-      afterEpoch: async (point) => {
-        for (const layer of network.layers) await followers.reportMetrics(layer.layerId, {}, { val_loss: point.valLoss, val_acc: point.valAcc });
-      },
-      onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
-      onEpoch: (p) => progress.onEpoch?.("grown", p),
+    const run = await trainGrown(network, data, config, reports, hooks, progress, async (s, trainer, heldOut) => {
+      step = s;
+      // Measured before the step's tick, so the round that tick starts reads the measurement.
+      if (s % config.measureEvery === 0) await heldOut.measure();
+      await trainer.afterStep();
+      await hooks.settled();
+      await remote.afterStep?.(s);
     });
     return grownResult(run, journal, network);
   } finally {

@@ -16,7 +16,7 @@ import { blueprintIndex } from "../kasmina/blueprints.ts";
 import { blendsInState } from "../kasmina/seed-roles.ts";
 import { KasminaTrainer } from "../kasmina/trainer.ts";
 import { makeSystem } from "../runtime/system.ts";
-import { layerSpecOf, trainerHooks } from "../runtime/trainer-hooks.ts";
+import { layerSpecOf, trainerHooks, type LayerReports, type SystemHooks } from "../runtime/trainer-hooks.ts";
 import type { Strategy, TamiyoConfig } from "../tamiyo/config.ts";
 import { makeTamiyo } from "../tamiyo/tamiyo.ts";
 import { publishAlerts, telemetryAlerts } from "../telemetry/alerts.ts";
@@ -181,32 +181,15 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
       }),
     );
     const hooks = trainerHooks(system, { telemetry: publisher.sink });
-    // performance_delta is measured on held-out data (HeldOutEvaluator), not estimated from the batch.
-    const trainer = new KasminaTrainer({ layers: network.layers, telemetryEvery: config.telemetryEvery, tickEvery: config.tickEvery, performanceDelta: "held_out", hooks });
-    const heldOut = new HeldOutEvaluator(network, data.validation, system);
-    const run = await train(network, data, {
-      name: "grown",
-      seed: config.seed,
-      epochs: config.epochs,
-      batchSize: config.batchSize,
-      learningRate: config.learningRate,
-      beforeStep: () => trainer.beforeStep(),
-      afterStep: async (s) => {
-        step = s;
-        await trainer.afterStep();
-        if (s % config.measureEvery === 0) await heldOut.measure();
-        if (s % config.decideEvery === 0) {
-          await hooks.settled();
-          await Effect.runPromise(publisher.flush);
-          await tamiyo.round();
-        }
-      },
-      // The plateau signal: one validation loss per epoch (per step it would be noise).
-      afterEpoch: async (point) => {
-        for (const layer of network.layers) await system.reportMetrics(layer.layerId, {}, { val_loss: point.valLoss, val_acc: point.valAcc });
-      },
-      onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
-      onEpoch: (p) => progress.onEpoch?.("grown", p),
+    const run = await trainGrown(network, data, config, system, hooks, progress, async (s, trainer, heldOut) => {
+      step = s;
+      await trainer.afterStep();
+      if (s % config.measureEvery === 0) await heldOut.measure();
+      if (s % config.decideEvery === 0) {
+        await hooks.settled();
+        await Effect.runPromise(publisher.flush);
+        await tamiyo.round();
+      }
     });
     await hooks.settled();
     return grownResult(run, journal, network);
@@ -214,6 +197,40 @@ export const runGrown = async (data: DigitSplit, config: GrowthConfig, progress:
     await Effect.runPromise(Scope.close(scope, Exit.void));
     network.model.dispose();
   }
+};
+
+/**
+ * The grown arm's training: a KasminaTrainer whose reports go through `hooks`, a held-out evaluator and each epoch's
+ * validation loss reporting to `reports`; `afterStep` says what each step does with them (in process, Tamiyo's
+ * rounds; across processes, the order the reports go out in).
+ */
+export const trainGrown = (
+  network: HostNetwork,
+  data: DigitSplit,
+  config: GrowthConfig,
+  reports: LayerReports,
+  hooks: SystemHooks,
+  progress: Progress,
+  afterStep: (step: number, trainer: KasminaTrainer, heldOut: HeldOutEvaluator) => Promise<void>,
+): Promise<RunRecord> => {
+  // performance_delta is measured on held-out data (HeldOutEvaluator), not estimated from the batch.
+  const trainer = new KasminaTrainer({ layers: network.layers, telemetryEvery: config.telemetryEvery, tickEvery: config.tickEvery, performanceDelta: "held_out", hooks });
+  const heldOut = new HeldOutEvaluator(network, data.validation, reports);
+  return train(network, data, {
+    name: "grown",
+    seed: config.seed,
+    epochs: config.epochs,
+    batchSize: config.batchSize,
+    learningRate: config.learningRate,
+    beforeStep: () => trainer.beforeStep(),
+    afterStep: (s) => afterStep(s, trainer, heldOut),
+    // The plateau signal: one validation loss per epoch (per step it would be noise).
+    afterEpoch: async (point) => {
+      for (const layer of network.layers) await reports.reportMetrics(layer.layerId, {}, { val_loss: point.valLoss, val_acc: point.valAcc });
+    },
+    onStep: (s, per, e) => progress.onStep?.("grown", s, per, e),
+    onEpoch: (p) => progress.onEpoch?.("grown", p),
+  });
 };
 
 /** The grown arm's result: its run, and from its journal the seeds' lifecycles, the decisions and alerts, and what grew. */
