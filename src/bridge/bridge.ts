@@ -35,7 +35,7 @@ import { isNoGroup } from "../bus/redis-reader.ts";
 import { initialSeed, type PersistedSeed } from "../../machines/seed.ts";
 import { decodeEntry, encodeEntry, encodeEntryInProcess, maxEntryBytes } from "../protocol/entry.ts";
 import { newMessageId } from "../protocol/message-id.ts";
-import type { Command, CommandResult, Message } from "../protocol/messages.ts";
+import type { CommandResult, Message } from "../protocol/messages.ts";
 import { referenceCopies } from "../protocol/reference.ts";
 import { GROUPS, streams } from "../protocol/streams.ts";
 import { resultFor, seedIdOf } from "../runtime/answer.ts";
@@ -45,6 +45,7 @@ import type { LayerHost } from "../runtime/layer-host.ts";
 import { TelemetryScanner } from "../protocol/fast/telemetry-scanner.ts";
 import { decodeTelemetryEntry, type TelemetryContent } from "../telemetry/decode.ts";
 import { admit, readmit, type Admission } from "./admit.ts";
+import { awaitDependencies } from "./causal.ts";
 import { commitUntilLanded, type CommitPolicy } from "./commit-loop.ts";
 import { decodeRead, decodeReads, type Read } from "./decode.ts";
 import { intakeOf } from "./intake.ts";
@@ -200,57 +201,6 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
     };
 
     /**
-     * Causal ordering: each command that names a dependency (`metadata.depends_on`) waits until
-     * that command was answered (stored in its layer's dedupe table, or earlier in this very
-     * batch). Nothing newer is read meanwhile. One whose dependency is still unanswered when its
-     * own `timeout_ms` runs out is answered `timeout`, naming what it waited for.
-     */
-    const awaitDependencies = (admissions: Admission[]): Effect.Effect<Admission[]> =>
-      Effect.gen(function* () {
-        const out: Admission[] = [];
-        const earlier = new Set<string>();
-        for (const a of admissions) {
-          const dependency = a.kind === "apply" ? dependencyOf(a.command) : undefined;
-          if (a.kind !== "apply" || dependency === undefined || (dependency.layerId === layerId && earlier.has(dependency.id))) {
-            if (a.kind === "apply") earlier.add(a.command.message_id);
-            out.push(a);
-            continue;
-          }
-          const depKeys = dependency.layerId === layerId ? keys : layerKeys(names, dependency.layerId);
-          const deadline = a.command.timestamp * 1000 + a.command.timeout_ms;
-          for (;;) {
-            const [current, old] = yield* Effect.zip(bus.hmget(depKeys.results, [dependency.id]), bus.hmget(depKeys.resultsOld, [dependency.id])).pipe(
-              Effect.orElseSucceed((): [readonly (Uint8Array | null)[], readonly (Uint8Array | null)[]] => [[null], [null]]),
-            );
-            if (current[0] != null || old[0] != null) {
-              earlier.add(a.command.message_id);
-              out.push(a);
-              break;
-            }
-            if (now() >= deadline) {
-              out.push({
-                kind: "refuse",
-                read: a.read,
-                command: a.command,
-                code: "timeout",
-                error: `its dependency ${dependency.id} (layer ${dependency.layerId}) was not answered within its timeout_ms (${a.command.timeout_ms} ms); not applied`,
-                details: { depends_on: dependency.id, depends_on_layer: dependency.layerId },
-              });
-              break;
-            }
-            yield* Effect.sleep(Math.min(o.dependencyPollMs, Math.max(1, deadline - now())));
-          }
-        }
-        return out;
-      });
-    const dependencyOf = (command: Command): { readonly id: string; readonly layerId: string } | undefined => {
-      const id = command.metadata?.depends_on;
-      if (typeof id !== "string" || id === "") return undefined;
-      const on = command.metadata?.depends_on_layer;
-      return { id, layerId: typeof on === "string" && on !== "" ? on : layerId };
-    };
-
-    /**
      * Gives up on a batch whose commit keeps failing: its entries go to the dead-letter stream,
      * each command answered `internal` (or as it was to be answered, for entries already bound
      * for the letters). When even that fails (the event stream is what is broken), the letters
@@ -324,7 +274,7 @@ export const runLayerBridge = (bus: Bus, host: LayerHost, options: BridgeOptions
                   host.noteLeader(yield* interruptible(bus.fencingToken(keys.leaderFence).pipe(Effect.orElseSucceed(() => 0))));
                 }
                 let admissions = admit(decoded, { layerId, allStream: keys.all, now: at, maxDeliveries: o.maxDeliveries, known, rates, ratePerSource: o.ratePerSource, source: host.source });
-                if (o.ordering === "causal") admissions = yield* interruptible(awaitDependencies([...admissions]));
+                if (o.ordering === "causal") admissions = yield* interruptible(awaitDependencies(bus, admissions, { layerId, keys, names, now, pollMs: o.dependencyPollMs }));
                 for (;;) {
                   const settlement = settle(admissions, host, { now: at });
                   const m = nextMarker();
