@@ -183,10 +183,13 @@ export interface Lease {
 export interface LeaseRequest {
   /**
    * `acquire` takes a free lease, or renews one's own; `renew` extends one's own holding `token`
-   * only (a holding that ran out is not taken anew: it was lost); `release` gives one's own up.
+   * only (a holding that ran out is not taken anew: it was lost); `resume` is `renew`, except that
+   * a holding that ran out is taken up again, same token, when nobody has held the lease since
+   * (its counter still says `token`: e.g. Redis was away longer than the lease); `release` gives
+   * one's own up.
    */
-  readonly op: "acquire" | "renew" | "release";
-  /** For `renew`: the holding to extend. */
+  readonly op: "acquire" | "renew" | "resume" | "release";
+  /** For `renew` and `resume`: the holding to extend. */
   readonly token?: number;
   readonly key: string;
   /** Where tokens are counted; kept for good, so a token is never handed out twice. */

@@ -276,7 +276,14 @@ export class MemoryBus implements Bus {
         this.expiries.set(request.key, now + request.ttlMs);
         return Effect.succeed({ held: true, holder: current, token: Number(field("token")), ttlMs: request.ttlMs });
       }
-      if (request.op === "renew" && current === null) return Effect.succeed({ held: false, holder: null, token: 0, ttlMs: 0 });
+      if (request.op !== "acquire" && current === null) {
+        // A lapsed holding is taken up again only by resume, and only if no one has held the lease since.
+        if (request.op !== "resume" || request.token === undefined || this.counters.get(request.counter) !== request.token) return Effect.succeed({ held: false, holder: null, token: 0, ttlMs: 0 });
+        const token = request.token;
+        this.hashes.set(request.key, new Map([["holder", encoder.encode(request.holder)], ["token", encoder.encode(String(token))], [LEASE_OWNER_FIELD, encoder.encode(`${request.holder}#${token}`)]]));
+        this.expiries.set(request.key, now + request.ttlMs);
+        return Effect.succeed({ held: true, holder: request.holder, token, ttlMs: request.ttlMs });
+      }
       if (current !== null) return Effect.succeed({ held: false, holder: current, token: Number(field("token")), ttlMs: Math.max(0, this.expiries.get(request.key)! - now) });
       const token = (this.counters.get(request.counter) ?? 0) + 1;
       this.counters.set(request.counter, token);

@@ -378,7 +378,7 @@ return redis.call('XTRIM', KEYS[1], 'MINID', string.format('%d-%d', keepMs, keep
 );
 
 /**
- * Bus.lease. KEYS[1] the lease hash, KEYS[2] the token counter; ARGV op, holder, ttl ms, token (renew).
+ * Bus.lease. KEYS[1] the lease hash, KEYS[2] the token counter; ARGV op, holder, ttl ms, token (renew, resume).
  * Returns { held (0|1), holder or '', token, ttl ms }. A new holding takes the next token and
  * writes `owner` = holder#token, which commits expect (fencing).
  */
@@ -395,7 +395,15 @@ if current == holder and (op == 'acquire' or redis.call('HGET', KEYS[1], 'token'
   redis.call('PEXPIRE', KEYS[1], ttl)
   return {1, holder, redis.call('HGET', KEYS[1], 'token'), ttl}
 end
-if op == 'renew' and not current then return {0, '', '0', 0} end
+if op ~= 'acquire' and not current then
+  -- A lapsed holding is taken up again only by resume, and only if no one has held the lease since.
+  if op == 'resume' and redis.call('GET', KEYS[2]) == ARGV[4] then
+    redis.call('HSET', KEYS[1], 'holder', holder, 'token', ARGV[4], 'owner', holder .. '#' .. ARGV[4])
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    return {1, holder, ARGV[4], ttl}
+  end
+  return {0, '', '0', 0}
+end
 if current then
   return {0, current, redis.call('HGET', KEYS[1], 'token'), math.max(redis.call('PTTL', KEYS[1]), 0)}
 end

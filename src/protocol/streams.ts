@@ -147,6 +147,10 @@ export const streams = (namespace: string = namespaceFromEnv(), topology: Topolo
     if (untagged.size < 10_000) untagged.set(id, key);
     return key;
   };
+  const sharedKey = (kind: string, name: string): string => {
+    if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
+    return `${namespace}.${kind}.${name}`;
+  };
   const reference = topology === "reference";
   const dlqAll = `${namespace}.dlq.all`;
   return {
@@ -170,11 +174,8 @@ export const streams = (namespace: string = namespaceFromEnv(), topology: Topolo
     results: (l) => layerKey("results", l),
     resultsOld: (l) => layerKey("results_old", l),
     layerKey,
-    sharedKey: (kind, name) => {
-      if (!KIND_PATTERN.test(kind)) throw new RangeError(`key kind ${JSON.stringify(kind)} is invalid: use a lower-case word`);
-      return `${namespace}.${kind}.${name}`;
-    },
-    leaderLease: { key: `${namespace}.lease.tamiyo`, counter: `${namespace}.fence.tamiyo` },
+    sharedKey,
+    leaderLease: { key: sharedKey("lease", "tamiyo"), counter: sharedKey("fence", "tamiyo") },
     dlqFor: (stream) => {
       const layer = layerOf(stream);
       return layer === undefined ? dlqAll : layerKey("dlq", layer);

@@ -9,7 +9,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
-import { Clock, Data, Effect, type Scope } from "effect";
+import { Clock, Data, Effect, Schedule, type Scope } from "effect";
 import type { GuardOverrides, SeedState } from "../../machines/lifecycle.ts";
 import type { Metrics } from "../../machines/seed-rules.ts";
 import type { Bus } from "../bus/bus.ts";
@@ -25,7 +25,7 @@ import type { Command, CommandResult, EmergencyStopCommand, StateTransitionEvent
 import { LAYER_ID_PATTERN } from "../protocol/fields.ts";
 import { streams, type Topology } from "../protocol/streams.ts";
 import { layerKeys, type LayerKeys } from "../bridge/store.ts";
-import { HOLDING_DEFAULTS } from "../coordination/holding.ts";
+import { HOLDING_DEFAULTS, holdOnce, type Held } from "../coordination/holding.ts";
 import { inspectionFrom } from "./inspection.ts";
 import { LayerHost } from "./layer-host.ts";
 import { openScoped, type Closeable } from "./scoped.ts";
@@ -167,29 +167,16 @@ const validate = (config: SystemConfig): Effect.Effect<void, SystemConfigError> 
  * when it closes); fails `layer_owned` when another process holds it. Returns the fence the
  * layer's bridge reads and commits under.
  */
-const holdLayer = (bus: Bus, keys: LayerKeys, layerId: string, onLost: (why: string) => void): Effect.Effect<string, SystemConfigError, Scope.Scope> =>
+const holdLayer = (bus: Bus, keys: LayerKeys, layerId: string, onLost: (why: string) => void): Effect.Effect<Extract<Held, { held: true }>, SystemConfigError, Scope.Scope> =>
   Effect.gen(function* () {
-    const holder = `${hostname()}-${process.pid}/system-${randomUUID().slice(0, 8)}`;
-    const { leaseMs, pollMs } = HOLDING_DEFAULTS;
-    const ask = (op: "acquire" | "renew" | "release", token?: number) =>
-      bus.lease({ op, key: keys.lease, counter: keys.fence, holder, ttlMs: leaseMs, ...(token !== undefined ? { token } : {}) });
-    const lease = yield* Effect.orDie(ask("acquire"));
-    if (!lease.held) {
+    const held = yield* Effect.orDie(holdOnce(bus, { key: keys.lease, counter: keys.fence, name: `${hostname()}-${process.pid}`, holder: `${hostname()}-${process.pid}/system-${randomUUID().slice(0, 8)}` }, (why) => onLost(`${why}: this system serves layer ${layerId} no more`)));
+    if (!held.held) {
       return yield* new SystemConfigError({
         reason: "layer_owned",
-        message: `layer ${layerId} is owned by ${lease.holder} (an esper worker or another system on this bus): a layer has one owner; stop that one, or let it serve the layer and send it commands with startClient`,
+        message: `layer ${layerId} is owned by ${held.holder} (an esper worker or another system on this bus): a layer has one owner; stop that one, or let it serve the layer and send it commands with startClient`,
       });
     }
-    yield* Effect.addFinalizer(() => Effect.ignore(ask("release")));
-    const renewals = Effect.gen(function* () {
-      for (;;) {
-        yield* Effect.sleep(pollMs);
-        const renewed = yield* Effect.result(ask("renew", lease.token));
-        if (renewed._tag === "Success" && !renewed.success.held) return onLost(`the layer's lease is held by ${renewed.success.holder ?? "nobody"} now: this system serves it no more`);
-      }
-    });
-    yield* Effect.forkScoped(renewals);
-    return `${holder}#${lease.token}`;
+    return held;
   });
 
 /** Spawns the system in the current Scope. */
@@ -242,15 +229,29 @@ export const makeSystem = (config: SystemConfig): Effect.Effect<EsperSystem, Sys
       );
       hosts.set(spec.id, host);
       // On a shared bus (Redis) the system owns its layers as a worker does: under their leases, fenced.
-      const fence = bus.inProcess ? undefined : yield* holdLayer(bus, layerKeys(names, spec.id), spec.id, (why) => publish({ type: "layer_failed", layerId: spec.id, error: why }));
-      const bridge = yield* runLayerBridge(bus, host, { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology, ...(config.ordering ? { ordering: config.ordering } : {}), ...(fence !== undefined ? { fence } : {}) }).pipe(
-        Effect.orDie,
-      );
+      const held = bus.inProcess ? undefined : yield* holdLayer(bus, layerKeys(names, spec.id), spec.id, (why) => publish({ type: "layer_failed", layerId: spec.id, error: why }));
+      const bridgeOptions = { consumer: "in-process", ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology, ...(config.ordering ? { ordering: config.ordering } : {}), ...(held ? { fence: held.fence } : {}) };
+      const bridge = yield* runLayerBridge(bus, host, bridgeOptions).pipe(Effect.orDie);
       bridges.set(spec.id, bridge);
+      const watchFailed = (b: LayerBridge) =>
+        Effect.forkScoped(b.failed.pipe(Effect.catch((lost) => Effect.sync(() => publish({ type: "layer_failed", layerId: spec.id, error: lost.message })))));
+      yield* watchFailed(bridge);
+      if (held) {
+        // A bridge refused on its lease because the lease lapsed (Redis away longer than it) starts again once the holding
+        // is taken up again, same fence, restoring the layer from the store; one whose lease another took stays stopped.
+        const serveOn = (current: LayerBridge): Effect.Effect<void, never, Scope.Scope> =>
+          Effect.gen(function* () {
+            yield* current.fenced;
+            const resumed = yield* held.resume.pipe(Effect.retry(Schedule.spaced(HOLDING_DEFAULTS.pollMs)), Effect.orElseSucceed(() => false));
+            if (!resumed) return;
+            const next = yield* runLayerBridge(bus, host, { ...bridgeOptions, generation: current.generation }).pipe(Effect.orDie);
+            bridges.set(spec.id, next);
+            yield* watchFailed(next);
+            yield* serveOn(next);
+          });
+        yield* Effect.forkScoped(serveOn(bridge));
+      }
       epochs.set(spec.id, host.record.epoch);
-      yield* Effect.forkScoped(
-        bridge.failed.pipe(Effect.catch((lost) => Effect.sync(() => publish({ type: "layer_failed", layerId: spec.id, error: lost.message })))),
-      );
     }
     const client = yield* makeClient(bus, { ...(config.namespace ? { namespace: config.namespace } : {}), topology: names.topology });
     // Subscribers hear what the event streams carry, as a remote controller would.

@@ -788,6 +788,21 @@ export const busConformance = (name: string, makeHarness: () => Promise<BusHarne
       expect(await ask("d", "renew", 60_000, 3)).toMatchObject({ held: false, holder: "d" });
     });
 
+    it("resume takes a lapsed holding up again, same token and owner, only when nobody has held the lease since", async () => {
+      const key = h.key("lease.layer.{L17}");
+      const counter = h.key("fence.layer.{L17}");
+      const ask = (holder: string, op: "acquire" | "resume", ttlMs: number, token?: number) => run(bus.lease({ op, key, counter, holder, ttlMs, ...(token !== undefined ? { token } : {}) }));
+      expect(await ask("a", "acquire", 50)).toMatchObject({ held: true, token: 1 });
+      await h.letIdle(120); // lapsed: nobody holds it
+      expect(await ask("a", "resume", 60_000, 1)).toEqual({ held: true, holder: "a", token: 1, ttlMs: 60_000 });
+      expect(new TextDecoder().decode((await run(bus.hmget(key, [LEASE_OWNER_FIELD])))[0]!)).toBe("a#1");
+      expect(await ask("a", "resume", 50, 1)).toMatchObject({ held: true, token: 1 }); // resuming a live holding renews it
+      await h.letIdle(120);
+      expect(await ask("b", "acquire", 60_000)).toMatchObject({ held: true, token: 2 }); // someone took it meanwhile
+      expect(await ask("a", "resume", 60_000, 1)).toMatchObject({ held: false, holder: "b" });
+      expect(await run(bus.fencingToken(counter))).toBe(2);
+    });
+
     it("a fenced reader is handed entries only while its lease names it, checked with the delivery: deposed, it fails conflict and takes nothing", async () => {
       const s = h.key("control.layer.{L16}");
       const key = h.key("lease.layer.{L16}");

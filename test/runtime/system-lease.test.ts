@@ -8,6 +8,7 @@ import { connectRedis, type RedisConnection } from "../../src/bus/connect-redis.
 import { startSystem, SystemConfigError } from "../../src/runtime/system.ts";
 import { lifecycleCommand } from "../../src/protocol/make.ts";
 import { REDIS_URL, uniqueNamespace } from "../support/redis.ts";
+import { startRedisServer } from "../support/redis-server.ts";
 
 const opened: Array<{ close: () => Promise<void> }> = [];
 afterEach(async () => {
@@ -36,4 +37,24 @@ describe("startSystem on Redis: one owner per layer", () => {
     expect(second.layer("owned").seeds()[0]!.state).toBe("GERMINATED");
     expect(await second.send(lifecycleCommand({ layer_id: "owned", seed_id: 1, target_state: "GERMINATED" }))).toMatchObject({ code: "ok" });
   });
+});
+
+describe("startSystem on Redis: a lease that lapsed while Redis was away", () => {
+  test("Redis stalled past the lease (nobody took it meanwhile): the system takes its holding up again and its layer serves on", async () => {
+    const server = await startRedisServer();
+    opened.push({ close: () => server.stop("SIGKILL") });
+    const redis = await connectRedis({ url: server.url });
+    opened.push(redis);
+    const namespace = "lapsed";
+    const system = await startSystem({ layers: [{ id: "kept", seeds: 2 }], bus: redis.bus, namespace, inspect: "" });
+    opened.push(system);
+    expect(await system.send(lifecycleCommand({ layer_id: "kept", seed_id: 0, target_state: "GERMINATED" }))).toMatchObject({ code: "ok" });
+    // Stalled longer than the lease (3 s): the lease key expires; the layer's next read finds it gone.
+    process.kill(server.pid()!, "SIGSTOP");
+    await new Promise((resolve) => setTimeout(resolve, 4_500));
+    process.kill(server.pid()!, "SIGCONT");
+    const after = await system.send(lifecycleCommand({ layer_id: "kept", seed_id: 1, target_state: "GERMINATED", timeout_ms: 20_000 }));
+    expect(after).toMatchObject({ code: "ok" });
+    expect(system.layer("kept").seeds().map((s) => s.state)).toEqual(["GERMINATED", "GERMINATED"]);
+  }, 60_000);
 });
